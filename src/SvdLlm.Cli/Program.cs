@@ -1,0 +1,17 @@
+using System.CommandLine;
+using SvdLlm.Cli.Commands;
+
+namespace SvdLlm.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("svdllm: SVD compression of large language models (SVD-LLM V2 and baselines), evaluation and experiments.")
+        {
+            InspectCommand.Create(),
+            PplCommand.Create(),
+        };
+        return root.Parse(args).Invoke();
+    }
+}

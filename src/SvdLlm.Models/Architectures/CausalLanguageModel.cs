@@ -1,0 +1,205 @@
+using SvdLlm.Models.Checkpoints;
+using SvdLlm.Numerics;
+using SvdLlm.Numerics.Backends;
+
+namespace SvdLlm.Models.Architectures;
+
+/// <summary>A logit or token NLL came out NaN or ±∞.</summary>
+public sealed class NonFiniteLogitsException(string message, int sequence, int position) : Exception(message)
+{
+    /// <summary>Index of the sequence in the batch.</summary>
+    public int Sequence { get; } = sequence;
+
+    /// <summary>Position of the offending logit row within the sequence.</summary>
+    public int Position { get; } = position;
+}
+
+/// <summary>
+/// A decoder-only language model loaded from a Hugging Face directory. The forward pass is split
+/// into <see cref="Embed"/>, <see cref="ForwardLayer"/> and <see cref="FinalNorm"/> so that
+/// calibration can run one decoder layer at a time; <see cref="Logits"/> and <see cref="TokenNll"/>
+/// compose them. Weights are read lazily from the memory-mapped checkpoint; with
+/// <see cref="StreamWeights"/> each layer is released right after use, so only one layer's weights
+/// are resident.
+/// </summary>
+public abstract class CausalLanguageModel : IDisposable
+{
+    /// <summary>Rows of logits materialised at once when computing NLL (bounds memory for 128k vocabularies).</summary>
+    private const int LogitRowsPerBlock = 64;
+
+    private readonly List<Linear> _linears = [];
+    private Dictionary<string, Linear>? _byName;
+
+    protected CausalLanguageModel(string directory, CheckpointReader reader, IComputeBackend backend)
+    {
+        Directory = directory;
+        Reader = reader;
+        Backend = backend;
+    }
+
+    public string Directory { get; }
+    public IComputeBackend Backend { get; }
+    protected CheckpointReader Reader { get; }
+
+    public abstract string Architecture { get; }
+    public abstract int VocabSize { get; }
+    public abstract int HiddenSize { get; }
+    public abstract int NumLayers { get; }
+    public abstract int? BosTokenId { get; }
+
+    /// <summary>Width of the final hidden state that multiplies the output embedding.</summary>
+    protected abstract int OutputWidth { get; }
+
+    /// <summary>Sees every linear's input during forward passes (calibration).</summary>
+    public ILinearObserver? Observer { get; set; }
+
+    /// <summary>Release each decoder layer's weights after it ran (for models larger than memory).</summary>
+    public bool StreamWeights { get; set; }
+
+    /// <summary>The compressible linears of the decoder layers, in layer order; embeddings and lm_head are not among them.</summary>
+    public IReadOnlyList<Linear> Linears => _linears;
+
+    /// <summary>The linear with Hugging Face name <paramref name="name"/> ("model.layers.3.self_attn.q_proj").</summary>
+    public Linear GetLinear(string name)
+    {
+        _byName ??= _linears.ToDictionary(l => l.Name);
+        if (_byName.TryGetValue(name, out var linear)) return linear;
+        string? close = _linears.Select(l => l.Name).MinBy(n => EditDistance(n, name));
+        throw new KeyNotFoundException($"{Directory}: no linear named '{name}'" + (close is null ? "" : $"; did you mean '{close}'?"));
+    }
+
+    protected void Register(Linear linear)
+    {
+        _linears.Add(linear);
+        _byName = null;
+    }
+
+    /// <summary>All parameters the model computes with (a tied output embedding counted once).</summary>
+    public abstract long ParameterCount { get; }
+
+    /// <summary>Parameters of the decoder linears (the part SVD compression touches).</summary>
+    public long LinearParameterCount => _linears.Sum(l => l.ParameterCount);
+
+    /// <summary>hidden [B·T, H] for tokens [B·T] (row-major batch of equal-length sequences).</summary>
+    public abstract Tensor<float> Embed(ReadOnlySpan<int> tokens, int batch, int seqLen);
+
+    /// <summary>Runs decoder layer <paramref name="layer"/> on hidden [B·T, H] in place.</summary>
+    public abstract void ForwardLayer(int layer, Tensor<float> hidden, int batch, int seqLen);
+
+    /// <summary>Final normalisation (and projection) in place of hidden; returns the tensor to multiply by the output embedding.</summary>
+    public abstract Tensor<float> FinalNorm(Tensor<float> hidden);
+
+    /// <summary>The output embedding [V, OutputWidth] (lm_head, or embed_tokens when tied), loaded on demand.</summary>
+    protected abstract Tensor<float> OutputEmbedding();
+
+    /// <summary>Loads every weight now (otherwise they load on first use).</summary>
+    public abstract void LoadAll();
+
+    /// <summary>Final hidden states [B·T, OutputWidth] for a batch of token sequences.</summary>
+    public Tensor<float> Hidden(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        CheckTokens(tokens, batch, seqLen);
+        var hidden = Embed(tokens, batch, seqLen);
+        try
+        {
+            for (int l = 0; l < NumLayers; l++) ForwardLayer(l, hidden, batch, seqLen);
+            var final = FinalNorm(hidden);
+            if (!ReferenceEquals(final, hidden)) hidden.Dispose();
+            return final;
+        }
+        catch
+        {
+            hidden.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Logits [B·T, V]. Throws <see cref="NonFiniteLogitsException"/> on NaN/∞.</summary>
+    public Tensor<float> Logits(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        using var hidden = Hidden(tokens, batch, seqLen);
+        var w = OutputEmbedding();
+        int rows = batch * seqLen;
+        var logits = Tensor<float>.Uninitialized(rows, VocabSize);
+        Backend.Sgemm(Transpose.No, Transpose.Yes, rows, VocabSize, OutputWidth, 1f, hidden.Span, OutputWidth, w.Span, OutputWidth, 0f, logits.Span, VocabSize);
+        for (int r = 0; r < rows; r++)
+        {
+            if (!float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(logits.Row(r))))
+            {
+                logits.Dispose();
+                throw new NonFiniteLogitsException($"non-finite logits at sequence {r / seqLen}, position {r % seqLen}", r / seqLen, r % seqLen);
+            }
+        }
+        return logits;
+    }
+
+    /// <summary>
+    /// Negative log-likelihood of every next token: for each sequence b and position t &lt; T−1,
+    /// −log softmax(logits[b, t])[tokens[b, t+1]]; returns [B·(T−1)] in float64. Logits are made
+    /// in blocks of rows so the [B·T, V] matrix never exists at once.
+    /// </summary>
+    public double[] TokenNll(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        if (seqLen < 2) throw new ArgumentException($"seq_len {seqLen}: at least 2 tokens are needed to predict one");
+        using var hidden = Hidden(tokens, batch, seqLen);
+        var w = OutputEmbedding();
+        int predicted = seqLen - 1;
+        var nll = new double[batch * predicted];
+        int block = Math.Min(LogitRowsPerBlock, seqLen);
+        using var logits = Tensor<float>.Uninitialized(block, VocabSize);
+        for (int b = 0; b < batch; b++)
+        {
+            for (int t0 = 0; t0 < predicted; t0 += block)
+            {
+                int rows = Math.Min(block, predicted - t0);
+                int row0 = b * seqLen + t0;
+                Backend.Sgemm(Transpose.No, Transpose.Yes, rows, VocabSize, OutputWidth, 1f,
+                    hidden.Span[(row0 * OutputWidth)..], OutputWidth, w.Span, OutputWidth, 0f, logits.Span, VocabSize);
+                for (int r = 0; r < rows; r++)
+                {
+                    var row = logits.Row(r);
+                    int target = tokens[row0 + r + 1];
+                    double value = Backend.LogSumExp(row) - row[target];
+                    if (!double.IsFinite(value))
+                        throw new NonFiniteLogitsException($"non-finite logits (NLL {value}) at sequence {b}, position {t0 + r}", b, t0 + r);
+                    nll[b * predicted + t0 + r] = value;
+                }
+            }
+        }
+        return nll;
+    }
+
+    private void CheckTokens(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        if (batch <= 0 || seqLen <= 0) throw new ArgumentException($"batch {batch} and seq_len {seqLen} must be positive");
+        if (tokens.Length != batch * seqLen) throw new ArgumentException($"{tokens.Length} tokens do not form a [{batch}, {seqLen}] batch");
+        for (int i = 0; i < tokens.Length; i++)
+            if ((uint)tokens[i] >= (uint)VocabSize)
+                throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary [0, {VocabSize})");
+    }
+
+    public virtual void Dispose()
+    {
+        foreach (var l in _linears) l.Dispose();
+        Reader.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    private static int EditDistance(string a, string b)
+    {
+        var d = new int[b.Length + 1];
+        for (int j = 0; j <= b.Length; j++) d[j] = j;
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int prev = d[0];
+            d[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int tmp = d[j];
+                d[j] = Math.Min(Math.Min(d[j] + 1, d[j - 1] + 1), prev + (a[i - 1] == b[j - 1] ? 0 : 1));
+                prev = tmp;
+            }
+        }
+        return d[b.Length];
+    }
+}
