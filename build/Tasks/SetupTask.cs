@@ -1,0 +1,62 @@
+using System.Runtime.InteropServices;
+using SvdLlm.Build.Support;
+
+namespace SvdLlm.Build.Tasks;
+
+[TaskName("Setup")]
+[TaskDescription("Checks the system packages (libopenblas0-pthread); installs missing ones with apt-get when run as root")]
+public sealed class SetupTask : FrostingTask
+{
+    public override void Run(BuildContext context)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            context.Info($"Not Linux ({RuntimeInformation.OSDescription}): no system packages checked; OpenBLAS must be on the library path.");
+            return;
+        }
+
+        var missing = Missing(context);
+        if (missing.Count == 0)
+            return;
+
+        string names = string.Join(", ", missing.Select(m => m.Name));
+        string[] packages = missing.Select(m => m.Package).Distinct().ToArray();
+        if (!IsRoot())
+        {
+            string pronoun = missing.Count == 1 ? "it" : "them";
+            throw new BuildFailedException($"{names} not found. Install {pronoun} with: sudo apt-get install -y {string.Join(' ', packages)}");
+        }
+
+        context.Info($"Installing {string.Join(' ', packages)} with apt-get.");
+        var environment = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" };
+        context.Run("apt-get", ["update"], environment);
+        context.Run("apt-get", ["install", "-y", .. packages], environment);
+
+        var stillMissing = Missing(context);
+        if (stillMissing.Count > 0)
+            throw new BuildFailedException($"{string.Join(", ", stillMissing.Select(m => m.Name))} still not found after installing {string.Join(' ', packages)}.");
+    }
+
+    private static List<SystemRequirement> Missing(BuildContext context)
+    {
+        var missing = new List<SystemRequirement>();
+        foreach (var requirement in SystemRequirements.All)
+        {
+            if (requirement.Locate() is { } path)
+                context.Info($"{requirement.Name}: {Describe(path)}");
+            else
+                missing.Add(requirement);
+        }
+        return missing;
+    }
+
+    /// <summary>The path, and where it leads: Debian reaches libopenblas through the alternatives system.</summary>
+    private static string Describe(string path)
+    {
+        string? target = new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName;
+        return target is null || target == path ? path : $"{path} -> {target}";
+    }
+
+    // Environment.IsPrivilegedProcess is geteuid() == 0 on Unix, what `id -u` prints.
+    private static bool IsRoot() => Environment.IsPrivilegedProcess || Environment.UserName == "root";
+}
