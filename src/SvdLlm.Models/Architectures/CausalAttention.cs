@@ -12,11 +12,13 @@ namespace SvdLlm.Models.Architectures;
 /// </summary>
 internal static class CausalAttention
 {
-    /// <param name="scores">scratch [T, T]</param>
+    /// <param name="scores">scratch [T, T]; or, for training, [B·NH, T, T] where every head's probabilities P are kept for the backward pass</param>
     /// <param name="output">[B·T, NH·D], overwritten</param>
     public static void Forward(IComputeBackend backend, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
         Span<float> output, int batch, int seqLen, int heads, int kvHeads, int headDim, float scale, int? window, Span<float> scores)
     {
+        int tt = seqLen * seqLen;
+        bool keep = scores.Length >= (long)batch * heads * tt;
         int qWidth = heads * headDim, kvWidth = kvHeads * headDim, groups = heads / kvHeads;
         for (int b = 0; b < batch; b++)
         {
@@ -28,11 +30,45 @@ internal static class CausalAttention
                 var kh = k[(rowBase * kvWidth + kvh * headDim)..];
                 var vh = v[(rowBase * kvWidth + kvh * headDim)..];
                 var oh = output[(rowBase * qWidth + h * headDim)..];
+                var p = keep ? scores.Slice((b * heads + h) * tt, tt) : scores[..tt];
                 // scores [T, T] = scale · Q_h [T, D] · K_hᵀ [D, T]
-                backend.Sgemm(Transpose.No, Transpose.Yes, seqLen, seqLen, headDim, scale, qh, qWidth, kh, kvWidth, 0f, scores, seqLen);
-                backend.CausalSoftmax(scores, seqLen, window);
+                backend.Sgemm(Transpose.No, Transpose.Yes, seqLen, seqLen, headDim, scale, qh, qWidth, kh, kvWidth, 0f, p, seqLen);
+                backend.CausalSoftmax(p, seqLen, window);
                 // O_h [T, D] = P [T, T] · V_h [T, D]
-                backend.Sgemm(Transpose.No, Transpose.No, seqLen, headDim, seqLen, 1f, scores, seqLen, vh, kvWidth, 0f, oh, qWidth);
+                backend.Sgemm(Transpose.No, Transpose.No, seqLen, headDim, seqLen, 1f, p, seqLen, vh, kvWidth, 0f, oh, qWidth);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Forward"/> given the kept probabilities P [B·NH, T, T] and dO [B·T, NH·D].
+    /// Per head: dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − rowsum(dP∘P)), dQ = scale·dS·K, dK += scale·dSᵀ·Q.
+    /// dq is overwritten; dk and dv are accumulated (a kv head receives the gradients of its whole
+    /// query group), so the caller zeroes them first.
+    /// </summary>
+    /// <param name="scratch">[T, T]</param>
+    public static void Backward(IComputeBackend backend, ReadOnlySpan<float> dOutput, ReadOnlySpan<float> q, ReadOnlySpan<float> k,
+        ReadOnlySpan<float> v, ReadOnlySpan<float> probabilities, Span<float> dq, Span<float> dk, Span<float> dv,
+        int batch, int seqLen, int heads, int kvHeads, int headDim, float scale, Span<float> scratch)
+    {
+        int qWidth = heads * headDim, kvWidth = kvHeads * headDim, groups = heads / kvHeads, tt = seqLen * seqLen;
+        for (int b = 0; b < batch; b++)
+        {
+            int rowBase = b * seqLen;
+            for (int h = 0; h < heads; h++)
+            {
+                int kvh = h / groups;
+                int qOff = rowBase * qWidth + h * headDim, kvOff = rowBase * kvWidth + kvh * headDim;
+                var p = probabilities.Slice((b * heads + h) * tt, tt);
+                var dO = dOutput[qOff..];
+                // dV_h [T, D] += Pᵀ [T, T] · dO_h [T, D]
+                backend.Sgemm(Transpose.Yes, Transpose.No, seqLen, headDim, seqLen, 1f, p, seqLen, dO, qWidth, 1f, dv[kvOff..], kvWidth);
+                // dP [T, T] = dO_h · V_hᵀ, then dS in place
+                backend.Sgemm(Transpose.No, Transpose.Yes, seqLen, seqLen, headDim, 1f, dO, qWidth, v[kvOff..], kvWidth, 0f, scratch, seqLen);
+                SvdLlm.Numerics.Kernels.Kernels.SoftmaxBackwardInPlace(p, scratch[..tt], seqLen);
+                // dQ_h [T, D] = scale · dS · K_h ; dK_h [T, D] += scale · dSᵀ · Q_h
+                backend.Sgemm(Transpose.No, Transpose.No, seqLen, headDim, seqLen, scale, scratch, seqLen, k[kvOff..], kvWidth, 0f, dq[qOff..], qWidth);
+                backend.Sgemm(Transpose.Yes, Transpose.No, seqLen, headDim, seqLen, scale, scratch, seqLen, q[qOff..], qWidth, 1f, dk[kvOff..], kvWidth);
             }
         }
     }
