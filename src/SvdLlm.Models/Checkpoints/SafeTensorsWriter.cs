@@ -12,7 +12,20 @@ namespace SvdLlm.Models.Checkpoints;
 /// One tensor to write: float32 <paramref name="Data"/> (row-major, length = product of
 /// <paramref name="Shape"/>) stored as <paramref name="DType"/> (F32, F16, BF16 or F64).
 /// </summary>
-public sealed record WriterTensor(string Name, SafeTensorsDType DType, long[] Shape, ReadOnlyMemory<float> Data);
+public sealed record WriterTensor(string Name, SafeTensorsDType DType, long[] Shape, ReadOnlyMemory<float> Data)
+{
+    /// <summary>
+    /// A tensor whose data is produced only when the writer reaches it, so a multi-gigabyte model can be
+    /// written holding one tensor in memory at a time (the header needs only names, dtypes and shapes).
+    /// </summary>
+    public static WriterTensor Lazy(string name, SafeTensorsDType dtype, long[] shape, Func<ReadOnlyMemory<float>> producer)
+        => new(name, dtype, shape, ReadOnlyMemory<float>.Empty) { Producer = producer };
+
+    /// <summary>Produces the data at write time instead of <see cref="Data"/>; see <see cref="Lazy"/>.</summary>
+    public Func<ReadOnlyMemory<float>>? Producer { get; init; }
+
+    internal long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b));
+}
 
 /// <summary>
 /// Writes safetensors files atomically: the file at the target path is either the old one or the
@@ -109,7 +122,7 @@ public static class SafeTensorsWriter
             if (dim < 0) throw new ArgumentException($"Tensor '{tensor.Name}' has a negative dimension in shape {TensorInfo.FormatShape(tensor.Shape)}.", nameof(tensor));
             count = checked(count * dim);
         }
-        if (count != tensor.Data.Length)
+        if (tensor.Producer is null && count != tensor.Data.Length)
         {
             throw new ArgumentException(
                 $"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({count} elements) but {tensor.Data.Length} data elements.",
@@ -145,7 +158,7 @@ public static class SafeTensorsWriter
             long offset = 0;
             foreach (WriterTensor tensor in tensors)
             {
-                long end = offset + tensor.Data.Length * (long)tensor.DType.ElementSize();
+                long end = offset + tensor.ElementCount * tensor.DType.ElementSize();
                 json.WriteStartObject(tensor.Name);
                 json.WriteString("dtype", tensor.DType.ToHeaderString());
                 json.WriteStartArray("shape");
@@ -166,7 +179,10 @@ public static class SafeTensorsWriter
     /// <summary>Converts and writes one tensor in chunks, so no full-size copy of a large tensor is made.</summary>
     private static void WriteData(Stream stream, WriterTensor tensor)
     {
-        ReadOnlySpan<float> data = tensor.Data.Span;
+        ReadOnlyMemory<float> memory = tensor.Producer?.Invoke() ?? tensor.Data;
+        if (memory.Length != tensor.ElementCount)
+            throw new ArgumentException($"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({tensor.ElementCount} elements) but its producer gave {memory.Length}.");
+        ReadOnlySpan<float> data = memory.Span;
         if (tensor.DType == SafeTensorsDType.F32)
         {
             stream.Write(MemoryMarshal.AsBytes(data));
