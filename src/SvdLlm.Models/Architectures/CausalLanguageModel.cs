@@ -64,7 +64,7 @@ public abstract class CausalLanguageModel : IDisposable
     {
         _byName ??= _linears.ToDictionary(l => l.Name);
         if (_byName.TryGetValue(name, out var linear)) return linear;
-        string? close = _linears.Select(l => l.Name).MinBy(n => EditDistance(n, name));
+        string? close = NameSuggestions.Closest(name, _linears.Select(l => l.Name));
         throw new KeyNotFoundException($"{Directory}: no linear named '{name}'" + (close is null ? "" : $"; did you mean '{close}'?"));
     }
 
@@ -183,23 +183,5 @@ public abstract class CausalLanguageModel : IDisposable
         foreach (var l in _linears) l.Dispose();
         Reader.Dispose();
         GC.SuppressFinalize(this);
-    }
-
-    private static int EditDistance(string a, string b)
-    {
-        var d = new int[b.Length + 1];
-        for (int j = 0; j <= b.Length; j++) d[j] = j;
-        for (int i = 1; i <= a.Length; i++)
-        {
-            int prev = d[0];
-            d[0] = i;
-            for (int j = 1; j <= b.Length; j++)
-            {
-                int tmp = d[j];
-                d[j] = Math.Min(Math.Min(d[j] + 1, d[j - 1] + 1), prev + (a[i - 1] == b[j - 1] ? 0 : 1));
-                prev = tmp;
-            }
-        }
-        return d[b.Length];
     }
 }

@@ -102,7 +102,7 @@ public sealed class CheckpointReader : IDisposable
     private SafeTensorsFile FileOf(string name)
     {
         if (_fileByTensor.TryGetValue(name, out SafeTensorsFile? file)) return file;
-        string? suggestion = ClosestName(name, _tensorNames);
+        string? suggestion = NameSuggestions.Closest(name, _tensorNames);
         string hint = suggestion is null ? "" : $" Did you mean '{suggestion}'?";
         throw new CheckpointFormatException(Directory, $"no such tensor in the checkpoint.{hint}", name);
     }
@@ -235,41 +235,5 @@ public sealed class CheckpointReader : IDisposable
             "pickle checkpoints (pytorch_model.bin) are not loaded because unpickling can execute arbitrary code; " +
             "convert the directory to safetensors (e.g. with the Hugging Face `safetensors` convert script, " +
             "or `model.save_pretrained(dir, safe_serialization=True)`).");
-    }
-
-    /// <summary>Closest name by edit distance, if close enough to be a plausible typo.</summary>
-    private static string? ClosestName(string name, IEnumerable<string> candidates)
-    {
-        string? best = null;
-        int bestDistance = Math.Max(2, name.Length / 3) + 1;
-        foreach (string candidate in candidates)
-        {
-            int distance = EditDistance(name, candidate);
-            if (distance < bestDistance || (distance == bestDistance && best is not null && string.CompareOrdinal(candidate, best) < 0))
-            {
-                best = candidate;
-                bestDistance = distance;
-            }
-        }
-        return best;
-    }
-
-    /// <summary>Levenshtein distance with two rolling rows; only used on the error path.</summary>
-    private static int EditDistance(string a, string b)
-    {
-        var previous = new int[b.Length + 1];
-        var current = new int[b.Length + 1];
-        for (int j = 0; j <= b.Length; j++) previous[j] = j;
-        for (int i = 1; i <= a.Length; i++)
-        {
-            current[0] = i;
-            for (int j = 1; j <= b.Length; j++)
-            {
-                int substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-                current[j] = Math.Min(substitution, Math.Min(previous[j], current[j - 1]) + 1);
-            }
-            (previous, current) = (current, previous);
-        }
-        return previous[b.Length];
     }
 }
