@@ -41,6 +41,9 @@ public sealed class BuildContext
 
     public string FromRoot(params string[] relative) => Path.Combine([RootDirectory, .. relative]);
 
+    /// <summary>The built svdllm command-line tool (run as `dotnet CliDll ...`).</summary>
+    public string CliDll => FromRoot("src", "SvdLlm.Cli", "bin", Configuration, "net10.0", "svdllm.dll");
+
     /// <summary>Runs a program in the repository root; a non-zero exit fails the task with the command line.</summary>
     public void Run(string fileName, params IReadOnlyList<string> arguments) => Run(fileName, arguments, null);
 

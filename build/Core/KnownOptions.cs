@@ -34,7 +34,7 @@ public static class KnownOptions
         new("verbosity", OptionKind.Value, "quiet: no headers or summary table unless a task fails, dotnet at -v q (default: normal)", ValueName: "LEVEL",
             AllowedValues: ["quiet", "normal"]),
         new("help", OptionKind.Flag, "list the targets and options"),
-        new("threads", OptionKind.Value, "thread count for Bench", ValueName: "T",
+        new("threads", OptionKind.Value, "thread count for Bench and TrainDefaultModel", ValueName: "T",
             IsValid: v => int.TryParse(v, out int n) && n > 0, Requirement: "a positive integer"),
         new("filter", OptionKind.Value, "test filter expression for Test (dotnet test --filter)", ValueName: "EXPR"),
     ];

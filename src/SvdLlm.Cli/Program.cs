@@ -11,6 +11,7 @@ public static class Program
         {
             InspectCommand.Create(),
             PplCommand.Create(),
+            TrainCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
