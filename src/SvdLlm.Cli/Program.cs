@@ -12,6 +12,8 @@ public static class Program
             InspectCommand.Create(),
             PplCommand.Create(),
             TrainCommand.Create(),
+            CompressCommand.CreateCalibrate(),
+            CompressCommand.CreateCompress(),
         };
         return root.Parse(args).Invoke();
     }

@@ -33,6 +33,14 @@ internal static class DenseMath
         return f;
     }
 
+    public static Tensor<double> Transposed(Tensor<double> a)
+    {
+        var t = Tensor<double>.Uninitialized(a.Cols, a.Rows);
+        for (int i = 0; i < a.Rows; i++)
+            for (int j = 0; j < a.Cols; j++) t[j, i] = a[i, j];
+        return t;
+    }
+
     /// <summary>Columns [0, k) of a [rows, cols] matrix.</summary>
     public static Tensor<double> LeadingColumns(Tensor<double> a, int k)
     {

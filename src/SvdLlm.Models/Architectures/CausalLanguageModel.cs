@@ -39,7 +39,11 @@ public abstract class CausalLanguageModel : IDisposable
 
     public string Directory { get; }
     public IComputeBackend Backend { get; }
-    protected CheckpointReader Reader { get; }
+    /// <summary>The checkpoint the weights come from (memory-mapped; original values stay readable after in-memory edits).</summary>
+    public CheckpointReader Reader { get; }
+
+    /// <summary>Reads a linear's weights from the checkpoint if they are not in memory.</summary>
+    public void Load(Linear linear) => linear.Load(Reader);
 
     public abstract string Architecture { get; }
     public abstract int VocabSize { get; }

@@ -1,0 +1,130 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SvdLlm.Compression;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Tokenizers;
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Cli.Commands;
+
+/// <summary>
+/// <c>svdllm calibrate</c> (collect or reuse the calibration statistics and print their cache key and path) and
+/// <c>svdllm compress</c> (calibrate, compress with a method at a ratio, write a compressed HF directory).
+/// </summary>
+internal static class CompressCommand
+{
+    private sealed record CalibrationOptions(Option<string> Model, Option<string> TextFile, Option<int> Samples, Option<int> SeqLen, Option<int> Seed,
+        Option<int?> Threads, Option<bool> Json);
+
+    private static CalibrationOptions Common()
+        => new(
+            new Option<string>("--model") { Description = "Hugging Face model directory (with tokenizer.json)", Required = true },
+            new Option<string>("--text-file") { Description = "calibration text (UTF-8); tokenized whole, BOS at the start only", Required = true },
+            new Option<int>("--samples") { Description = "number of calibration windows", DefaultValueFactory = _ => 256 },
+            new Option<int>("--seq-len") { Description = "tokens per window", DefaultValueFactory = _ => 2048 },
+            new Option<int>("--seed") { Description = "seed of the window offsets", DefaultValueFactory = _ => 3 },
+            new Option<int?>("--threads") { Description = "threads for BLAS and kernels (default: all cores)" },
+            new Option<bool>("--json") { Description = "print one JSON object" });
+
+    public static Command CreateCalibrate()
+    {
+        var o = Common();
+        var fisher = new Option<bool>("--fisher") { Description = "also collect Fisher statistics (needed by fwsvd; LLaMA family only)" };
+        var command = new Command("calibrate", "Collect (or find cached) calibration statistics; prints the cache key and path.")
+        {
+            o.Model, o.TextFile, o.Samples, o.SeqLen, o.Seed, o.Threads, o.Json, fisher,
+        };
+        command.SetAction(p => CliErrors.Run(() =>
+        {
+            SetThreads(p.GetValue(o.Threads));
+            var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), p.GetValue(fisher));
+            using var model = ModelLoader.Load(request.ModelDirectory);
+            var windows = Windows(model, request);
+            var (stats, key, path, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log);
+            using (stats)
+            {
+                if (p.GetValue(o.Json))
+                    Console.WriteLine(new JsonObject { ["key"] = key, ["path"] = path, ["cached"] = hit, ["inputs"] = stats.Inputs.Count, ["fisher"] = stats.Fisher.Count }.ToJsonString());
+                else
+                    Console.WriteLine($"{(hit ? "cached" : "collected")}: {key}\n{path}");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command CreateCompress()
+    {
+        var o = Common();
+        var method = new Option<string>("--method") { Description = "one of: " + string.Join(", ", CompressionMethod.All.Select(m => m.Name)), Required = true };
+        var ratio = new Option<double>("--ratio") { Description = "fraction of the decoder linears' parameters to remove, in (0, 1)", Required = true };
+        var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
+        var command = new Command("compress", "Compress a model with an SVD method at a ratio; writes a Hugging Face directory and compression-report.json.")
+        {
+            o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json,
+        };
+        command.SetAction(p => CliErrors.Run(() =>
+        {
+            SetThreads(p.GetValue(o.Threads));
+            var m = CompressionMethod.Get(p.GetValue(method)!);
+            double r = p.GetValue(ratio);
+            if (!(r > 0 && r < 1)) throw new ArgumentException($"--ratio {r} must be in (0, 1): the fraction of parameters removed");
+            string outDir = Path.GetFullPath(p.GetValue(output)!);
+            if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
+            var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            using var model = ModelLoader.Load(request.ModelDirectory);
+            var windows = Windows(model, request);
+            var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log);
+            double calibrationSeconds = clock.Elapsed.TotalSeconds;
+            using (stats)
+            {
+                var report = Compressor.Compress(model, stats, m.Name, r, Log, windows, request.SeqLen);
+                report.StageSeconds["calibration"] = calibrationSeconds;
+                report.Calibration["cache_hit"] = hit.ToString();
+                report.Calibration["threads"] = NumericsRuntime.Threads.ToString();
+                clock.Restart();
+                CompressedCheckpoint.Write(model, outDir, report);
+                report.StageSeconds["write"] = clock.Elapsed.TotalSeconds;
+                // Rewritten atomically with the write time, which is only known now.
+                SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"),
+                    CompressedCheckpoint.ReportJson(report).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                if (p.GetValue(o.Json))
+                {
+                    Console.WriteLine(new JsonObject
+                    {
+                        ["out"] = outDir, ["method"] = m.Name, ["ratio"] = r, ["calibration_key"] = key,
+                        ["achieved_linear_ratio"] = report.AchievedLinearRatio, ["achieved_model_ratio"] = report.AchievedModelRatio,
+                        ["largest_svd"] = report.LargestSvdMatrix, ["largest_svd_seconds"] = report.LargestSvdSeconds,
+                        ["stage_seconds"] = JsonSerializer.SerializeToNode(report.StageSeconds),
+                    }.ToJsonString());
+                }
+                else
+                {
+                    Console.WriteLine($"compressed with {m.Name} at {r:P0}: removed {report.AchievedLinearRatio:P2} of the linear parameters ({report.AchievedModelRatio:P2} of the model) → {outDir}");
+                }
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    private static int[] Windows(CausalLanguageModel model, CalibrationRequest request)
+    {
+        if (!File.Exists(request.TextFile)) throw new FileNotFoundException($"calibration text not found: {request.TextFile}", request.TextFile);
+        var tokenizer = HfTokenizer.Load(model.Directory);
+        var ids = tokenizer.Encode(File.ReadAllText(request.TextFile), addSpecialTokens: true);
+        return Calibrator.SampleWindows(ids, request.Samples, request.SeqLen, request.Seed);
+    }
+
+    private static void SetThreads(int? threads)
+    {
+        if (threads is not int t) return;
+        if (t <= 0) throw new ArgumentException($"--threads must be positive, got {t}");
+        NumericsRuntime.SetThreads(t);
+    }
+
+    private static void Log(string message) => Console.Error.WriteLine($"svdllm: {message}");
+}

@@ -1,0 +1,70 @@
+using System.Security.Cryptography;
+using System.Text;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Data;
+
+namespace SvdLlm.Compression.Calibration;
+
+/// <summary>What calibration is asked to measure.</summary>
+public sealed record CalibrationRequest(string ModelDirectory, string TextFile, int Samples, int SeqLen, int Seed, bool Fisher);
+
+/// <summary>
+/// Content-addressed calibration statistics. The key hashes everything the numbers depend on — the
+/// statistics code version, the model's config and weight files, its tokenizer files, the calibration
+/// text, the sampling parameters and whether Fisher statistics are included — unlike the reference, whose
+/// cache key (nsamples, seqlen, seed) lets a different model silently reuse another model's statistics.
+/// </summary>
+public static class CalibrationCache
+{
+    /// <summary>Bump when a change alters the statistics computed for the same inputs.</summary>
+    public const int StatisticsVersion = 1;
+
+    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
+
+    public static string Directory => Path.Combine(AssetCache.Root, "calibration");
+
+    public static string Key(CalibrationRequest r)
+    {
+        var sb = new StringBuilder();
+        sb.Append($"statistics-v{StatisticsVersion}\nsamples={r.Samples}\nseq_len={r.SeqLen}\nseed={r.Seed}\nfisher={r.Fisher}\n");
+        var modelFiles = System.IO.Directory.EnumerateFiles(r.ModelDirectory)
+            .Where(f => Path.GetFileName(f) is "config.json" or "model.safetensors.index.json" || f.EndsWith(".safetensors", StringComparison.Ordinal))
+            .OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal);
+        foreach (string f in modelFiles) sb.Append($"model:{Path.GetFileName(f)}={AssetCache.Sha256(f)}\n");
+        foreach (string t in TokenizerFiles)
+        {
+            string f = Path.Combine(r.ModelDirectory, t);
+            if (File.Exists(f)) sb.Append($"tokenizer:{t}={AssetCache.Sha256(f)}\n");
+        }
+        sb.Append($"text={AssetCache.Sha256(r.TextFile)}\n");
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
+    }
+
+    public static string PathFor(string key, string? cacheDirectory = null) => Path.Combine(cacheDirectory ?? Directory, key + ".svdstats");
+
+    /// <summary>Loads the statistics for <paramref name="request"/> if cached, otherwise collects and stores them.</summary>
+    public static (CalibrationStatistics Stats, string Key, string Path, bool Hit) GetOrCollect(CausalLanguageModel model, int[] windows, CalibrationRequest request,
+        Action<string>? log = null, string? cacheDirectory = null)
+    {
+        string key = Key(request);
+        string path = PathFor(key, cacheDirectory);
+        if (File.Exists(path))
+        {
+            log?.Invoke($"calibration statistics cached: {path}");
+            return (CalibrationStatistics.Load(path), key, path, true);
+        }
+        log?.Invoke($"collecting calibration statistics ({request.Samples} × {request.SeqLen} tokens, seed {request.Seed}{(request.Fisher ? ", with Fisher" : "")})");
+        var stats = Calibrator.Collect(model, windows, request.SeqLen, progress: (l, n) => log?.Invoke($"calibration: layer {l}/{n}"));
+        if (request.Fisher) FisherCollector.Collect(model, windows, request.SeqLen, stats);
+        stats.Metadata["key"] = key;
+        stats.Metadata["model"] = Path.GetFullPath(request.ModelDirectory);
+        stats.Metadata["text_file"] = Path.GetFullPath(request.TextFile);
+        stats.Metadata["samples"] = request.Samples.ToString();
+        stats.Metadata["seq_len"] = request.SeqLen.ToString();
+        stats.Metadata["seed"] = request.Seed.ToString();
+        stats.Metadata["fisher"] = request.Fisher.ToString();
+        System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+        stats.Save(path);
+        return (stats, key, path, false);
+    }
+}

@@ -1,0 +1,41 @@
+namespace SvdLlm.Compression;
+
+/// <summary>One compressed matrix in compression-report.json.</summary>
+public sealed record MatrixReport(
+    string Name,
+    int[] Shape,
+    string Group,
+    double AllocatedRatio,
+    int Rank,
+    double TheoreticalLoss,
+    string LossObjective,
+    double MeasuredLoss,
+    long ParamsBefore,
+    long ParamsAfter,
+    double Seconds,
+    double? AllocationLoss,
+    string? Note);
+
+/// <summary>compression-report.json: per-matrix ranks and losses, totals, and wall time per stage.</summary>
+public sealed class CompressionReport
+{
+    public required string Method { get; init; }
+    public required double Ratio { get; init; }
+    public List<MatrixReport> Matrices { get; } = [];
+    public long LinearParamsBefore { get; set; }
+    public long LinearParamsAfter { get; set; }
+    public long ModelParamsBefore { get; set; }
+    public long ModelParamsAfter { get; set; }
+
+    /// <summary>Fraction of the compressed linears' parameters removed (the ratio as defined here).</summary>
+    public double AchievedLinearRatio => 1 - (double)LinearParamsAfter / LinearParamsBefore;
+
+    /// <summary>Fraction of all model parameters removed (what some papers call the ratio).</summary>
+    public double AchievedModelRatio => 1 - (double)ModelParamsAfter / ModelParamsBefore;
+
+    public Dictionary<string, double> StageSeconds { get; } = [];
+    public string? LargestSvdMatrix { get; set; }
+    public double LargestSvdSeconds { get; set; }
+    public Dictionary<string, string> Calibration { get; } = [];
+    public List<string> Notes { get; } = [];
+}

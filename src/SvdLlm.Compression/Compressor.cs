@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Compression.Truncation;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Compression;
+
+/// <summary>
+/// Applies a <see cref="CompressionMethod"/> at ratio R (fraction of the decoder linears' parameters
+/// removed) to a loaded model in memory: allocate ranks, truncate every linear with its calibration
+/// statistics, replace it by its factors, and measure ‖WX − W'X‖_F on the calibration Gram.
+/// </summary>
+public static class Compressor
+{
+    public static CompressionReport Compress(CausalLanguageModel model, CalibrationStatistics stats, string methodName, double ratio,
+        Action<string>? log = null, int[]? windows = null, int seqLen = 0)
+    {
+        var method = CompressionMethod.Get(methodName);
+        if (!(ratio > 0 && ratio < 1)) throw new ArgumentOutOfRangeException(nameof(ratio), $"ratio {ratio} must be in (0, 1): the fraction of the linears' parameters removed");
+        if (model.Linears.Any(l => l.IsLowRank)) throw new InvalidOperationException($"{model.Directory} is already compressed (it has low-rank linears); compress the original model");
+        if (method.NeedsFisher && stats.Fisher.Count == 0) throw new ArgumentException($"method '{methodName}' needs Fisher statistics; calibrate with Fisher enabled");
+        log ??= _ => { };
+        var report = new CompressionReport { Method = methodName, Ratio = ratio };
+        report.LinearParamsBefore = model.LinearParameterCount;
+        report.ModelParamsBefore = model.ParameterCount;
+        foreach (var (k, v) in stats.Metadata) report.Calibration[k] = v;
+
+        var targets = model.Linears.Select(l => new MatrixTarget(l.Name, l.OutFeatures, l.InFeatures, l.Kind)).ToList();
+        var byName = model.Linears.ToDictionary(l => l.Name);
+        var clock = Stopwatch.StartNew();
+        TruncationInputs Inputs(Linear l) => new()
+        {
+            Gram = Stats(stats, l).Gram,
+            MeanAbsInput = Stats(stats, l).MeanAbs(),
+            Fisher = stats.Fisher.GetValueOrDefault(l.Name),
+        };
+
+        // 1. Rank allocation.
+        List<RankAllocation> allocation;
+        if (method.Allocation == AllocationKind.TheoreticalLoss)
+        {
+            var v2 = new EigenWhiteningTruncation();
+            allocation = TheoreticalLossAllocation.Allocate(targets, ratio, (t, k) =>
+            {
+                var l = byName[t.Name];
+                using var w = Weight(model, l);
+                using var d = v2.WhitenedWeight(w, Inputs(l), out var us, out _, out double dropped, out _);
+                us.Dispose();
+                using var svd = Lapack.Svd(d);
+                return Math.Sqrt(Math.Pow(DenseMath.TailNorm(svd.S, Math.Min(k, svd.S.Length)), 2) + dropped);
+            });
+            foreach (var a in allocation.Where(a => a.Note is not null)) report.Notes.Add($"{a.Name}: {a.Note}");
+        }
+        else
+        {
+            allocation = UniformAllocation.Allocate(targets, ratio);
+        }
+        report.StageSeconds["allocation"] = clock.Elapsed.TotalSeconds;
+        log($"allocation ({method.Allocation}) done in {clock.Elapsed.TotalSeconds:F1} s");
+
+        // 2. Truncation, matrix by matrix.
+        clock.Restart();
+        var truncation = method.Truncation();
+        long largest = -1;
+        foreach (var a in allocation)
+        {
+            var l = byName[a.Name];
+            var sw = Stopwatch.StartNew();
+            using var w = Weight(model, l);
+            var inputs = Inputs(l);
+            using var factors = truncation.Truncate(w, a.Rank, inputs);
+            double seconds = sw.Elapsed.TotalSeconds;
+            using var approx = factors.Product();
+            double measured = DenseMath.MeasuredLoss(w, approx, inputs.Gram!);
+            long before = l.ParameterCount;
+            var bias = l.Bias?.Clone();
+            l.SetLowRank(DenseMath.ToFloat(factors.U), DenseMath.ToFloat(factors.V), bias);
+            if ((long)l.OutFeatures * l.InFeatures > largest)
+            {
+                largest = (long)l.OutFeatures * l.InFeatures;
+                report.LargestSvdMatrix = $"{l.Name} [{l.OutFeatures}×{l.InFeatures}]";
+                report.LargestSvdSeconds = seconds;
+            }
+            string? note = string.Join("; ", new[] { a.Note, factors.Note }.Where(n => n is not null));
+            report.Matrices.Add(new MatrixReport(l.Name, [l.OutFeatures, l.InFeatures], a.Group, a.Ratio, a.Rank, factors.TheoreticalLoss,
+                factors.LossObjective, measured, before, l.ParameterCount, sw.Elapsed.TotalSeconds, a.AllocationLoss, note.Length == 0 ? null : note));
+            if (factors.Note is not null) report.Notes.Add($"{l.Name}: {factors.Note}");
+        }
+        report.StageSeconds["truncation"] = clock.Elapsed.TotalSeconds;
+        log($"truncation ({truncation.Name}) of {allocation.Count} matrices done in {clock.Elapsed.TotalSeconds:F1} s");
+
+        // 3. SVD-LLM's closed-form local update of W_u on inputs from the compressed preceding layers.
+        if (method.LocalUpdate)
+        {
+            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{methodName}' needs the calibration windows for its local update");
+            clock.Restart();
+            LocalUpdate.Apply(model, windows, seqLen, report);
+            report.StageSeconds["local_update"] = clock.Elapsed.TotalSeconds;
+            log($"local update done in {clock.Elapsed.TotalSeconds:F1} s");
+        }
+
+        report.LinearParamsAfter = model.LinearParameterCount;
+        report.ModelParamsAfter = model.ParameterCount;
+        return report;
+    }
+
+    internal static InputStatistics Stats(CalibrationStatistics stats, Linear l)
+        => stats.Inputs.TryGetValue(l.InputKey, out var s) ? s
+            : throw new ArgumentException($"no calibration statistics for the input of {l.Name} (key '{l.InputKey}'); were they collected on this model?");
+
+    /// <summary>The linear's dense weight as float64, read from memory or from the checkpoint.</summary>
+    internal static Tensor<double> Weight(CausalLanguageModel model, Linear l)
+    {
+        if (l.IsLowRank) return DenseMath.ToDouble(model.Reader.ReadAsFloat32(l.Name + ".weight"), l.OutFeatures, l.InFeatures);
+        model.Load(l);
+        return DenseMath.ToDouble(l.Weight.Span, l.OutFeatures, l.InFeatures);
+    }
+}
