@@ -1,0 +1,97 @@
+namespace SvdLlm.Experiments.Store;
+
+/// <summary>
+/// The results database's schema as an ordered list of migrations; migration i (1-based) moves the database
+/// from <c>PRAGMA user_version</c> i−1 to i. Migrations are only ever appended, never edited, so a database
+/// written by any earlier version opens with this one.
+/// </summary>
+/// <remarks>
+/// A <b>cell</b> is one (model, calibration, method, ratio) point of a matrix; its key is the content hash
+/// of everything that decides its numbers. The uncompressed model is the cell with method "original" and
+/// ratio 0. Metrics are keyed by (cell, task, metric), so re-recording a result is an idempotent upsert.
+/// </remarks>
+public static class Schema
+{
+    public static IReadOnlyList<string> Migrations { get; } =
+    [
+        """
+        CREATE TABLE runs (
+            run_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_utc   TEXT NOT NULL,
+            ended_utc     TEXT,
+            status        TEXT NOT NULL,            -- running | finished | failed | interrupted
+            git_commit    TEXT NOT NULL,
+            git_dirty     INTEGER NOT NULL,
+            machine       TEXT NOT NULL,
+            os            TEXT NOT NULL,
+            dotnet        TEXT NOT NULL,
+            threads       INTEGER NOT NULL,
+            blas          TEXT NOT NULL,
+            packages_json TEXT NOT NULL,            -- {"YamlDotNet": "16.3.0", ...}
+            matrix_path   TEXT NOT NULL,
+            matrix_sha256 TEXT NOT NULL,
+            shard         TEXT NOT NULL             -- "1/1", "2/4"
+        );
+        CREATE TABLE cells (
+            cell_key         TEXT PRIMARY KEY,
+            matrix_name      TEXT NOT NULL,
+            model            TEXT NOT NULL,         -- the matrix's model name
+            model_key        TEXT NOT NULL,         -- content hash of the model weights/config/tokenizer
+            method           TEXT NOT NULL,         -- "original" for the uncompressed model
+            ratio            REAL NOT NULL,         -- fraction of linear parameters removed; 0 for original
+            calibration_json TEXT,                  -- dataset, samples, seq_len, seed (NULL for original)
+            calibration_key  TEXT,
+            config_json      TEXT NOT NULL,         -- the whole resolved cell, for provenance
+            run_id           INTEGER NOT NULL REFERENCES runs(run_id),
+            created_utc      TEXT NOT NULL
+        );
+        CREATE TABLE metrics (
+            cell_key    TEXT NOT NULL REFERENCES cells(cell_key),
+            task        TEXT NOT NULL,              -- wikitext2, arc_easy, demo_ppl_brown, efficiency, ...
+            metric      TEXT NOT NULL,              -- ppl, acc, acc_norm, prefill_tokens_per_s, ...
+            value       REAL NOT NULL,
+            stderr      REAL,
+            n           INTEGER NOT NULL,           -- items, or predicted tokens for perplexity
+            protocol    TEXT NOT NULL,
+            run_id      INTEGER NOT NULL REFERENCES runs(run_id),
+            created_utc TEXT NOT NULL,
+            PRIMARY KEY (cell_key, task, metric)
+        );
+        CREATE TABLE compression (
+            cell_key              TEXT PRIMARY KEY REFERENCES cells(cell_key),
+            linear_params_before  INTEGER NOT NULL,
+            linear_params_after   INTEGER NOT NULL,
+            model_params_before   INTEGER NOT NULL,
+            model_params_after    INTEGER NOT NULL,
+            achieved_linear_ratio REAL NOT NULL,
+            achieved_model_ratio  REAL NOT NULL,
+            largest_svd           TEXT,
+            largest_svd_seconds   REAL,
+            notes_json            TEXT NOT NULL     -- clipping, jitter, fallbacks
+        );
+        CREATE TABLE matrix_stats (
+            cell_key         TEXT NOT NULL REFERENCES cells(cell_key),
+            name             TEXT NOT NULL,         -- model.layers.3.self_attn.q_proj
+            layer            INTEGER NOT NULL,
+            matrix_type      TEXT NOT NULL,         -- the V2 group: q_proj, k_proj, ..., down_proj
+            out_features     INTEGER NOT NULL,
+            in_features      INTEGER NOT NULL,
+            rank             INTEGER NOT NULL,
+            ratio            REAL NOT NULL,         -- allocated fraction removed from this matrix
+            theoretical_loss REAL,
+            measured_loss    REAL,
+            note             TEXT,
+            PRIMARY KEY (cell_key, name)
+        );
+        CREATE TABLE timings (
+            cell_key TEXT NOT NULL REFERENCES cells(cell_key),
+            stage    TEXT NOT NULL,                 -- calibration, allocation, truncation, write, eval:<task>
+            seconds  REAL NOT NULL,
+            run_id   INTEGER NOT NULL REFERENCES runs(run_id),
+            PRIMARY KEY (cell_key, stage)
+        );
+        CREATE INDEX metrics_task ON metrics(task, metric);
+        CREATE INDEX cells_model ON cells(model, method, ratio);
+        """,
+    ];
+}
