@@ -13,6 +13,9 @@ namespace SvdLlm.Compression;
 /// </summary>
 public static class Compressor
 {
+    /// <summary>Calibration windows the ASVD sensitivity search evaluates each probe on (it runs |linears| × 9 forward passes).</summary>
+    public const int SensitivityProbeWindows = 8;
+
     public static CompressionReport Compress(CausalLanguageModel model, CalibrationStatistics stats, string methodName, double ratio,
         Action<string>? log = null, int[]? windows = null, int seqLen = 0)
     {
@@ -51,6 +54,31 @@ public static class Compressor
                 return Math.Sqrt(Math.Pow(DenseMath.TailNorm(svd.S, Math.Min(k, svd.S.Length)), 2) + dropped);
             });
             foreach (var a in allocation.Where(a => a.Note is not null)) report.Notes.Add($"{a.Name}: {a.Note}");
+        }
+        else if (method.Allocation == AllocationKind.Sensitivity)
+        {
+            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{methodName}' needs the calibration windows for its sensitivity search");
+            var truncation0 = method.Truncation();
+            int probeWindows = Math.Min(SensitivityProbeWindows, windows.Length / seqLen);
+            var probeTokens = windows.AsSpan(0, probeWindows * seqLen).ToArray();
+            allocation = SensitivityAllocation.Allocate(targets, ratio, (t, k) =>
+            {
+                var l = byName[t.Name];
+                using var w = Weight(model, l);
+                using var f = truncation0.Truncate(w, k, Inputs(l));
+                var dense = l.Weight.Clone();
+                l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias);
+                try
+                {
+                    return Math.Exp(model.TokenNll(probeTokens, probeWindows, seqLen).Average());
+                }
+                finally
+                {
+                    l.SetDense(dense, l.Bias);
+                }
+            }, out var probes);
+            report.Notes.Add($"ASVD sensitivity search: {probes.Count} probes on {probeWindows} calibration windows; " +
+                             $"candidate kept ratios {string.Join(", ", SensitivityAllocation.CandidateKeptRatios)}");
         }
         else
         {

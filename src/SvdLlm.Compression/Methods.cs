@@ -3,7 +3,7 @@ using SvdLlm.Compression.Truncation;
 namespace SvdLlm.Compression;
 
 /// <summary>How a method picks ranks.</summary>
-public enum AllocationKind { Uniform, TheoreticalLoss }
+public enum AllocationKind { Uniform, TheoreticalLoss, Sensitivity }
 
 /// <summary>A compression method = a rank allocation × a truncation (plus SVD-LLM's optional local update).</summary>
 public sealed record CompressionMethod(string Name, string Description, AllocationKind Allocation, Func<ITruncation> Truncation,
@@ -14,6 +14,8 @@ public sealed record CompressionMethod(string Name, string Description, Allocati
     [
         new("svd", "plain SVD of W, uniform ratio", AllocationKind.Uniform, () => new PlainSvdTruncation()),
         new("asvd", "ASVD: SVD of W·diag(mean|x|^0.5), uniform ratio", AllocationKind.Uniform, () => new AsvdTruncation()),
+        new("asvd-search", "ASVD truncation with ASVD's sensitivity-search allocation (calibration perplexity per linear and ratio)",
+            AllocationKind.Sensitivity, () => new AsvdTruncation()),
         new("fwsvd", "FWSVD, row-Fisher variant (Hsu et al.): SVD of diag(sqrt Σ_j Î_ij)·W, uniform ratio", AllocationKind.Uniform,
             () => new FisherWeightedTruncation(), NeedsFisher: true),
         new("svdllm", "SVD-LLM: Cholesky whitening (jitter recorded when C is not PD), uniform ratio", AllocationKind.Uniform,

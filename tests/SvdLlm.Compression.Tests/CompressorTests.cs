@@ -104,6 +104,10 @@ public class CompressorTests
         Assert.Equal(linearBefore, report.LinearParamsBefore);
         Assert.True(report.AchievedLinearRatio >= ratio - 1e-9, $"{method}@{ratio}: removed {report.AchievedLinearRatio}");
         double slack = model.Linears.Sum(l => (double)(l.InFeatures + l.OutFeatures)) / linearBefore;
+        // The sensitivity search moves in steps of whole candidate ratios: one threshold step can move one
+        // matrix from kept 0.9 to 0.1, so it may overshoot R by up to 0.8 of the largest matrix.
+        if (m.Allocation == AllocationKind.Sensitivity)
+            slack += 0.8 * model.Linears.Max(l => (double)l.InFeatures * l.OutFeatures) / linearBefore;
         Assert.True(report.AchievedLinearRatio <= ratio + slack, $"{method}@{ratio}: removed {report.AchievedLinearRatio}, slack {slack}");
         Assert.All(model.Linears, l => Assert.True(l.IsLowRank));
         Assert.All(report.Matrices, x => Assert.True(double.IsFinite(x.MeasuredLoss) && x.Rank >= 1));
