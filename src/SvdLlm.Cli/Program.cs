@@ -11,6 +11,8 @@ public static class Program
         {
             InspectCommand.Create(),
             PplCommand.Create(),
+            TokenizeCommand.CreateTokenize(),
+            TokenizeCommand.CreateDetokenize(),
             TrainCommand.Create(),
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),

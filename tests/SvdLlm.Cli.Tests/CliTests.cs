@@ -7,10 +7,10 @@ using SvdLlm.Models.Tests.Reference;
 
 namespace SvdLlm.Cli.Tests;
 
-/// <summary>The exact command forms later issues and outside checks rely on, run in-process through Program.Main.</summary>
-public class CliTests
+/// <summary>Runs the CLI in-process with captured standard output and error.</summary>
+internal static class CliRunner
 {
-    private static (int Exit, string Out, string Err) Run(params string[] args)
+    public static (int Exit, string Out, string Err) Run(params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
@@ -28,6 +28,12 @@ public class CliTests
             Console.SetError(oldErr);
         }
     }
+}
+
+/// <summary>The exact command forms later issues and outside checks rely on, run in-process through Program.Main.</summary>
+public class CliTests
+{
+    private static (int Exit, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void Inspect_json_reports_architecture_dims_and_parameter_counts()

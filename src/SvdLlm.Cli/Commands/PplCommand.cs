@@ -7,15 +7,17 @@ using SvdLlm.Numerics;
 namespace SvdLlm.Cli.Commands;
 
 /// <summary>
-/// <c>svdllm ppl --model DIR --token-ids FILE --seq-len N [--max-chunks K] [--batch-size B] [--threads T] [--json]</c>:
-/// perplexity of an already-tokenized stream with SVD-LLM's non-overlapping-chunk protocol.
+/// <c>svdllm ppl --model DIR (--token-ids FILE | --text-file F) --seq-len N [--max-chunks K] [--batch-size B] [--threads T] [--json]</c>:
+/// perplexity of an already-tokenized stream, or of a text tokenized whole with the model directory's tokenizer
+/// (BOS, if its post-processor adds one, at the start only), with SVD-LLM's non-overlapping-chunk protocol.
 /// </summary>
 internal static class PplCommand
 {
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Hugging Face model directory", Required = true };
-        var tokenIds = new Option<string>("--token-ids") { Description = "file of token ids separated by whitespace or commas (BOS included if wanted)", Required = true };
+        var tokenIds = new Option<string?>("--token-ids") { Description = "file of token ids separated by whitespace or commas (BOS included if wanted)" };
+        var textFile = new Option<string?>("--text-file") { Description = "UTF-8 text, tokenized whole with the model's tokenizer (BOS at the start only)" };
         var seqLen = new Option<int>("--seq-len") { Description = "tokens per non-overlapping chunk", Required = true };
         var maxChunks = new Option<int?>("--max-chunks") { Description = "evaluate at most this many chunks" };
         var batchSize = new Option<int>("--batch-size") { Description = "chunks per forward pass", DefaultValueFactory = _ => 1 };
@@ -23,22 +25,25 @@ internal static class PplCommand
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
         var command = new Command("ppl", "Perplexity over non-overlapping chunks of a token stream (SVD-LLM protocol).")
         {
-            model, tokenIds, seqLen, maxChunks, batchSize, threads, json,
+            model, tokenIds, textFile, seqLen, maxChunks, batchSize, threads, json,
         };
-        command.SetAction(parse => CliErrors.Run(() => Run(parse.GetValue(model)!, parse.GetValue(tokenIds)!, parse.GetValue(seqLen),
+        command.SetAction(parse => CliErrors.Run(() => Run(parse.GetValue(model)!, parse.GetValue(tokenIds), parse.GetValue(textFile), parse.GetValue(seqLen),
             parse.GetValue(maxChunks), parse.GetValue(batchSize), parse.GetValue(threads), parse.GetValue(json))));
         return command;
     }
 
-    private static int Run(string directory, string tokenIdsPath, int seqLen, int? maxChunks, int batchSize, int? threads, bool json)
+    private static int Run(string directory, string? tokenIdsPath, string? textFile, int seqLen, int? maxChunks, int batchSize, int? threads, bool json)
     {
         if (threads is int t)
         {
             if (t <= 0) throw new ArgumentException($"--threads must be positive, got {t}");
             NumericsRuntime.SetThreads(t);
         }
+        if ((tokenIdsPath is null) == (textFile is null)) throw new ArgumentException("give exactly one of --token-ids and --text-file");
         using var model = ModelLoader.Load(directory);
-        var ids = TokenIdFile.Read(tokenIdsPath, model.VocabSize);
+        var ids = tokenIdsPath is not null
+            ? TokenIdFile.Read(tokenIdsPath, model.VocabSize)
+            : SvdLlm.Models.Tokenizers.HfTokenizer.Load(directory).Encode(TokenizeCommand.ReadInput(null, textFile), addSpecialTokens: true);
         model.LoadAll();
         var result = PerplexityEvaluator.Evaluate(model, ids, seqLen, maxChunks, batchSize,
             (done, total) => Console.Error.Write($"\rppl: chunk {done}/{total}"));
@@ -54,6 +59,7 @@ internal static class PplCommand
                 ["seq_len"] = result.SeqLen,
                 ["dropped_tokens"] = result.DroppedTokens,
                 ["protocol"] = result.Protocol,
+                ["input"] = Path.GetFullPath(tokenIdsPath ?? textFile!),
                 ["model"] = Path.GetFullPath(directory),
                 ["architecture"] = model.Architecture,
                 ["batch_size"] = batchSize,
