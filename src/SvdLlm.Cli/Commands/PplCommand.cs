@@ -45,9 +45,11 @@ internal static class PplCommand
             ? TokenIdFile.Read(tokenIdsPath, model.VocabSize)
             : SvdLlm.Models.Tokenizers.HfTokenizer.Load(directory).Encode(TokenizeCommand.ReadInput(null, textFile), addSpecialTokens: true);
         model.LoadAll();
+        // A carriage-return progress line only on a terminal; a redirected stderr (logs, CI) gets none.
+        bool live = !Console.IsErrorRedirected;
         var result = PerplexityEvaluator.Evaluate(model, ids, seqLen, maxChunks, batchSize,
-            (done, total) => Console.Error.Write($"\rppl: chunk {done}/{total}"));
-        Console.Error.WriteLine();
+            live ? (done, total) => Console.Error.Write($"\rppl: chunk {done}/{total}") : null);
+        if (live) Console.Error.WriteLine();
         if (json)
         {
             var o = new Dictionary<string, object?>
