@@ -37,7 +37,7 @@ public class BenchEfficiencyCliTests
         const int rank = 2;
         string lowRank = WriteLowRank(dense, dir.Sub("low"), rank);
         var (exit, output, err) = Run("bench-efficiency", "--model", lowRank, "--baseline", dense.Directory,
-            "--batch", "2", "--prompt-len", "5", "--gen-len", "3", "--repeats", "1", "--threads", "1", "--json");
+            "--batch", "2", "--prompt-len", "5", "--gen-len", "3", "--repeats", "1", "--threads", "1", "--warmup-seconds", "0", "--json");
         Assert.True(exit == 0, err);
         using var doc = JsonDocument.Parse(output);
         var root = doc.RootElement;

@@ -13,7 +13,7 @@ namespace SvdLlm.Evaluation.Tests;
 /// </summary>
 public class EfficiencyTests
 {
-    private static readonly EfficiencyOptions Small = new(Batch: 2, PromptLen: 8, GenLen: 4, Repeats: 2, Seed: 5);
+    private static readonly EfficiencyOptions Small = new(Batch: 2, PromptLen: 8, GenLen: 4, Repeats: 2, Seed: 5, WarmupSeconds: 0);
 
     private static long Elements(int[] shape) => shape.Aggregate(1L, (p, d) => p * d);
 
@@ -73,13 +73,16 @@ public class EfficiencyTests
         long denseLinear = ckpt.Shapes.Where(kv => IsLayerLinear(kv.Key)).Sum(kv => Elements(kv.Value));
         long compressedLinear = ckpt.Shapes.Where(kv => IsLayerLinear(kv.Key)).Sum(kv => (long)rank * (kv.Value[0] + kv.Value[1]));
 
-        EfficiencyResult a, b;
-        using (var m = ModelLoader.Load(lowRank)) a = EfficiencyBenchmark.Measure(m, Small);
-        using (var m = ModelLoader.Load(ckpt.Directory)) b = EfficiencyBenchmark.Measure(m, Small);
+        var (a, b, ratio) = EfficiencyBenchmark.MeasurePair(lowRank, ckpt.Directory, Small);
         Assert.Equal(7 * ckpt.NumLayers, a.LowRankLinears);
+        Assert.Equal(0, b.LowRankLinears);
         Assert.Equal(compressed, a.Parameters);
+        Assert.Equal(dense, b.Parameters);
+        Assert.All(new[] { a, b }, r => Assert.Equal((2, 8, 4, 2), (r.Batch, r.PromptLen, r.GenLen, r.PrefillSeconds.Count)));
+        Assert.All(new[] { a, b }, r => Assert.True(r.WarmupRuns >= 1));
+        if (OperatingSystem.IsLinux()) Assert.True(a.PeakRssBytes > 0 && b.PeakRssBytes > 0 && ratio.PeakRssRatio > 0);
+        Assert.Equal(ratio, EfficiencyComparison.Compare(a, b));
 
-        var ratio = EfficiencyComparison.Compare(a, b);
         Assert.Equal((double)compressed / dense, ratio.ParamsRatio, 12);
         Assert.Equal((double)compressed / dense, ratio.WeightBytesRatio, 12); // both stored as F32
         Assert.Equal((double)compressedLinear / denseLinear, ratio.LinearParamsRatio, 12);

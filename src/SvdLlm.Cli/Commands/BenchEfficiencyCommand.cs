@@ -7,9 +7,9 @@ namespace SvdLlm.Cli.Commands;
 
 /// <summary>
 /// <c>svdllm bench-efficiency --model DIR [--batch B] [--prompt-len P] [--gen-len G] [--repeats R] [--threads T]
-/// [--seed S] [--baseline DIR] [--json]</c>: parameters, weight bytes, prefill and KV-cache decode throughput
+/// [--seed S] [--warmup-seconds W] [--baseline DIR] [--json]</c>: parameters, weight bytes, prefill and KV-cache decode throughput
 /// and peak memory of a model; with a baseline (the original of a compressed model), the same for it,
-/// measured in the same process right after, and the compressed/original ratios.
+/// measured in the same process with the timed runs alternating, and the model/baseline ratios.
 /// </summary>
 internal static class BenchEfficiencyCommand
 {
@@ -23,14 +23,15 @@ internal static class BenchEfficiencyCommand
         var repeats = new Option<int>("--repeats") { Description = $"timed runs; the median is reported (default {defaults.Repeats})", DefaultValueFactory = _ => defaults.Repeats };
         var threads = new Option<int?>("--threads") { Description = "threads for BLAS and kernels (default: all cores)" };
         var seed = new Option<int>("--seed") { Description = $"seed of the synthetic prompt (default {defaults.Seed})", DefaultValueFactory = _ => defaults.Seed };
+        var warmup = new Option<double>("--warmup-seconds") { Description = $"untimed runs until this long has passed (default {defaults.WarmupSeconds})", DefaultValueFactory = _ => defaults.WarmupSeconds };
         var baseline = new Option<string?>("--baseline") { Description = "the original model to compare with (ratios = model / baseline)" };
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
         var command = new Command("bench-efficiency", "Parameters, weight bytes, prefill/decode throughput (KV cache) and peak memory; ratios against a baseline.")
         {
-            model, batch, promptLen, genLen, repeats, threads, seed, baseline, json,
+            model, batch, promptLen, genLen, repeats, threads, seed, warmup, baseline, json,
         };
         command.SetAction(parse => CliErrors.Run(() => Run(parse.GetValue(model)!, parse.GetValue(baseline),
-            new EfficiencyOptions(parse.GetValue(batch), parse.GetValue(promptLen), parse.GetValue(genLen), parse.GetValue(repeats), parse.GetValue(threads), parse.GetValue(seed)),
+            new EfficiencyOptions(parse.GetValue(batch), parse.GetValue(promptLen), parse.GetValue(genLen), parse.GetValue(repeats), parse.GetValue(threads), parse.GetValue(seed), parse.GetValue(warmup)),
             parse.GetValue(json))));
         return command;
     }
@@ -40,15 +41,19 @@ internal static class BenchEfficiencyCommand
         options.Validate();
         if (baselineDirectory is not null && !Directory.Exists(baselineDirectory))
             throw new DirectoryNotFoundException($"baseline model directory not found: {baselineDirectory}");
-        var result = Measure(directory, options);
+        EfficiencyResult result;
         EfficiencyResult? baseline = null;
         EfficiencyComparison? ratios = null;
-        if (baselineDirectory is not null)
+        Console.Error.WriteLine($"bench-efficiency: batch {options.Batch}, prompt {options.PromptLen}, gen {options.GenLen}, {options.Repeats} repeats"
+                                + (baselineDirectory is null ? "" : " (timed runs alternate with the baseline's)"));
+        if (baselineDirectory is null)
         {
-            // The model under test was measured first and released, so the baseline's peak (reset before
-            // it loads) does not include it; the baseline runs with the thread count the first run fixed.
-            baseline = Measure(baselineDirectory, options with { Threads = result.Threads });
-            ratios = EfficiencyComparison.Compare(result, baseline);
+            using var model = ModelLoader.Load(directory);
+            result = EfficiencyBenchmark.Measure(model, options);
+        }
+        else
+        {
+            (result, baseline, ratios) = EfficiencyBenchmark.MeasurePair(directory, baselineDirectory, options);
         }
 
         if (json)
@@ -72,17 +77,6 @@ internal static class BenchEfficiencyCommand
         return 0;
     }
 
-    private static EfficiencyResult Measure(string directory, EfficiencyOptions options)
-    {
-        Console.Error.WriteLine($"bench-efficiency: {directory} (batch {options.Batch}, prompt {options.PromptLen}, gen {options.GenLen}, {options.Repeats} repeats)");
-        EfficiencyResult result;
-        using (var model = ModelLoader.Load(directory)) result = EfficiencyBenchmark.Measure(model, options);
-        // Release the finalizable tensors now so the next measurement starts from a low resident size.
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        return result;
-    }
-
     private static Dictionary<string, object?> Describe(EfficiencyResult r) => new()
     {
         ["model"] = r.Model,
@@ -99,6 +93,7 @@ internal static class BenchEfficiencyCommand
         ["repeats"] = r.Repeats,
         ["threads"] = r.Threads,
         ["seed"] = r.Seed,
+        ["warmup_runs"] = r.WarmupRuns,
         ["blas"] = r.Blas,
         ["prefill_tokens_per_s"] = r.PrefillTokensPerSecond,
         ["decode_tokens_per_s"] = r.DecodeTokensPerSecond,
@@ -106,6 +101,8 @@ internal static class BenchEfficiencyCommand
         ["decode_seconds"] = r.DecodeSeconds,
         ["kv_cache_bytes"] = r.KvCacheBytes,
         ["peak_rss_bytes"] = r.PeakRssBytes,
+        ["rss_before_bytes"] = r.RssBeforeBytes,
+        ["peak_rss_increase_bytes"] = r.PeakRssIncreaseBytes,
         ["peak_rss_scope"] = "process",
         ["peak_rss_reset"] = r.PeakRssReset,
         ["protocol"] = r.Protocol,
@@ -119,6 +116,6 @@ internal static class BenchEfficiencyCommand
         Console.WriteLine($"settings     batch {r.Batch}, prompt {r.PromptLen}, gen {r.GenLen}, repeats {r.Repeats} (median), threads {r.Threads}, seed {r.Seed}");
         Console.WriteLine($"prefill      {r.PrefillTokensPerSecond:F1} tokens/s");
         Console.WriteLine($"decode       {r.DecodeTokensPerSecond:F1} tokens/s (KV cache {r.KvCacheBytes:N0} bytes)");
-        Console.WriteLine($"peak RSS     {(r.PeakRssBytes is long b ? $"{b:N0} bytes" : "n/a")} (whole process{(r.PeakRssReset ? ", reset before loading" : "")})");
+        Console.WriteLine($"peak RSS     {(r.PeakRssBytes is long b ? $"{b:N0} bytes" : "n/a")} (whole process{(r.PeakRssReset ? $", reset before loading; +{r.PeakRssIncreaseBytes:N0} over the {r.RssBeforeBytes:N0} resident before" : "")})");
     }
 }

@@ -12,7 +12,8 @@ public sealed record EfficiencyComparison(
     double LinearParamsRatio,
     double PrefillThroughputRatio,
     double DecodeThroughputRatio,
-    double? PeakRssRatio)
+    double? PeakRssRatio,
+    double? PeakRssIncreaseRatio)
 {
     public static EfficiencyComparison Compare(EfficiencyResult compressed, EfficiencyResult original)
     {
@@ -28,7 +29,8 @@ public sealed record EfficiencyComparison(
             (double)a.LinearParameters / b.LinearParameters,
             a.PrefillTokensPerSecond / b.PrefillTokensPerSecond,
             a.DecodeTokensPerSecond / b.DecodeTokensPerSecond,
-            a.PeakRssBytes is long ra && b.PeakRssBytes is long rb ? (double)ra / rb : null);
+            a.PeakRssBytes is long ra && b.PeakRssBytes is long rb ? (double)ra / rb : null,
+            a.PeakRssIncreaseBytes is long ia && b.PeakRssIncreaseBytes is long ib && ib > 0 ? (double)ia / ib : null);
     }
 
     /// <summary>The ratios as metrics (names are the absolute metrics' names with "_ratio").</summary>
@@ -43,6 +45,7 @@ public sealed record EfficiencyComparison(
             new("decode_tokens_per_s_ratio", DecodeThroughputRatio, null),
         };
         if (PeakRssRatio is double r) metrics.Add(new("peak_rss_bytes_ratio", r, null));
+        if (PeakRssIncreaseRatio is double i) metrics.Add(new("peak_rss_increase_bytes_ratio", i, null));
         return metrics;
     }
 }

@@ -32,6 +32,8 @@ public sealed record EfficiencyResult
     public required int Repeats { get; init; }
     public required int Threads { get; init; }
     public required int Seed { get; init; }
+    /// <summary>Untimed full runs made before timing.</summary>
+    public int WarmupRuns { get; init; }
     public required string Blas { get; init; }
 
     /// <summary>Seconds of each timed prefill (prompt through the model into the KV cache, plus the last position's logits).</summary>
@@ -46,6 +48,10 @@ public sealed record EfficiencyResult
 
     /// <summary>Process-wide peak resident memory (VmHWM) at the end of the measurement; null without /proc.</summary>
     public long? PeakRssBytes { get; init; }
+    /// <summary>Resident size of the process just before the model's weights were loaded (runtime, earlier allocations).</summary>
+    public long? RssBeforeBytes { get; init; }
+    /// <summary>Peak minus the resident size before: what loading and running this model added, the figure to compare.</summary>
+    public long? PeakRssIncreaseBytes => PeakRssBytes is long p && RssBeforeBytes is long b && PeakRssReset ? p - b : null;
     /// <summary>Whether the peak was reset just before this model was loaded (else it may include earlier work).</summary>
     public bool PeakRssReset { get; init; }
 
@@ -69,6 +75,7 @@ public sealed record EfficiencyResult
             new("kv_cache_bytes", KvCacheBytes, null),
         };
         if (PeakRssBytes is long rss) metrics.Add(new("peak_rss_bytes", rss, null));
+        if (PeakRssIncreaseBytes is long increase) metrics.Add(new("peak_rss_increase_bytes", increase, null));
         return metrics;
     }
 
