@@ -72,7 +72,7 @@ internal static class BenchEfficiencyCommand
             Print(baseline);
             Console.WriteLine();
             Console.WriteLine("model / baseline:");
-            foreach (var m in ratios.ToMetrics()) Console.WriteLine($"  {m.Name,-28} {m.Value:F4}");
+            foreach (var m in ratios.ToMetrics()) Console.WriteLine($"  {m.Name,-30} {m.Value:F4}");
         }
         return 0;
     }
