@@ -22,6 +22,7 @@ public class KvCacheTests
     {
         { "llama3-gqa", 1 }, { "llama3-gqa", 5 },
         { "qwen2-bias", 4 },
+        { "qwen2-window-upper-layers", 2 },
         { "mistral-window", 1 }, { "mistral-window", 7 },
         { "opt", 1 }, { "opt", 6 },
         { "low-rank", 3 },
@@ -34,6 +35,9 @@ public class KvCacheTests
         {
             "llama3-gqa" => TinyCheckpoint.Create(dir.Sub(name), TinyArch.Llama3, seed: 31).Directory,
             "qwen2-bias" => TinyCheckpoint.Create(dir.Sub(name), TinyArch.Qwen2, seed: 32).Directory,
+            // Qwen2 with use_sliding_window: a window of 4 on layers ≥ 1 only (max_window_layers = 1).
+            "qwen2-window-upper-layers" => TinyCheckpoint.Create(dir.Sub(name),
+                TinyConfig.Preset(TinyArch.Qwen2) with { UseSlidingWindow = true, SlidingWindow = 4, MaxWindowLayers = 1 }, seed: 37).Directory,
             "mistral-window" => TinyCheckpoint.Create(dir.Sub(name), TinyArch.Mistral, seed: 33).Directory,
             "opt" => TinyCheckpoint.Create(dir.Sub(name), TinyArch.Opt, seed: 34).Directory,
             "low-rank" => WriteLowRank(dir, TinyCheckpoint.Create(dir.Sub("dense"), TinyArch.Qwen2, seed: 35), rank: 3, seed: 36),
