@@ -16,6 +16,7 @@ public static class Program
             TrainCommand.Create(),
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),
+            BenchEfficiencyCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }
