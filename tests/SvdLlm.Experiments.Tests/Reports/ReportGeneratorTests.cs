@@ -118,8 +118,8 @@ public class ReportGeneratorTests
 
         var longRows = TestSupport.ParseCsv(File.ReadAllText(Path.Combine(tables, "metrics_long.csv")));
         var lh = longRows[0];
-        // 9 cells × (2 ppl + 2 tasks × acc/acc_norm) + 2 demo cells × 2 metrics.
-        Assert.Equal(9 * 6 + 4, longRows.Count - 1);
+        // 9 cells × (2 ppl + 2 tasks × acc/acc_norm) + 3 cells × 5 efficiency metrics + 2 demo cells × 2 metrics.
+        Assert.Equal(9 * 6 + 3 * 5 + 4, longRows.Count - 1);
         var demo = longRows.Skip(1).Where(r => r[lh.IndexOf("model")] == DemoModel).ToList();
         Assert.Equal(4, demo.Count);
         Assert.Contains(demo, r => r[lh.IndexOf("task")] == "demo_cloze" && double.Parse(r[lh.IndexOf("value")], Inv) == 0.4 / 1.5);
@@ -148,6 +148,22 @@ public class ReportGeneratorTests
         Assert.Contains("OpenBLAS 0.3.21 pthreads", provenance);
         var (ph, prow) = TestSupport.ParseMarkdownTable(provenance);
         Assert.Equal(["2", "4"], prow.Select(r => r[ph.IndexOf("Threads")]).Order());
+    }
+
+    [Fact]
+    public void Efficiency_table_has_its_own_rows_and_units()
+    {
+        using var dir = new TempDirectory();
+        TestSupport.GenerateStandard(dir);
+        var (header, rows) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(dir.Path, "results", "tables", "tiny-llama_efficiency.md")));
+        Assert.Equal(["Method", "Ratio", "Params", "Weights (MiB)", "Prefill tok/s", "Decode tok/s", "Peak RSS (MiB)"], header);
+        Assert.Equal([("Original", "–"), ("SVD-LLM V2", "20%"), ("SVD-LLM V2", "40%")], rows.Select(r => (r[0], r[1])));
+        var v2 = rows[2];
+        Assert.Equal("900,000", v2[2]);
+        Assert.Equal((6e6 * 0.6 / 1048576).ToString("F1", Inv), v2[3]);
+        Assert.Equal((1000 / 0.6).ToString("F1", Inv), v2[4]);
+        Assert.Equal((123.44 / 0.6).ToString("F1", Inv), v2[5]);
+        Assert.Equal("3.0", v2[6]);
     }
 
     [Fact]
