@@ -7,7 +7,8 @@ namespace SvdLlm.Experiments.Reports;
 /// <summary>What a PNG holds, enough to tell a rendered page from a blank one.</summary>
 /// <param name="BackgroundFraction">share of pixels equal to the top-left one</param>
 /// <param name="DistinctColors">distinct RGB values, counted up to 4096</param>
-public sealed record PngSummary(int Width, int Height, int BitDepth, int ColorType, double BackgroundFraction, int DistinctColors);
+/// <param name="TopLeft">the top-left pixel as 0xRRGGBB</param>
+public sealed record PngSummary(int Width, int Height, int BitDepth, int ColorType, double BackgroundFraction, int DistinctColors, int TopLeft);
 
 /// <summary>
 /// A small PNG decoder (8-bit grey, grey+alpha, RGB, RGBA, not interlaced, which is what Chromium writes): IHDR,
@@ -72,7 +73,7 @@ public static class PngInspector
             if (c == background) same++;
             if (colors.Count < 4096) colors.Add(c);
         }
-        return new PngSummary(width, height, bitDepth, colorType, (double)same / ((long)width * height), colors.Count);
+        return new PngSummary(width, height, bitDepth, colorType, (double)same / ((long)width * height), colors.Count, background);
     }
 
     /// <summary>PNG scanline filters (spec section 9): each byte was stored minus a predictor from the left (a), above (b) and upper-left (c) bytes.</summary>
@@ -182,6 +183,9 @@ public static class HtmlCheck
         // A page that failed to render is one flat colour; a report has text, rules and coloured plots.
         if (summary.BackgroundFraction > 0.995 || summary.DistinctColors < 16)
             throw new ReportException($"screenshot '{png}' looks blank: {summary.BackgroundFraction:P2} of pixels are the background colour, {summary.DistinctColors} distinct colours");
+        // The page margin shows the report's own body colour: proof that this page, with its inline CSS, was rendered (not an error page).
+        if (summary.TopLeft != HtmlReport.BodyBackground)
+            throw new ReportException($"screenshot '{png}' does not look like the report: top-left pixel is #{summary.TopLeft:x6}, expected the page background #{HtmlReport.BodyBackground:x6}");
         return summary;
     }
 

@@ -12,9 +12,12 @@ public sealed record ModelReport(ModelGroup Model, IReadOnlyList<ResultTable> Ta
 /// </summary>
 public static class HtmlReport
 {
+    /// <summary>The page background outside main, which the Chromium check looks for in the screenshot's corner.</summary>
+    public const int BodyBackground = 0xf6f6f4;
+
     private const string Css = """
         body { margin: 0; background: #f6f6f4; color: #1d1d1d; font: 14px/1.45 "DejaVu Sans", Helvetica, Arial, sans-serif; }
-        main { max-width: 1220px; margin: 0 auto; padding: 18px 28px 40px; background: #ffffff; }
+        main { box-sizing: border-box; max-width: 1220px; margin: 0 auto; padding: 18px 28px 40px; background: #ffffff; }
         h1 { font-size: 26px; margin: 6px 0 4px; }
         h2 { font-size: 21px; margin: 34px 0 8px; padding-top: 10px; border-top: 2px solid #d8d8d8; }
         h3 { font-size: 16px; margin: 22px 0 6px; }
@@ -49,10 +52,10 @@ public static class HtmlReport
         b.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
         b.Append("<title>SVD-LLM experiment report</title>\n<style>\n").Append(Css).Append("\n</style>\n</head>\n<body>\n<main>\n");
         b.Append("<h1>SVD-LLM experiment report</h1>\n");
-        string lastEnd = s.Runs.Select(r => r.EndedUtc).OfType<string>().Order(StringComparer.Ordinal).LastOrDefault() ?? "–";
+        string? lastEnd = s.Runs.Select(r => r.EndedUtc).OfType<string>().Order(StringComparer.Ordinal).LastOrDefault();
         b.Append("<p class=\"meta\">From <code>").Append(Escape.Html(s.DatabaseName)).Append("</code> (schema v").Append(s.SchemaVersion.ToString(CultureInfo.InvariantCulture)).Append("): ")
             .Append(Count(data.Models.Count, "model")).Append(", ").Append(Count(s.Cells.Count, "cell")).Append(", ").Append(Count(s.Metrics.Count, "metric"))
-            .Append(", ").Append(Count(s.Runs.Count, "run")).Append("; last run ended ").Append(Escape.Html(lastEnd)).Append(" UTC.</p>\n");
+            .Append(", ").Append(Count(s.Runs.Count, "run")).Append(lastEnd is null ? "; no run has ended yet" : "; last run ended " + Escape.Html(lastEnd) + " UTC").Append(".</p>\n");
 
         if (s.IsEmpty)
         {

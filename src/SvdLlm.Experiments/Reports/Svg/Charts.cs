@@ -26,7 +26,7 @@ public sealed record ReferenceLine(string Label, double? Y);
 internal static class SvgText
 {
     public static readonly string[] Palette =
-        ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#1f3a93", "#bab0ac", "#17becf"];
+        ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#c9a227", "#b07aa1", "#ff9da7", "#9c755f", "#1f3a93", "#bab0ac", "#17becf"];
 
     public static string Color(int index) => Palette[((index % Palette.Length) + Palette.Length) % Palette.Length];
 

@@ -118,7 +118,8 @@ public sealed class Log10Scale : Scale
 
     public override string Label(double tick)
     {
-        if (tick >= 1e5 || tick < 1e-3)
+        // Exponent form for tiny values and for large ones, from 1e4 up once the axis reaches 1e5, so that one axis does not mix "10000" and "1e5".
+        if (tick < 1e-3 || tick >= 1e5 || (tick >= 1e4 && Max >= 1e5 * (1 - 1e-12)))
         {
             int e = (int)Math.Floor(Math.Log10(tick) + 1e-9);
             double m = Math.Round(tick / Math.Pow(10, e), 6);
