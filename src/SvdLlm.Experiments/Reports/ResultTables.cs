@@ -204,7 +204,9 @@ public sealed class ReportData
                 }
                 rows.Add(new TableRow(cell.Method, labels[cell.CellKey], cell.Method == MethodCatalog.Original, cell.CellKey, CalibrationLabel(cell), values));
             }
+            // Ratios 1e-9 apart are different tables but print alike; the id (a file name) must still be unique.
             string id = $"{model.Slug}_r{NumberFormat.PercentNumber(ratio)}";
+            for (int i = 2; tables.Any(t => t.Id == id); i++) id = $"{model.Slug}_r{NumberFormat.PercentNumber(ratio)}-{i.ToString(CultureInfo.InvariantCulture)}";
             tables.Add(new ResultTable(id, model.Display, ratio, columns, rows, Notes(columns, rows)));
         }
         return tables;

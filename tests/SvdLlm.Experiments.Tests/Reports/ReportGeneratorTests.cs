@@ -295,6 +295,26 @@ public class ReportGeneratorTests
         Assert.True(File.Exists(Path.Combine(out_, "results.db-notes.txt")));
     }
 
+    [Fact]
+    public void Ratios_that_print_alike_still_get_their_own_tables()
+    {
+        using var dir = new TempDirectory();
+        string db = dir.File("r.db");
+        using (var f = new FixtureDb(db))
+        {
+            f.AddRun();
+            foreach (var (ratio, ppl) in new[] { (0.2, 30.0), (0.2000001, 31.0) })
+                f.AddMetric(f.AddCell("m|x", "svd", ratio, key: "k" + ppl), "wikitext2", "ppl", ppl);
+        }
+        var summary = ReportGenerator.Generate(db, dir.Sub("out"));
+        Assert.Equal(2, summary.Tables);
+        string a = File.ReadAllText(Path.Combine(dir.Path, "out", "tables", "m-x_r20.md"));
+        string b = File.ReadAllText(Path.Combine(dir.Path, "out", "tables", "m-x_r20-2.md"));
+        Assert.Contains("| SVD | **30.00** |", a);
+        Assert.Contains("| SVD | **31.00** |", b);
+        Assert.StartsWith("## m\\|x at 20% compression", a); // the pipe in the model name is escaped
+    }
+
     [ChromiumFact]
     public void Report_renders_in_headless_chromium()
     {
