@@ -14,7 +14,17 @@ public static class SystemRequirements
     public static readonly SystemRequirement[] All =
     [
         new("libopenblas.so.0", "libopenblas0-pthread", () => SharedLibrary.Find("libopenblas.so.0")),
+        // The Report target renders report.html in headless Chromium to check that it displays.
+        new("chromium", "chromium", () => ProgramOnPath.Find("chromium")),
     ];
+}
+
+public static class ProgramOnPath
+{
+    public static string? Find(string program) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Select(directory => Path.Combine(directory, program))
+            .FirstOrDefault(File.Exists);
 }
 
 public static class SharedLibrary

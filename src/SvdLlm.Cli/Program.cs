@@ -17,6 +17,7 @@ public static class Program
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),
             BenchEfficiencyCommand.Create(),
+            ReportCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

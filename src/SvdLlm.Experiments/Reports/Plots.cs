@@ -1,0 +1,169 @@
+using System.Globalization;
+using SvdLlm.Experiments.Reports.Svg;
+
+namespace SvdLlm.Experiments.Reports;
+
+/// <summary>One SVG plot of the report: its file name under plots/, and the text shown with it.</summary>
+public sealed record PlotFile(string FileName, string Title, string Svg, string Caption);
+
+/// <summary>The report's plots, built from the database snapshot; one method keeps one colour and marker throughout.</summary>
+public static class Plots
+{
+    private static readonly string[] MatrixTypeOrder = ["q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"];
+
+    /// <summary>Methods whose matrix_stats hold a V2 theoretical-loss allocation.</summary>
+    public static readonly string[] AllocatingMethods = ["svdllm-v2", "svdllm-v2-alloc"];
+
+    private static string Percent(double v) => NumberFormat.Percent(v);
+
+    public static IReadOnlyList<PlotFile> ForModel(ReportData data, ModelGroup model)
+    {
+        var plots = new List<PlotFile>();
+        var columns = data.Columns(model);
+        var compressed = model.Cells.Where(c => c.Method != MethodCatalog.Original).ToList();
+        var originals = model.Cells.Where(c => c.Method == MethodCatalog.Original).ToList();
+        var labels = ReportData.RowLabelsPerRatio(compressed);
+        var originalLabels = ReportData.RowLabels(originals);
+        var seriesKeys = SeriesKeys(compressed);
+
+        foreach (var col in columns.Where(c => c.Kind == TaskKind.Perplexity))
+        {
+            var series = BuildSeries(seriesKeys, cell => data.Metric(cell.CellKey, col.Task!, col.Metric)?.Value, logAxis: true);
+            if (series.Count == 0) continue;
+            var refs = originals.Select(o => (o, data.Metric(o.CellKey, col.Task!, col.Metric)))
+                .Where(x => x.Item2 is { Value: > 0 } m && double.IsFinite(m.Value))
+                .Select(x => new ReferenceLine($"{originalLabels[x.o.CellKey]} ({NumberFormat.Perplexity(x.Item2!.Value)})", x.Item2!.Value)).ToList();
+            var chart = new XYChart
+            {
+                Title = $"{model.Display}: {col.Header} perplexity vs compression ratio",
+                XAxis = new Axis("Compression ratio (fraction of parameters removed)", Format: Percent, Include: [0.0]),
+                YAxis = new Axis($"{col.Header} perplexity", ScaleKind.Log10),
+                Series = series,
+                References = refs,
+            };
+            plots.Add(new PlotFile($"{model.Slug}_ppl_{Escape.Slug(col.Task!)}.svg", chart.Title, chart.Render(),
+                $"{col.Header} perplexity (log scale, lower is better) per method; dashed: the uncompressed model."));
+        }
+
+        if (columns.FirstOrDefault(c => c.Kind == TaskKind.Accuracy && c.Task is null) is not null || columns.Count(c => c.Kind == TaskKind.Accuracy) == 1)
+        {
+            var accColumns = columns.Where(c => c.Kind == TaskKind.Accuracy && c.Task is not null).ToList();
+            string what = accColumns.Count == 1 ? accColumns[0].Header + " accuracy" : $"average accuracy ({accColumns.Count} tasks)";
+            var series = BuildSeries(seriesKeys, cell => data.AverageAccuracy(cell.CellKey, columns), logAxis: false);
+            if (series.Count > 0)
+            {
+                var refs = originals.Select(o => (o, data.AverageAccuracy(o.CellKey, columns))).Where(x => x.Item2 is double)
+                    .Select(x => new ReferenceLine($"{originalLabels[x.o.CellKey]} ({NumberFormat.Accuracy(x.Item2!.Value)})", x.Item2!.Value)).ToList();
+                var chart = new XYChart
+                {
+                    Title = $"{model.Display}: {what} vs compression ratio",
+                    XAxis = new Axis("Compression ratio (fraction of parameters removed)", Format: Percent, Include: [0.0]),
+                    YAxis = new Axis(char.ToUpperInvariant(what[0]) + what[1..]),
+                    Series = series,
+                    References = refs,
+                };
+                plots.Add(new PlotFile($"{model.Slug}_accuracy.svg", chart.Title, chart.Render(),
+                    $"{char.ToUpperInvariant(what[0]) + what[1..]} per method (higher is better; {string.Join(", ", accColumns.Select(c => c.Header))}); dashed: the uncompressed model."));
+            }
+        }
+
+        var usedNames = new HashSet<string>();
+        foreach (var cell in compressed.Where(c => AllocatingMethods.Contains(c.Method))
+                     .OrderBy(c => ReportData.RatioKey(c.Ratio)).ThenBy(c => MethodCatalog.Get(c.Method).Order).ThenBy(c => c.CellKey, StringComparer.Ordinal))
+        {
+            var stats = data.MatrixStats(cell.CellKey);
+            if (stats.Count == 0) continue;
+            string label = labels[cell.CellKey];
+            string baseName = $"{model.Slug}_alloc_{Escape.Slug(cell.Method)}_r{NumberFormat.PercentNumber(cell.Ratio)}";
+            string name = baseName;
+            for (int i = 2; !usedNames.Add(name); i++) name = baseName + "-" + i.ToString(CultureInfo.InvariantCulture);
+            var types = stats.Select(s => s.MatrixType).Distinct().OrderBy(TypeOrder).ThenBy(t => t, StringComparer.Ordinal).ToList();
+            var series = types.Select((t, i) => new Series(t, stats.Where(s => s.MatrixType == t).OrderBy(s => s.Layer).Select(s => ((double)s.Layer, s.Ratio)).ToList(), i, i)).ToList();
+            var line = new XYChart
+            {
+                Title = $"{model.Display}, {label} at {Percent(cell.Ratio)}: allocated ratio per layer",
+                XAxis = new Axis("Decoder layer", IntegerTicks: true),
+                YAxis = new Axis("Allocated ratio (fraction removed)", Format: Percent),
+                Series = series,
+                References = [new ReferenceLine($"uniform target {Percent(cell.Ratio)}", cell.Ratio)],
+            };
+            plots.Add(new PlotFile(name + ".svg", line.Title, line.Render(),
+                "Ratio removed from each matrix by the theoretical-loss allocation, one line per matrix type (its group); dashed: the uniform target the group mean keeps."));
+            var layers = stats.Select(s => s.Layer).Distinct().Order().ToList();
+            var heat = new Heatmap
+            {
+                Title = $"{model.Display}, {label} at {Percent(cell.Ratio)}: allocation",
+                XLabel = "Decoder layer",
+                YLabel = "Matrix type",
+                Columns = layers.Select(l => l.ToString(CultureInfo.InvariantCulture)).ToList(),
+                Rows = types,
+                Values = types.Select(t => (IReadOnlyList<double?>)layers.Select(l => stats.FirstOrDefault(s => s.MatrixType == t && s.Layer == l)?.Ratio).ToList()).ToList(),
+                Format = v => NumberFormat.Fixed(v, 2),
+                ColorLabel = "ratio removed",
+            };
+            plots.Add(new PlotFile(name + "_heatmap.svg", heat.Title, heat.Render(), "The same allocation as a heatmap (matrix type × layer)."));
+        }
+
+        var lossSeries = new List<Series>();
+        foreach (var key in seriesKeys)
+        {
+            var points = key.Cells.SelectMany(c => data.MatrixStats(c.CellKey))
+                .Where(s => s.TheoreticalLoss is > 0 && s.MeasuredLoss is > 0 && double.IsFinite(s.TheoreticalLoss.Value) && double.IsFinite(s.MeasuredLoss.Value))
+                .Select(s => (s.TheoreticalLoss!.Value, s.MeasuredLoss!.Value)).ToList();
+            if (points.Count > 0) lossSeries.Add(new Series(key.Label, points, key.Color, key.Color));
+        }
+        if (lossSeries.Count > 0)
+        {
+            var scatter = new XYChart
+            {
+                Title = $"{model.Display}: theoretical vs measured truncation loss",
+                XAxis = new Axis("Theoretical loss", ScaleKind.Log10),
+                YAxis = new Axis("Measured loss ‖WX − W′X‖_F", ScaleKind.Log10),
+                Series = lossSeries,
+                References = [new ReferenceLine("y = x", null)],
+                Lines = false,
+            };
+            plots.Add(new PlotFile($"{model.Slug}_loss.svg", scatter.Title, scatter.Render(),
+                "Each point is one compressed matrix; on the dashed line the theoretical loss predicts the measured one exactly (SVD-LLM V2's Theorem 3.1)."));
+        }
+        return plots;
+    }
+
+    private static int TypeOrder(string type) => Array.IndexOf(MatrixTypeOrder, type) is int i && i >= 0 ? i : 100;
+
+    /// <summary>One series per method, or per (method, calibration, …) when a model has several of a method; the colour follows the method.</summary>
+    private sealed record SeriesKey(string Label, int Color, IReadOnlyList<CellRow> Cells);
+
+    private static List<SeriesKey> SeriesKeys(IReadOnlyList<CellRow> compressed)
+    {
+        // A label names a row within one ratio; across ratios the same method and calibration form one curve.
+        var byCurve = compressed.GroupBy(c => (c.Method, Calibration: c.CalibrationKey ?? "", c.MatrixName)).ToList();
+        bool ambiguous = byCurve.GroupBy(g => g.Key.Method).Any(g => g.Count() > 1);
+        var keys = new List<SeriesKey>();
+        foreach (var g in byCurve.OrderBy(g => MethodCatalog.Get(g.Key.Method).Order).ThenBy(g => g.Key.Method, StringComparer.Ordinal)
+                     .ThenBy(g => g.Key.Calibration, StringComparer.Ordinal).ThenBy(g => g.Key.MatrixName, StringComparer.Ordinal))
+        {
+            string display = MethodCatalog.Get(g.Key.Method).Display;
+            var siblings = byCurve.Where(o => o.Key.Method == g.Key.Method).ToList();
+            if (ambiguous && siblings.Count > 1)
+            {
+                bool byCalibration = siblings.Select(o => ReportData.CalibrationLabel(o.First())).Distinct().Count() == siblings.Count;
+                display += $" ({(byCalibration ? ReportData.CalibrationLabel(g.First()) : g.Key.MatrixName)})";
+            }
+            keys.Add(new SeriesKey(display, MethodCatalog.ColorIndex(g.Key.Method), g.OrderBy(c => c.Ratio).ToList()));
+        }
+        return keys;
+    }
+
+    private static List<Series> BuildSeries(IReadOnlyList<SeriesKey> keys, Func<CellRow, double?> value, bool logAxis)
+    {
+        var series = new List<Series>();
+        foreach (var key in keys)
+        {
+            var points = key.Cells.Select(c => (c.Ratio, value(c))).Where(p => p.Item2 is double v && double.IsFinite(v) && (!logAxis || v > 0))
+                .Select(p => (p.Ratio, p.Item2!.Value)).ToList();
+            if (points.Count > 0) series.Add(new Series(key.Label, points, key.Color, key.Color));
+        }
+        return series;
+    }
+}

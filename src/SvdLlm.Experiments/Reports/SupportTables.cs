@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace SvdLlm.Experiments.Reports;
+
+/// <summary>The tables beside the paper-layout ones: compression statistics, efficiency, timings, provenance, and the long CSV of every metric.</summary>
+public static class SupportTables
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    private static IEnumerable<CellRow> Ordered(IEnumerable<CellRow> cells) =>
+        cells.OrderBy(c => ReportData.RatioKey(c.Ratio)).ThenBy(c => MethodCatalog.Get(c.Method).Order).ThenBy(c => c.Method, StringComparer.Ordinal)
+            .ThenBy(ReportData.CalibrationLabel, StringComparer.Ordinal).ThenBy(c => c.CellKey, StringComparer.Ordinal);
+
+    private static string Opt(double? v, Func<double, string> f) => v is double d ? f(d) : TableRenderers.Missing;
+    private static string Raw(double? v) => v is double d ? NumberFormat.RoundTrip(d) : "";
+
+    /// <summary>What each compressed cell achieved: ratios (linear and whole model, since papers mix them), parameters, the slowest SVD.</summary>
+    public static SimpleTable? Compression(ReportData data, ModelGroup model)
+    {
+        var cells = Ordered(model.Cells).Where(c => data.Compression(c.CellKey) is not null).ToList();
+        if (cells.Count == 0) return null;
+        var labels = ReportData.RowLabelsPerRatio(cells);
+        var rows = new List<IReadOnlyList<string>>();
+        var csv = new List<IReadOnlyList<string>>();
+        foreach (var cell in cells)
+        {
+            var c = data.Compression(cell.CellKey)!;
+            double compressSeconds = data.Timings(cell.CellKey).Where(t => !t.Stage.StartsWith("eval", StringComparison.Ordinal)).Sum(t => t.Seconds);
+            bool hasTimings = data.Timings(cell.CellKey).Any(t => !t.Stage.StartsWith("eval", StringComparison.Ordinal));
+            string notes = c.NotesJson.Trim() is "{}" or "[]" or "" or "null" ? "" : c.NotesJson.Trim();
+            rows.Add([labels[cell.CellKey], NumberFormat.Percent(cell.Ratio), NumberFormat.Fixed(c.AchievedLinearRatio * 100, 2) + "%", NumberFormat.Fixed(c.AchievedModelRatio * 100, 2) + "%",
+                $"{NumberFormat.Integer(c.LinearParamsAfter)} / {NumberFormat.Integer(c.LinearParamsBefore)}", $"{NumberFormat.Integer(c.ModelParamsAfter)} / {NumberFormat.Integer(c.ModelParamsBefore)}",
+                c.LargestSvd ?? TableRenderers.Missing, Opt(c.LargestSvdSeconds, NumberFormat.Duration), hasTimings ? NumberFormat.Duration(compressSeconds) : TableRenderers.Missing,
+                notes.Length > 80 ? notes[..77] + "..." : notes]);
+            csv.Add([model.Display, cell.Method, NumberFormat.RoundTrip(cell.Ratio), cell.CellKey, NumberFormat.RoundTrip(c.AchievedLinearRatio), NumberFormat.RoundTrip(c.AchievedModelRatio),
+                c.LinearParamsBefore.ToString(Inv), c.LinearParamsAfter.ToString(Inv), c.ModelParamsBefore.ToString(Inv), c.ModelParamsAfter.ToString(Inv),
+                c.LargestSvd ?? "", Raw(c.LargestSvdSeconds), hasTimings ? NumberFormat.RoundTrip(compressSeconds) : "", c.NotesJson]);
+        }
+        return new SimpleTable($"{model.Slug}_compression", $"{model.Display}: compression statistics",
+            ["Method", "Target", "Achieved (linear)", "Achieved (model)", "Linear params after / before", "Model params after / before", "Largest SVD", "Largest SVD time", "Compression time", "Notes"],
+            [false, true, true, true, true, true, false, true, true, false], rows,
+            ["model", "method", "target_ratio", "cell_key", "achieved_linear_ratio", "achieved_model_ratio", "linear_params_before", "linear_params_after",
+             "model_params_before", "model_params_after", "largest_svd", "largest_svd_seconds", "compression_seconds", "notes_json"], csv,
+            ["Ratios are fractions of parameters removed: of the compressed linears, and of the whole model (embeddings and lm_head are never compressed).",
+             "Compression time sums the cell's non-evaluation stages (calibration statistics are shared between cells, so they count where they were computed)."]);
+    }
+
+    public static SimpleTable? Efficiency(ReportData data, ModelGroup model)
+    {
+        var cells = Ordered(model.Cells).Where(c => data.MetricsOf(c.CellKey).Any(m => m.Task == TaskCatalog.Efficiency)).ToList();
+        if (cells.Count == 0) return null;
+        var keys = cells.Select(c => c.CellKey).ToHashSet();
+        var metrics = data.Snapshot.Metrics.Where(m => m.Task == TaskCatalog.Efficiency && keys.Contains(m.CellKey)).Select(m => m.Metric).Distinct()
+            .OrderBy(EfficiencyCatalog.Order).ThenBy(m => m, StringComparer.Ordinal).ToList();
+        var labels = ReportData.RowLabelsPerRatio(cells);
+        var rows = new List<IReadOnlyList<string>>();
+        var csv = new List<IReadOnlyList<string>>();
+        foreach (var cell in cells)
+        {
+            var row = new List<string> { labels[cell.CellKey], cell.Method == MethodCatalog.Original ? TableRenderers.Missing : NumberFormat.Percent(cell.Ratio) };
+            var csvRow = new List<string> { model.Display, cell.Method, NumberFormat.RoundTrip(cell.Ratio), cell.CellKey };
+            foreach (string metric in metrics)
+            {
+                var m = data.Metric(cell.CellKey, TaskCatalog.Efficiency, metric);
+                row.Add(m is null ? TableRenderers.Missing : FormatEfficiency(metric, m.Value));
+                csvRow.Add(m is null ? "" : NumberFormat.RoundTrip(m.Value));
+            }
+            rows.Add(row);
+            csv.Add(csvRow);
+        }
+        var protocols = data.Snapshot.Metrics.Where(m => m.Task == TaskCatalog.Efficiency && keys.Contains(m.CellKey)).Select(m => m.Protocol).Distinct().Order(StringComparer.Ordinal).ToList();
+        return new SimpleTable($"{model.Slug}_efficiency", $"{model.Display}: efficiency",
+            ["Method", "Ratio", .. metrics.Select(EfficiencyCatalog.Display)], [false, true, .. metrics.Select(_ => true)], rows,
+            ["model", "method", "ratio", "cell_key", .. metrics], csv,
+            protocols.Count > 0 ? ["Protocol: " + string.Join("; ", protocols) + "."] : []);
+    }
+
+    private static string FormatEfficiency(string metric, double v) => metric switch
+    {
+        "params" => NumberFormat.Integer((long)Math.Round(v)),
+        "weight_bytes" or "peak_rss_bytes" => NumberFormat.Mebibytes(v),
+        _ when metric.EndsWith("_per_s", StringComparison.Ordinal) => NumberFormat.Fixed(v, 1),
+        _ => v.ToString("G6", Inv),
+    };
+
+    /// <summary>Wall time per stage and cell: compression stages by name, evaluation summed.</summary>
+    public static SimpleTable? Timings(ReportData data, ModelGroup model)
+    {
+        var cells = Ordered(model.Cells).Where(c => data.Timings(c.CellKey).Count > 0).ToList();
+        if (cells.Count == 0) return null;
+        static bool IsEval(string stage) => stage.StartsWith("eval", StringComparison.Ordinal);
+        string[] order = ["calibration", "allocation", "truncation", "update", "write"];
+        var stages = cells.SelectMany(c => data.Timings(c.CellKey)).Select(t => t.Stage).Where(s => !IsEval(s)).Distinct()
+            .OrderBy(s => Array.IndexOf(order, s) is int i && i >= 0 ? i : 100).ThenBy(s => s, StringComparer.Ordinal).ToList();
+        var labels = ReportData.RowLabelsPerRatio(cells);
+        var rows = new List<IReadOnlyList<string>>();
+        var csv = new List<IReadOnlyList<string>>();
+        foreach (var cell in cells)
+        {
+            var t = data.Timings(cell.CellKey).ToDictionary(x => x.Stage, x => x.Seconds);
+            var evals = t.Where(kv => IsEval(kv.Key)).ToList();
+            var row = new List<string> { labels[cell.CellKey], cell.Method == MethodCatalog.Original ? TableRenderers.Missing : NumberFormat.Percent(cell.Ratio) };
+            row.AddRange(stages.Select(s => t.TryGetValue(s, out double sec) ? NumberFormat.Duration(sec) : TableRenderers.Missing));
+            row.Add(evals.Count > 0 ? NumberFormat.Duration(evals.Sum(kv => kv.Value)) : TableRenderers.Missing);
+            row.Add(NumberFormat.Duration(t.Values.Sum()));
+            rows.Add(row);
+            var csvRow = new List<string> { model.Display, cell.Method, NumberFormat.RoundTrip(cell.Ratio), cell.CellKey };
+            csvRow.AddRange(stages.Select(s => t.TryGetValue(s, out double sec) ? NumberFormat.RoundTrip(sec) : ""));
+            csvRow.Add(evals.Count > 0 ? NumberFormat.RoundTrip(evals.Sum(kv => kv.Value)) : "");
+            csvRow.Add(NumberFormat.RoundTrip(t.Values.Sum()));
+            csv.Add(csvRow);
+        }
+        return new SimpleTable($"{model.Slug}_timings", $"{model.Display}: wall time by stage",
+            ["Method", "Ratio", .. stages, "Evaluation", "Total"], [false, true, .. stages.Select(_ => true), true, true], rows,
+            ["model", "method", "ratio", "cell_key", .. stages.Select(s => s + "_seconds"), "evaluation_seconds", "total_seconds"], csv, []);
+    }
+
+    public static SimpleTable Provenance(ReportData data)
+    {
+        var rows = new List<IReadOnlyList<string>>();
+        var csv = new List<IReadOnlyList<string>>();
+        foreach (var r in data.Snapshot.Runs)
+        {
+            string commit = (r.GitCommit.Length > 12 ? r.GitCommit[..12] : r.GitCommit) + (r.GitDirty ? " (dirty)" : "");
+            string sha = r.MatrixSha256.Length > 12 ? r.MatrixSha256[..12] : r.MatrixSha256;
+            rows.Add([r.RunId.ToString(Inv), r.Status, r.StartedUtc, r.EndedUtc ?? TableRenderers.Missing, commit, r.Machine, r.Os, r.Dotnet,
+                r.Threads.ToString(Inv), r.Blas, $"{r.MatrixPath} ({sha})", r.Shard, Packages(r.PackagesJson)]);
+            csv.Add([r.RunId.ToString(Inv), r.Status, r.StartedUtc, r.EndedUtc ?? "", r.GitCommit, r.GitDirty ? "1" : "0", r.Machine, r.Os, r.Dotnet,
+                r.Threads.ToString(Inv), r.Blas, r.MatrixPath, r.MatrixSha256, r.Shard, r.PackagesJson]);
+        }
+        return new SimpleTable("provenance", "Provenance: runs that wrote these results",
+            ["Run", "Status", "Started (UTC)", "Ended (UTC)", "Git commit", "Machine", "OS", ".NET", "Threads", "BLAS", "Matrix", "Shard", "Packages"],
+            [true, false, false, false, false, false, false, false, true, false, false, false, false], rows,
+            ["run_id", "status", "started_utc", "ended_utc", "git_commit", "git_dirty", "machine", "os", "dotnet", "threads", "blas", "matrix_path", "matrix_sha256", "shard", "packages_json"], csv, []);
+    }
+
+    /// <summary>"Microsoft.Data.Sqlite 9.0.23, YamlDotNet 16.3.0" from the run's JSON object, sorted by name.</summary>
+    public static string Packages(string json)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return json;
+            return string.Join(", ", doc.RootElement.EnumerateObject().OrderBy(p => p.Name, StringComparer.Ordinal)
+                .Select(p => p.Name + " " + (p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : p.Value.GetRawText())));
+        }
+        catch (JsonException)
+        {
+            return json;
+        }
+    }
+
+    /// <summary>Every metric of every cell, one per line, at full precision: the table to load into pandas or R.</summary>
+    public static string LongCsv(ReportData data)
+    {
+        var b = new StringBuilder();
+        b.Append("model,model_key,matrix,method,ratio,calibration,calibration_key,cell_key,task,metric,value,stderr,n,protocol,run_id\r\n");
+        foreach (var model in data.Models)
+        {
+            foreach (var cell in Ordered(model.Cells))
+            {
+                foreach (var m in data.MetricsOf(cell.CellKey).OrderBy(m => TaskCatalog.Get(m.Task).Order).ThenBy(m => m.Task, StringComparer.Ordinal).ThenBy(m => m.Metric, StringComparer.Ordinal))
+                {
+                    string[] fields = [model.Display, cell.ModelKey, cell.MatrixName, cell.Method, NumberFormat.RoundTrip(cell.Ratio), ReportData.CalibrationLabel(cell), cell.CalibrationKey ?? "",
+                        cell.CellKey, m.Task, m.Metric, NumberFormat.RoundTrip(m.Value), Raw(m.Stderr), m.N.ToString(Inv), m.Protocol, m.RunId.ToString(Inv)];
+                    b.Append(string.Join(",", fields.Select(Escape.Csv))).Append("\r\n");
+                }
+            }
+        }
+        return b.ToString();
+    }
+}

@@ -1,0 +1,329 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using System.Xml.Linq;
+using Microsoft.Data.Sqlite;
+using SvdLlm.Experiments.Reports;
+using SvdLlm.Models.Tests;
+using static SvdLlm.Experiments.Tests.Reports.StandardFixture;
+
+namespace SvdLlm.Experiments.Tests.Reports;
+
+public class ReportGeneratorTests
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    // What the tables should call things, spelled out here rather than taken from the catalog under test.
+    private static readonly Dictionary<string, string> Display = new()
+    {
+        ["original"] = "Original", ["svd"] = "SVD", ["asvd"] = "ASVD", ["svdllm"] = "SVD-LLM", ["svdllm-v2"] = "SVD-LLM V2",
+        ["wikitext2"] = "WikiText-2", ["c4"] = "C4", ["piqa"] = "PIQA", ["arc_easy"] = "ARC-e",
+    };
+
+    private static readonly string[] PaperOrder = ["original", "svd", "asvd", "svdllm", "svdllm-v2"];
+
+    private static string F2(double v) => v.ToString("F2", Inv);
+    /// <summary>Two decimals, none once a collapsed model's perplexity reaches the thousands.</summary>
+    private static string PplText(double v) => v.ToString(v >= 1000 ? "F0" : "F2", Inv);
+    private static string Unbold(string s) => s.Replace("**", "");
+
+    private static double Average(string method, double ratio) => AccTasks.Average(t => Acc(method, ratio, t));
+
+    [Fact]
+    public void Markdown_table_has_the_fixture_values_in_paper_layout()
+    {
+        using var dir = new TempDirectory();
+        TestSupport.GenerateStandard(dir);
+        foreach (double ratio in Ratios)
+        {
+            string md = File.ReadAllText(Path.Combine(dir.Path, "results", "tables", $"tiny-llama_r{ratio * 100:0}.md"));
+            var (header, rows) = TestSupport.ParseMarkdownTable(md);
+            // Perplexities first (WikiText-2, then C4), then accuracies in the V2 paper's order (ARC-e before PIQA), then the average.
+            Assert.Equal(["Method", "WikiText-2 ↓", "C4 ↓", "ARC-e ↑", "PIQA ↑", "Avg. ↑"], header);
+            Assert.Equal(PaperOrder.Select(m => Display[m]), rows.Select(r => r[0]));
+            foreach (var row in rows)
+            {
+                string method = Display.First(kv => kv.Value == row[0]).Key;
+                double r = method == "original" ? 0 : ratio;
+                Assert.Equal(PplText(Ppl(method, r, "wikitext2")), Unbold(row[1]));
+                Assert.Equal(PplText(Ppl(method, r, "c4")), Unbold(row[2]));
+                Assert.Equal(F2(Acc(method, r, "arc_easy")), Unbold(row[3]));
+                Assert.Equal(F2(Acc(method, r, "piqa")), Unbold(row[4]));
+                Assert.Equal(F2(Average(method, r)), Unbold(row[5]));
+            }
+            Assert.Contains("PIQA: n = 1,838 items", md);
+            Assert.Contains("WikiText-2: n = 32,768 tokens", md);
+        }
+    }
+
+    [Fact]
+    public void Latex_bolds_the_best_compressed_value_of_each_column()
+    {
+        using var dir = new TempDirectory();
+        TestSupport.GenerateStandard(dir);
+        string tex = File.ReadAllText(Path.Combine(dir.Path, "results", "tables", "tiny-llama_r20.tex"));
+        Assert.Contains("\\toprule", tex);
+        Assert.Contains("\\bottomrule", tex);
+        Assert.Contains("\\multicolumn{2}{c}{Perplexity ($\\downarrow$)}", tex);
+        var body = tex[(tex.IndexOf("Method &", StringComparison.Ordinal))..tex.IndexOf("\\bottomrule", StringComparison.Ordinal)]
+            .Split('\n').Where(l => l.EndsWith("\\\\", StringComparison.Ordinal) && !l.StartsWith("Method", StringComparison.Ordinal))
+            .Select(l => l[..^2].Split(" & ").Select(c => c.Trim()).ToList()).ToList();
+        Assert.Equal(PaperOrder.Length, body.Count);
+
+        // Expected bold cells recomputed from the fixture's formulas: lower perplexity, higher accuracy, compared as printed, original excluded.
+        var compressed = PaperOrder.Skip(1).ToList();
+        Func<string, double>[] column =
+        [
+            m => Ppl(m, 0.2, "wikitext2"), m => Ppl(m, 0.2, "c4"), m => Acc(m, 0.2, "arc_easy"), m => Acc(m, 0.2, "piqa"), m => Average(m, 0.2),
+        ];
+        bool[] lowerIsBetter = [true, true, false, false, false];
+        int boldCount = 0;
+        for (int c = 0; c < column.Length; c++)
+        {
+            double best = lowerIsBetter[c] ? compressed.Min(column[c]) : compressed.Max(column[c]);
+            var expectedBold = compressed.Where(m => F2(column[c](m)) == F2(best)).ToHashSet();
+            for (int r = 0; r < PaperOrder.Length; r++)
+            {
+                string cell = body[r][c + 1];
+                bool bold = cell.StartsWith("\\textbf{", StringComparison.Ordinal);
+                Assert.True(expectedBold.Contains(PaperOrder[r]) == bold, $"column {c + 1}, row {PaperOrder[r]}: '{cell}'");
+                if (bold) boldCount++;
+            }
+        }
+        // The fixture has a tie on PIQA (ASVD and V2 both print 0.58): both bold.
+        Assert.Equal(6, boldCount);
+        Assert.DoesNotContain("\\textbf", string.Join(" ", body[0]));
+    }
+
+    [Fact]
+    public void Csv_files_parse_back_to_the_database_values()
+    {
+        using var dir = new TempDirectory();
+        TestSupport.GenerateStandard(dir);
+        string tables = Path.Combine(dir.Path, "results", "tables");
+        var wide = TestSupport.ParseCsv(File.ReadAllText(Path.Combine(tables, "tiny-llama_r40.csv")));
+        var h = wide[0];
+        Assert.Equal(1 + PaperOrder.Length, wide.Count);
+        foreach (var row in wide.Skip(1))
+        {
+            Assert.Equal(h.Count, row.Count);
+            string method = row[h.IndexOf("method")];
+            double r = method == "original" ? 0 : 0.4;
+            Assert.Equal(r, double.Parse(row[h.IndexOf("ratio")], Inv));
+            Assert.Equal(Ppl(method, r, "wikitext2"), double.Parse(row[h.IndexOf("wikitext2_ppl")], Inv));
+            Assert.Equal(Acc(method, r, "piqa"), double.Parse(row[h.IndexOf("piqa_acc")], Inv));
+            Assert.Equal(Stderr(Acc(method, r, "piqa"), 1838), double.Parse(row[h.IndexOf("piqa_acc_stderr")], Inv));
+            Assert.Equal("1838", row[h.IndexOf("piqa_acc_n")]);
+            Assert.Equal(Average(method, r), double.Parse(row[h.IndexOf("average_acc")], Inv), 15);
+        }
+
+        var longRows = TestSupport.ParseCsv(File.ReadAllText(Path.Combine(tables, "metrics_long.csv")));
+        var lh = longRows[0];
+        // 9 cells × (2 ppl + 2 tasks × acc/acc_norm) + 3 cells × 5 efficiency metrics + 2 demo cells × 2 metrics.
+        Assert.Equal(9 * 6 + 3 * 5 + 4, longRows.Count - 1);
+        var demo = longRows.Skip(1).Where(r => r[lh.IndexOf("model")] == DemoModel).ToList();
+        Assert.Equal(4, demo.Count);
+        Assert.Contains(demo, r => r[lh.IndexOf("task")] == "demo_cloze" && double.Parse(r[lh.IndexOf("value")], Inv) == 0.4 / 1.5);
+        // The name with a comma and a quote must have been quoted on disk.
+        Assert.Contains("\"demo, \"\"q\"\"\"", File.ReadAllText(Path.Combine(tables, "metrics_long.csv")));
+    }
+
+    [Fact]
+    public void Compression_and_provenance_tables_show_the_database_rows()
+    {
+        using var dir = new TempDirectory();
+        TestSupport.GenerateStandard(dir);
+        string tables = Path.Combine(dir.Path, "results", "tables");
+        var (header, rows) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(tables, "tiny-llama_compression.md")));
+        Assert.Equal(Ratios.Length * Methods.Length, rows.Count);
+        var v2 = rows.Single(r => r[0] == "SVD-LLM V2" && r[1] == "40%");
+        Assert.Equal("40.00%", v2[header.IndexOf("Achieved (linear)")]);
+        Assert.Equal("32.00%", v2[header.IndexOf("Achieved (model)")]);
+        Assert.Equal("600,000 / 1,000,000", v2[header.IndexOf("Linear params after / before")]);
+        Assert.Equal("0.25 s", v2[header.IndexOf("Largest SVD time")]);
+        Assert.Equal("2.90 s", v2[header.IndexOf("Compression time")]); // truncation 2.4 + write 0.5; eval excluded
+
+        string provenance = File.ReadAllText(Path.Combine(tables, "provenance.md"));
+        Assert.Contains("0123456789ab", provenance);
+        Assert.Contains("Microsoft.Data.Sqlite 9.0.23, YamlDotNet 16.3.0", provenance);
+        Assert.Contains("OpenBLAS 0.3.21 pthreads", provenance);
+        var (ph, prow) = TestSupport.ParseMarkdownTable(provenance);
+        Assert.Equal(["2", "4"], prow.Select(r => r[ph.IndexOf("Threads")]).Order());
+    }
+
+    [Fact]
+    public void Efficiency_table_has_its_own_rows_and_units()
+    {
+        using var dir = new TempDirectory();
+        TestSupport.GenerateStandard(dir);
+        var (header, rows) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(dir.Path, "results", "tables", "tiny-llama_efficiency.md")));
+        Assert.Equal(["Method", "Ratio", "Params", "Weights (MiB)", "Prefill tok/s", "Decode tok/s", "Peak RSS (MiB)"], header);
+        Assert.Equal([("Original", "–"), ("SVD-LLM V2", "20%"), ("SVD-LLM V2", "40%")], rows.Select(r => (r[0], r[1])));
+        var v2 = rows[2];
+        Assert.Equal("900,000", v2[2]);
+        Assert.Equal((6e6 * 0.6 / 1048576).ToString("F1", Inv), v2[3]);
+        Assert.Equal((1000 / 0.6).ToString("F1", Inv), v2[4]);
+        Assert.Equal((123.44 / 0.6).ToString("F1", Inv), v2[5]);
+        Assert.Equal("3.0", v2[6]);
+    }
+
+    [Fact]
+    public void Svg_plots_are_well_formed_with_one_series_per_method()
+    {
+        using var dir = new TempDirectory();
+        var summary = TestSupport.GenerateStandard(dir);
+        string plots = Path.Combine(dir.Path, "results", "plots");
+        var files = Directory.GetFiles(plots, "*.svg");
+        Assert.Equal(summary.Plots, files.Length);
+        foreach (string file in files)
+        {
+            var doc = XDocument.Load(file); // throws on malformed XML
+            Assert.Equal("svg", doc.Root!.Name.LocalName);
+        }
+        XNamespace svg = "http://www.w3.org/2000/svg";
+        string[] Series(string name) => XDocument.Load(Path.Combine(plots, name)).Descendants(svg + "g")
+            .Where(g => (string?)g.Attribute("class") == "series").Select(g => (string)g.Attribute("data-name")!).ToArray();
+
+        Assert.Equal(["SVD", "ASVD", "SVD-LLM", "SVD-LLM V2"], Series("tiny-llama_ppl_wikitext2.svg"));
+        Assert.Equal(["SVD", "ASVD", "SVD-LLM", "SVD-LLM V2"], Series("tiny-llama_accuracy.svg"));
+        Assert.Equal(["q_proj", "k_proj", "down_proj"], Series("tiny-llama_alloc_svdllm-v2_r20.svg"));
+        Assert.Equal(["SVD-LLM", "SVD-LLM V2"], Series("tiny-llama_loss.svg")); // only those record both losses
+        var heat = XDocument.Load(Path.Combine(plots, "tiny-llama_alloc_svdllm-v2_r40_heatmap.svg"));
+        Assert.Equal(3 * 3, heat.Descendants(svg + "rect").Count(r => (string?)r.Attribute("class") == "cell"));
+
+        // Each ppl series has one marker per ratio, at the ratio's pixel column.
+        var ppl = XDocument.Load(Path.Combine(plots, "tiny-llama_ppl_c4.svg"));
+        foreach (var g in ppl.Descendants(svg + "g").Where(g => (string?)g.Attribute("class") == "series"))
+            Assert.Equal(Ratios.Length, g.Elements().Count(e => (string?)e.Attribute("class") == "marker"));
+        Assert.Contains(ppl.Descendants(svg + "g"), g => (string?)g.Attribute("class") == "reference" && ((string)g.Attribute("data-name")!).StartsWith("Original (21.00)", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Same_database_gives_the_same_bytes()
+    {
+        using var dir = new TempDirectory();
+        var a = TestSupport.GenerateStandard(dir, "a");
+        var b = TestSupport.GenerateStandard(dir, "b");
+        string ra = Path.Combine(dir.Path, "a"), rb = Path.Combine(dir.Path, "b");
+        Assert.Equal(a.Files.Select(f => Path.GetRelativePath(ra, f)), b.Files.Select(f => Path.GetRelativePath(rb, f)));
+        foreach (string f in a.Files)
+            Assert.True(File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(rb, Path.GetRelativePath(ra, f)))), $"{f} differs");
+        Assert.Empty(Directory.GetFiles(ra, "*.tmp", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void Html_is_self_contained_and_inlines_every_plot()
+    {
+        using var dir = new TempDirectory();
+        var summary = TestSupport.GenerateStandard(dir);
+        string html = File.ReadAllText(summary.HtmlPath);
+        Assert.DoesNotMatch(new Regex(@"(src|href)\s*=\s*[""']?\s*(https?:|//)", RegexOptions.IgnoreCase), html);
+        Assert.DoesNotMatch(new Regex(@"<(script|link|img|iframe|object)\b", RegexOptions.IgnoreCase), html);
+        Assert.DoesNotMatch(new Regex(@"url\(|@import", RegexOptions.IgnoreCase), html);
+        Assert.Equal(summary.Plots, Regex.Matches(html, "<svg ").Count);
+        Assert.Contains("SVD-LLM V2", html);
+        Assert.Contains("demo, &quot;q&quot;", html);
+        // Well-formed enough for an XML parser once the doctype is dropped: every element closed, every text escaped.
+        XDocument.Parse(html.Replace("<!DOCTYPE html>", "").Replace("<meta charset=\"utf-8\">", "<meta charset=\"utf-8\"/>")
+            .Replace("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">", "<meta/>"));
+    }
+
+    [Fact]
+    public void Empty_database_gives_a_report_that_says_so()
+    {
+        using var dir = new TempDirectory();
+        string db = dir.File("empty.db");
+        using (var fixture = new FixtureDb(db)) { }
+        var summary = ReportGenerator.Generate(db, dir.Sub("out"));
+        Assert.True(summary.Empty);
+        Assert.Equal(0, summary.Tables);
+        Assert.Contains("No results yet", File.ReadAllText(summary.HtmlPath));
+        Assert.Contains("No results yet", File.ReadAllText(Path.Combine(dir.Path, "out", "tables", "index.md")));
+        Assert.Single(TestSupport.ParseCsv(File.ReadAllText(Path.Combine(dir.Path, "out", "tables", "metrics_long.csv")))); // header only
+    }
+
+    [Fact]
+    public void Missing_unversioned_and_newer_databases_are_clear_errors()
+    {
+        using var dir = new TempDirectory();
+        string[] outs = [dir.Sub("o1"), dir.Sub("o2"), dir.Sub("o3"), dir.Sub("o4")];
+        var missing = Assert.Throws<ReportException>(() => ReportGenerator.Generate(dir.File("nope.db"), outs[0]));
+        Assert.Contains("nope.db", missing.Message);
+        Assert.Contains("not found", missing.Message);
+
+        string newer = dir.File("newer.db");
+        using (new FixtureDb(newer, userVersion: SvdLlm.Experiments.Store.Schema.Migrations.Count + 1)) { }
+        var e = Assert.Throws<ReportException>(() => ReportGenerator.Generate(newer, outs[1]));
+        Assert.Contains("newer.db", e.Message);
+        Assert.Contains($"schema version {SvdLlm.Experiments.Store.Schema.Migrations.Count + 1}", e.Message);
+
+        string plain = dir.File("plain.db");
+        using (var c = new SqliteConnection($"Data Source={plain};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "CREATE TABLE x (a INTEGER)";
+            cmd.ExecuteNonQuery();
+        }
+        Assert.Contains("not a results database", Assert.Throws<ReportException>(() => ReportGenerator.Generate(plain, outs[2])).Message);
+
+        string garbage = dir.File("garbage.db");
+        File.WriteAllText(garbage, "this is not sqlite at all, just text that is long enough to have a header.................................");
+        Assert.Contains("garbage.db", Assert.Throws<ReportException>(() => ReportGenerator.Generate(garbage, outs[3])).Message);
+        Assert.All(outs, o => Assert.Empty(Directory.GetFileSystemEntries(o))); // nothing written on error
+    }
+
+    [Fact]
+    public void Regenerating_removes_files_of_results_that_are_gone()
+    {
+        using var dir = new TempDirectory();
+        string out_ = dir.Sub("out");
+        string big = dir.File("big.db"), small = dir.File("small.db");
+        using (var f = new FixtureDb(big)) StandardFixture.Write(f);
+        using (var f = new FixtureDb(small))
+        {
+            f.AddRun();
+            string c = f.AddCell("tiny-llama", "original", 0);
+            f.AddMetric(c, "wikitext2", "ppl", 17.25);
+        }
+        File.WriteAllText(Path.Combine(out_, "results.db-notes.txt"), "the user's own file");
+        ReportGenerator.Generate(big, out_);
+        Assert.True(File.Exists(Path.Combine(out_, "tables", "tiny-llama_r40.md")));
+        ReportGenerator.Generate(small, out_);
+        Assert.False(File.Exists(Path.Combine(out_, "tables", "tiny-llama_r40.md")));
+        Assert.False(File.Exists(Path.Combine(out_, "plots", "tiny-llama_loss.svg")));
+        Assert.True(File.Exists(Path.Combine(out_, "tables", "tiny-llama_r0.md")));
+        Assert.True(File.Exists(Path.Combine(out_, "results.db-notes.txt")));
+    }
+
+    [Fact]
+    public void Ratios_that_print_alike_still_get_their_own_tables()
+    {
+        using var dir = new TempDirectory();
+        string db = dir.File("r.db");
+        using (var f = new FixtureDb(db))
+        {
+            f.AddRun();
+            foreach (var (ratio, ppl) in new[] { (0.2, 30.0), (0.2000001, 31.0) })
+                f.AddMetric(f.AddCell("m|x", "svd", ratio, key: "k" + ppl), "wikitext2", "ppl", ppl);
+        }
+        var summary = ReportGenerator.Generate(db, dir.Sub("out"));
+        Assert.Equal(2, summary.Tables);
+        string a = File.ReadAllText(Path.Combine(dir.Path, "out", "tables", "m-x_r20.md"));
+        string b = File.ReadAllText(Path.Combine(dir.Path, "out", "tables", "m-x_r20-2.md"));
+        Assert.Contains("| SVD | **30.00** |", a);
+        Assert.Contains("| SVD | **31.00** |", b);
+        Assert.StartsWith("## m\\|x at 20% compression", a); // the pipe in the model name is escaped
+    }
+
+    [ChromiumFact]
+    public void Report_renders_in_headless_chromium()
+    {
+        using var dir = new TempDirectory();
+        var summary = TestSupport.GenerateStandard(dir);
+        var shot = HtmlCheck.Check(summary.HtmlPath, dir.File("shot.png"));
+        Assert.Equal(HtmlCheck.Width, shot.Width);
+        Assert.Equal(HtmlCheck.Height, shot.Height);
+        Assert.True(shot.BackgroundFraction < 0.98, $"background fraction {shot.BackgroundFraction}");
+        Assert.True(shot.DistinctColors >= 64, $"{shot.DistinctColors} colours"); // text antialiasing and the plots' palette
+    }
+}
