@@ -6,7 +6,9 @@ namespace SvdLlm.Build.Support;
 /// <param name="Name">What is looked for, as named in messages (a library soname, a program).</param>
 /// <param name="Package">The apt package that provides it.</param>
 /// <param name="Locate">Its path on this machine, or null when it is missing.</param>
-public sealed record SystemRequirement(string Name, string Package, Func<string?> Locate);
+/// <param name="OptionalFor">null when the build cannot work without it; otherwise what is skipped without it
+/// (installed when root like the others, but a non-root user without it gets a warning, not a failure).</param>
+public sealed record SystemRequirement(string Name, string Package, Func<string?> Locate, string? OptionalFor = null);
 
 public static class SystemRequirements
 {
@@ -15,7 +17,7 @@ public static class SystemRequirements
     [
         new("libopenblas.so.0", "libopenblas0-pthread", () => SharedLibrary.Find("libopenblas.so.0")),
         // The Report target renders report.html in headless Chromium to check that it displays.
-        new("chromium", "chromium", () => ProgramOnPath.Find("chromium")),
+        new("chromium", "chromium", () => ProgramOnPath.Find("chromium"), OptionalFor: "the headless-browser check of results/report.html"),
     ];
 }
 

@@ -25,12 +25,16 @@ public sealed class SetupTask : FrostingTask
         if (missing.Count == 0)
             return;
 
-        string names = string.Join(", ", missing.Select(m => m.Name));
         string[] packages = missing.Select(m => m.Package).Distinct().ToArray();
         if (!IsRoot())
         {
-            string pronoun = missing.Count == 1 ? "it" : "them";
-            throw new BuildFailedException($"{names} not found. Install {pronoun} with: sudo apt-get install -y {string.Join(' ', packages)}");
+            foreach (var optional in missing.Where(m => m.OptionalFor is not null))
+                context.Info($"warning: {optional.Name} not found, so {optional.OptionalFor} is skipped. Install it with: sudo apt-get install -y {optional.Package}");
+            var required = missing.Where(m => m.OptionalFor is null).ToList();
+            if (required.Count == 0)
+                return;
+            string pronoun = required.Count == 1 ? "it" : "them";
+            throw new BuildFailedException($"{string.Join(", ", required.Select(m => m.Name))} not found. Install {pronoun} with: sudo apt-get install -y {string.Join(' ', required.Select(m => m.Package).Distinct())}");
         }
 
         context.Info($"Installing {string.Join(' ', packages)} with apt-get.");
