@@ -13,6 +13,12 @@ namespace SvdLlm.Compression;
 /// </summary>
 public static class Compressor
 {
+    /// <summary>
+    /// Bump when a change to allocation, truncation or the checkpoint writer changes the compressed model
+    /// produced from the same statistics; the experiment pipeline's cell keys hash it.
+    /// </summary>
+    public const int CodeVersion = 1;
+
     public static CompressionReport Compress(CausalLanguageModel model, CalibrationStatistics stats, string methodName, double ratio,
         Action<string>? log = null, int[]? windows = null, int seqLen = 0)
     {
