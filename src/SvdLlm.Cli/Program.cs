@@ -14,6 +14,8 @@ public static class Program
             TrainCommand.Create(),
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),
+            RunMatrixCommand.Create(),
+            RunMatrixCommand.CreateMerge(),
         };
         return root.Parse(args).Invoke();
     }

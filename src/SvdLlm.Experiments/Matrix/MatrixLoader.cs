@@ -39,8 +39,8 @@ public static class MatrixLoader
         if (!File.Exists(full))
             throw new MatrixValidationException([new MatrixError(new SourcePosition(path, 1, 1), "matrix file not found")]);
         var hashes = new List<string>();
-        var root = LoadWithExtends(full, [], hashes);
         var errors = new List<MatrixError>();
+        var root = SubstitutePaths(LoadWithExtends(full, [], hashes), errors);
         var spec = Bind(root, full, string.Join("\n", hashes), errors);
         if (errors.Count > 0) throw new MatrixValidationException(errors);
         return spec!;
@@ -65,6 +65,50 @@ public static class MatrixLoader
         var parent = LoadWithExtends(basePath, [.. chain, file], hashes);
         var childWithoutExtends = new YMapping(map.Entries.Where(e => e.Key.Value != "extends").ToList(), map.Position, map.Anchor);
         return YamlTree.Overlay(parent, childWithoutExtends, DeepKeys);
+    }
+
+    /// <summary>
+    /// <c>${paths.NAME}</c> inside any string is replaced by the value of <c>paths.NAME</c> of the merged
+    /// matrix: YAML anchors do not cross files, this does (a file that extends another reuses its paths).
+    /// The substituted value keeps the position where <c>paths.NAME</c> was written, the place to edit.
+    /// </summary>
+    private static YMapping SubstitutePaths(YMapping root, List<MatrixError> errors)
+    {
+        var paths = root["paths"] as YMapping;
+        YNode Walk(YNode n) => n switch
+        {
+            YScalar s when s.Value.Contains("${", StringComparison.Ordinal) => Substitute(s),
+            YSequence q => q with { Items = q.Items.Select(Walk).ToList() },
+            YMapping m when !ReferenceEquals(m, paths) => m with { Entries = m.Entries.Select(e => new KeyValuePair<YScalar, YNode>(e.Key, Walk(e.Value))).ToList() },
+            _ => n,
+        };
+        YNode Substitute(YScalar s)
+        {
+            var text = new StringBuilder();
+            SourcePosition? from = null;
+            int i = 0;
+            while (i < s.Value.Length)
+            {
+                int open = s.Value.IndexOf("${", i, StringComparison.Ordinal);
+                if (open < 0) { text.Append(s.Value, i, s.Value.Length - i); break; }
+                int close = s.Value.IndexOf('}', open);
+                if (close < 0) { errors.Add(new MatrixError(s.Position, $"unterminated '${{' in '{s.Value}'")); return s; }
+                text.Append(s.Value, i, open - i);
+                string name = s.Value[(open + 2)..close];
+                string key = name.StartsWith("paths.", StringComparison.Ordinal) ? name[6..] : "";
+                if (key.Length == 0 || paths?[key] is not YScalar value)
+                {
+                    var known = paths?.Entries.Select(e => "paths." + e.Key.Value).ToList() ?? [];
+                    errors.Add(new MatrixError(s.Position, $"'${{{name}}}' is not a string under paths:{Suggest(name, known)}"));
+                    return s;
+                }
+                text.Append(value.Value);
+                from ??= value.Position;
+                i = close + 1;
+            }
+            return new YScalar(text.ToString(), s.Quoted, from ?? s.Position, s.Anchor);
+        }
+        return (YMapping)Walk(root);
     }
 
     private static MatrixSpec? Bind(YMapping root, string file, string hashes, List<MatrixError> errors)
