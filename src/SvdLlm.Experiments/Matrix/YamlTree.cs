@@ -46,13 +46,13 @@ public sealed record YMapping(IReadOnlyList<KeyValuePair<YScalar, YNode>> Entrie
 
 public static class YamlTree
 {
-    /// <summary>Parses one YAML document (merge keys <c>&lt;&lt;</c> supported); syntax errors carry their position.</summary>
+    /// <summary>Parses one YAML document (merge keys <c>&lt;&lt;</c> supported, explicit keys winning); syntax errors carry their position.</summary>
     public static YNode? Parse(string text, string file)
     {
         var stream = new YamlStream();
         try
         {
-            stream.Load(new MergingParser(new Parser(new StringReader(text))));
+            stream.Load(new StringReader(text));
         }
         catch (YamlException e)
         {
@@ -61,6 +61,13 @@ public static class YamlTree
             int cut = message.IndexOf("): ", StringComparison.Ordinal);
             if (message.StartsWith("(Line", StringComparison.Ordinal) && cut > 0) message = message[(cut + 3)..];
             throw new MatrixValidationException([new MatrixError(new SourcePosition(file, e.Start.Line, e.Start.Column), "YAML syntax: " + message)]);
+        }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner fails this way (without a position) on input that ends inside a flow
+            // collection; the end of the file is where the parser stopped.
+            int lines = text.Split('\n').Length;
+            throw new MatrixValidationException([new MatrixError(new SourcePosition(file, lines, 1), "YAML syntax: the file ends inside an unclosed [ or { (flow collection)")]);
         }
         if (stream.Documents.Count == 0) return null;
         if (stream.Documents.Count > 1)
@@ -83,12 +90,29 @@ public static class YamlTree
                 return new YSequence(q.Children.Select(c => Convert(c, file)).ToList(), pos, anchor);
             case YamlMappingNode m:
                 var entries = new List<KeyValuePair<YScalar, YNode>>();
+                var merged = new List<YMapping>();
                 foreach (var (k, v) in m.Children)
                 {
                     if (Convert(k, file) is not YScalar key)
                         throw new MatrixValidationException([new MatrixError(new SourcePosition(file, k.Start.Line, k.Start.Column), "mapping keys must be plain strings")]);
-                    entries.Add(new(key, Convert(v, file)));
+                    var value = Convert(v, file);
+                    if (key.Value == "<<" && !key.Quoted)
+                    {
+                        // YAML merge key: the merged mappings supply the keys this mapping does not write itself.
+                        var sources = value switch
+                        {
+                            YMapping one => [one],
+                            YSequence many when many.Items.All(i => i is YMapping) => many.Items.Cast<YMapping>().ToList(),
+                            _ => throw new MatrixValidationException([new MatrixError(value.Position, "'<<' merges a mapping (or a list of mappings), e.g. <<: *defaults")]),
+                        };
+                        merged.AddRange(sources);
+                        continue;
+                    }
+                    entries.Add(new(key, value));
                 }
+                foreach (var source in merged)
+                    foreach (var e in source.Entries)
+                        if (!entries.Any(x => x.Key.Value == e.Key.Value)) entries.Add(e);
                 return new YMapping(entries, pos, anchor);
             default:
                 throw new MatrixValidationException([new MatrixError(pos, $"unsupported YAML node {node.NodeType}")]);
