@@ -226,16 +226,16 @@ public static class MatrixRunner
                     Evaluate(c, modelDir);
                 foreach (var g in plan.Calibrations.Where(g => g.Model == model))
                 {
-                    if (!NeedsCalibration(g)) continue;
                     CalibrationStatistics? stats = null;
                     int[]? windows = null;
                     try
                     {
                         if (options.Stage == PipelineStage.Calibrate)
                         {
-                            stats = Statistics(g, modelDir);
+                            if (NeedsCalibration(g)) stats = Statistics(g, modelDir);
                             continue;
                         }
+                        // Statistics are loaded only when a cell of the group still has to be compressed.
                         foreach (var c in CellsOf(g))
                         {
                             if (NeedsCompression(c))

@@ -175,7 +175,7 @@ public sealed class ResultStore : IDisposable
     public void RecordEvaluation(CellRecord cell, string taskKey, string paramsJson, TaskResult result, long runId)
     {
         foreach (var m in result.Metrics)
-            if (!double.IsFinite(m.Value)) throw new InvalidOperationException($"task {result.Task} returned a non-finite {m.Name} ({m.Value}) for cell {cell.CellKey[..12]}; not stored");
+            if (!double.IsFinite(m.Value)) throw new InvalidOperationException($"task {result.Task} returned a non-finite {m.Name} ({m.Value}) for cell {cell.CellKey}; not stored");
         using var tx = _db.BeginTransaction(deferred: false);
         UpsertCell(tx, cell, runId);
         using (var del = Command(tx, "DELETE FROM metrics WHERE cell_key = $k AND task = $task;", ("$k", cell.CellKey), ("$task", result.Task)))

@@ -1,0 +1,186 @@
+using Microsoft.Data.Sqlite;
+using SvdLlm.Experiments.Matrix;
+using SvdLlm.Experiments.Pipeline;
+using SvdLlm.Experiments.Store;
+
+namespace SvdLlm.Experiments.Tests;
+
+public sealed class PipelineTests
+{
+    private const string Micro = """
+        name: micro
+        models: [{name: tiny, path: {model}}]
+        calibration: {dataset: {text}, samples: 8, seq_len: 32, seed: 3}
+        methods: [svd, svdllm]
+        ratios: [0.5]
+        tasks:
+          - {name: wikitext2, data: {text}, limit: 4, seq_len: 32}
+        run: {threads: 1, batch_size: 2, keep_compressed: KEEP, cache_dir: {cache}}
+        """;
+
+    private sealed class Counter
+    {
+        public List<(string Kind, string Key)> Seen { get; } = [];
+        public int? FailAfter { get; init; }
+
+        public void After(string kind, string key)
+        {
+            Seen.Add((kind, key));
+            if (Seen.Count == FailAfter) throw new SimulatedCrash();
+        }
+
+        public int Count(string kind) => Seen.Count(s => s.Kind == kind);
+    }
+
+    private sealed class SimulatedCrash : Exception;
+
+    private static RunSummary Run(string matrix, string db, Counter counter, PipelineStage stage = PipelineStage.Evaluate, bool dryRun = false, List<string>? output = null) =>
+        MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions
+        {
+            Stage = stage, DryRun = dryRun, AfterArtifact = counter.After, Output = line => output?.Add(line),
+        });
+
+    private static long Scalar(string db, string sql)
+    {
+        using var s = ResultStore.Open(db);
+        using var cmd = s.Connection.CreateCommand();
+        cmd.CommandText = sql;
+        return Convert.ToInt64(cmd.ExecuteScalar());
+    }
+
+    [Fact]
+    public void MicroMatrixRunsEndToEndAndASecondRunRecomputesNothing()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "false"));
+        string db = w.Temp.File("results.db");
+        var first = new Counter();
+        var summary = Run(matrix, db, first);
+        Assert.Equal("finished", summary.Status);
+        Assert.Equal((0, 1, 2, 3), (first.Count("model"), first.Count("calibration"), first.Count("compressed"), first.Count("evaluation")));
+        Assert.Equal(3, Scalar(db, "SELECT count(*) FROM cells"));
+        Assert.Equal(3, Scalar(db, "SELECT count(*) FROM metrics WHERE task = 'wikitext2' AND metric = 'ppl' AND value > 1"));
+        Assert.Equal(2, Scalar(db, "SELECT count(*) FROM compression WHERE achieved_linear_ratio > 0.4"));
+        Assert.Equal(2 * 2 * 7, Scalar(db, "SELECT count(*) FROM matrix_stats"));
+        Assert.Equal(1, Scalar(db, "SELECT count(*) FROM runs WHERE status = 'finished' AND blas LIKE 'threads=1%' AND packages_json LIKE '%YamlDotNet%'"));
+        Assert.True(File.Exists(summary.LogPath));
+        Assert.Contains("wikitext2: ppl", File.ReadAllText(summary.LogPath!), StringComparison.Ordinal);
+        // keep_compressed: false deleted each compressed model once its evaluation was stored.
+        Assert.Empty(Directory.GetDirectories(Path.Combine(w.CacheDir, "compressed")));
+
+        var second = new Counter();
+        Assert.Equal("finished", Run(matrix, db, second).Status);
+        Assert.Empty(second.Seen);
+        Assert.Equal(3, Scalar(db, "SELECT count(*) FROM metrics WHERE metric = 'ppl'"));
+        Assert.Equal(2, Scalar(db, "SELECT count(*) FROM runs WHERE status = 'finished'"));
+
+        // A changed task parameter re-evaluates every cell on that task, and only that: the compressed models
+        // were deleted, so they are rebuilt from the cached statistics (no calibration).
+        File.WriteAllText(matrix, File.ReadAllText(matrix).Replace("limit: 4", "limit: 3"));
+        var third = new Counter();
+        Run(matrix, db, third);
+        Assert.Equal((0, 0, 2, 3), (third.Count("model"), third.Count("calibration"), third.Count("compressed"), third.Count("evaluation")));
+        Assert.Equal(3, Scalar(db, "SELECT count(*) FROM metrics WHERE metric = 'ppl'"));
+        Assert.Equal(3 * 32 - 3, Scalar(db, "SELECT max(n) FROM metrics WHERE metric = 'ppl'"));
+    }
+
+    [Fact]
+    public void ACrashLosesOnlyTheArtifactInFlightAndTheRerunResumes()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "true"));
+        string db = w.Temp.File("results.db");
+        var reference = new Counter();
+        string refDb = w.Temp.File("reference.db");
+        Run(matrix, refDb, reference);
+        Assert.Equal(6, reference.Seen.Count);
+        // A clean slate for the crashing runs: another cache directory.
+        string cache2 = w.Temp.Sub("cache2");
+        File.WriteAllText(matrix, File.ReadAllText(matrix).Replace(w.CacheDir, cache2));
+
+        var seenAcrossRuns = new List<(string, string)>();
+        for (int failAfter = 2; ; failAfter += 2)
+        {
+            var c = new Counter { FailAfter = failAfter - seenAcrossRuns.Count };
+            try
+            {
+                Run(matrix, db, c);
+                seenAcrossRuns.AddRange(c.Seen);
+                break;
+            }
+            catch (SimulatedCrash)
+            {
+                seenAcrossRuns.AddRange(c.Seen);
+            }
+            Assert.True(failAfter < 20, "the resumed runs never finished");
+        }
+        // Every artifact was computed exactly once over all the interrupted runs, and the results equal the uninterrupted run's.
+        Assert.Equal(reference.Seen.Select(s => s.Key).Order(), seenAcrossRuns.Select(s => s.Item2).Order());
+        Assert.Equal(seenAcrossRuns.Count, seenAcrossRuns.Distinct().Count());
+        Assert.Equal(Values(refDb), Values(db));
+        Assert.True(Scalar(db, "SELECT count(*) FROM runs WHERE status = 'failed'") >= 2);
+        Assert.DoesNotContain(Directory.GetDirectories(Path.Combine(cache2, "compressed")), d => d.EndsWith(".partial", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AStagePartialRunThenTheRestComputesEachArtifactOnce()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "false"));
+        string db = w.Temp.File("results.db");
+        var dry = new List<string>();
+        var none = new Counter();
+        Run(matrix, db, none, dryRun: true, output: dry);
+        Assert.Empty(none.Seen);
+        Assert.Contains(dry, l => l.StartsWith("would compute: 2 compressed models, 3 evaluations", StringComparison.Ordinal));
+
+        var cal = new Counter();
+        Run(matrix, db, cal, PipelineStage.Calibrate);
+        Assert.Equal(["calibration"], cal.Seen.Select(s => s.Kind));
+        var comp = new Counter();
+        Run(matrix, db, comp, PipelineStage.Compress);
+        Assert.Equal(["compressed", "compressed"], comp.Seen.Select(s => s.Kind));
+        Assert.Equal(2, Directory.GetDirectories(Path.Combine(w.CacheDir, "compressed")).Length);
+        var eval = new Counter();
+        Run(matrix, db, eval, PipelineStage.Evaluate);
+        Assert.Equal(["evaluation", "evaluation", "evaluation"], eval.Seen.Select(s => s.Kind));
+
+        dry.Clear();
+        Run(matrix, db, none, dryRun: true, output: dry);
+        Assert.Contains(dry, l => l.StartsWith("would compute: 0 compressed models, 0 evaluations", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ShardsSplitTheCellsAndTheirMergeEqualsTheWholeRun()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "true"));
+        var spec = MatrixLoader.Load(matrix);
+        var counters = new List<Counter>();
+        for (int i = 1; i <= 2; i++)
+        {
+            var c = new Counter();
+            MatrixRunner.Run(spec, w.Temp.File($"shard{i}.db"), new RunnerOptions { Shard = new Shard(i, 2), AfterArtifact = c.After });
+            counters.Add(c);
+        }
+        // Each cell's evaluation ran in exactly one shard.
+        Assert.Equal(3, counters.Sum(c => c.Count("evaluation")));
+        string merged = w.Temp.File("merged.db");
+        MergeResults.Merge(merged, [w.Temp.File("shard1.db"), w.Temp.File("shard2.db")]);
+        var whole = w.Temp.File("whole.db");
+        MatrixRunner.Run(spec, whole, new RunnerOptions());
+        Assert.Equal(Values(whole), Values(merged));
+    }
+
+    /// <summary>Every stored metric as (cell, task, metric, value), sorted.</summary>
+    private static List<string> Values(string db)
+    {
+        using var s = ResultStore.Open(db);
+        using var cmd = s.Connection.CreateCommand();
+        cmd.CommandText = "SELECT cell_key, task, metric, value, n FROM metrics ORDER BY cell_key, task, metric";
+        using var r = cmd.ExecuteReader();
+        var rows = new List<string>();
+        while (r.Read()) rows.Add($"{r.GetString(0)} {r.GetString(1)} {r.GetString(2)} {r.GetDouble(3):R} {r.GetInt64(4)}");
+        return rows;
+    }
+}
