@@ -14,6 +14,7 @@ public static class Program
             TrainCommand.Create(),
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),
+            EvalCommand.Create(),
             RunMatrixCommand.Create(),
             RunMatrixCommand.CreateMerge(),
         };

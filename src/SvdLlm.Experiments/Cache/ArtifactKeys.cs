@@ -56,7 +56,7 @@ public sealed class ArtifactKeys(string cacheRoot)
     /// <summary>The calibration text's content hash (the demo text is assembled from the pinned corpora).</summary>
     public string DatasetKey(CalibrationSpec c) => c.IsDemo ? FileHash(DemoCalibrationText.Ensure(CacheRoot)) : FileHash(c.Dataset);
 
-    /// <summary>A task's data: a file's hash, or a directory's relative paths and file hashes; "none" for the demo tasks.</summary>
+    /// <summary>A task's data: a file's hash, or a directory's relative paths and file hashes (the demo tasks: the file the suite builds).</summary>
     public string DataKey(string? path)
     {
         if (path is null) return "none";
@@ -116,7 +116,7 @@ public sealed class ArtifactKeys(string cacheRoot)
         ["kind"] = "evaluation",
         ["cell"] = cellKey,
         ["task"] = task.Name,
-        ["data"] = DataKey(task.Data),
+        ["data"] = DataKey(TaskCatalog.DataFile(task)),
         ["limit"] = task.Limit,
         ["seq_len"] = task.SeqLen,
         ["evaluation_version"] = ArtifactVersions.Evaluation,

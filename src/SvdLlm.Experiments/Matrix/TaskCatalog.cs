@@ -6,9 +6,12 @@ namespace SvdLlm.Experiments.Matrix;
 public static class TaskCatalog
 {
     /// <summary>The demo suite: built from the embedded corpora, so it needs no data and runs anywhere.</summary>
-    public static IReadOnlyList<string> DemoSuite { get; } = ["demo_ppl_moby_dick", "demo_ppl_sotu", "demo_ppl_brown", "demo_next_sentence", "demo_cloze"];
+    public static IReadOnlyList<string> DemoSuite => TaskRegistry.DemoSuite;
 
-    public static IReadOnlyList<string> Names => TaskRegistry.Names.Concat(DemoSuite).Distinct().ToList();
+    public static IReadOnlyList<string> Names => TaskRegistry.Names;
 
-    public static bool NeedsData(string task) => !DemoSuite.Contains(task);
+    public static bool NeedsData(string task) => !TaskRegistry.IsDemo(task);
+
+    /// <summary>The file a task reads: its data path, or for a demo task the file the suite writes from the corpora.</summary>
+    public static string? DataFile(TaskSpec task) => task.Data ?? (TaskRegistry.IsDemo(task.Name) ? SvdLlm.Evaluation.Tasks.DemoSuite.EnsureFile(task.Name) : null);
 }
