@@ -123,6 +123,27 @@ public sealed class PipelineTests
     }
 
     [Fact]
+    public void LeftoversOfAKilledRunAreNeverMistakenForFinishedArtifacts()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "true"));
+        var spec = MatrixLoader.Load(matrix);
+        var cell = SvdLlm.Experiments.Pipeline.MatrixPlan.Build(spec, new SvdLlm.Experiments.Cache.ArtifactKeys(w.CacheDir)).Cells.First(c => !c.IsOriginal);
+        // kill -9 during a write leaves DIR.partial; between the rename and the database commit, a complete-looking
+        // directory without its row; during a delete, DIR.deleting-PID.
+        string dir = MatrixRunner.CompressedDirectory(w.CacheDir, cell.Key);
+        Directory.CreateDirectory(dir + ".partial");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "config.json"), "{ not a model");
+        File.WriteAllText(Path.Combine(dir, "compression-report.json"), "{}");
+        var c = new Counter();
+        MatrixRunner.Run(spec, w.Temp.File("r.db"), new RunnerOptions { AfterArtifact = c.After });
+        Assert.Equal(2, c.Count("compressed"));
+        Assert.Equal(3, c.Count("evaluation"));
+        Assert.Contains("\"svd_compression\"", File.ReadAllText(Path.Combine(dir, "config.json")), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void AStagePartialRunThenTheRestComputesEachArtifactOnce()
     {
         using var w = new MicroWorld();
