@@ -141,6 +141,14 @@ public sealed class PipelineTests
         Assert.Equal(2, c.Count("compressed"));
         Assert.Equal(3, c.Count("evaluation"));
         Assert.Contains("\"svd_compression\"", File.ReadAllText(Path.Combine(dir, "config.json")), StringComparison.Ordinal);
+
+        // A complete cached directory that another database's run made is adopted (its report recorded), not recomputed.
+        var again = new Counter();
+        string db2 = w.Temp.File("other.db");
+        MatrixRunner.Run(spec, db2, new RunnerOptions { AfterArtifact = again.After });
+        Assert.Equal((0, 0, 3), (again.Count("calibration"), again.Count("compressed"), again.Count("evaluation")));
+        Assert.Equal(Scalar(w.Temp.File("r.db"), "SELECT count(*) FROM matrix_stats"), Scalar(db2, "SELECT count(*) FROM matrix_stats"));
+        Assert.Equal(Scalar(w.Temp.File("r.db"), "SELECT sum(rank) FROM matrix_stats"), Scalar(db2, "SELECT sum(rank) FROM matrix_stats"));
     }
 
     [Fact]

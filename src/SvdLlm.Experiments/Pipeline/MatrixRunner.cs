@@ -146,9 +146,35 @@ public static class MatrixRunner
 
         private string CompressedDir(CellPlan c) => CompressedDirectory(cacheRoot, c.Key);
 
-        private bool CompressedReady(CellPlan c) => _compressed.Contains(c.Key) && IsCompleteCompressed(CompressedDir(c));
+        /// <summary>
+        /// The compressed model is on disk (the directory appears only complete: written as DIR.partial, then
+        /// renamed) and its statistics are in this database, adopted from its report if another run made it.
+        /// </summary>
+        private bool CompressedReady(CellPlan c) => Directory.Exists(CompressedDir(c)) && (_compressed.Contains(c.Key) || Adopt(c));
 
-        private static bool IsCompleteCompressed(string dir) => File.Exists(Path.Combine(dir, "compression-report.json")) && File.Exists(Path.Combine(dir, "config.json"));
+        private bool Adopt(CellPlan c)
+        {
+            string dir = CompressedDir(c);
+            try
+            {
+                var report = CompressionReportReader.Read(dir);
+                if (report.Method != c.Method.Name || report.Ratio != c.Ratio) throw new InvalidDataException($"{dir} holds {report.Method} at {report.Ratio}, not {c.Label}");
+                if (options.DryRun) return true;
+                store.RecordCompression(c.Record, report, _runId);
+                _compressed.Add(c.Key);
+                Log($"adopted the cached compressed model of {c.Label} ({dir})");
+                return true;
+            }
+            catch (InvalidDataException e)
+            {
+                if (!options.DryRun)
+                {
+                    Log($"discarding {dir}: {e.Message}");
+                    Directory.Delete(dir, recursive: true);
+                }
+                return false;
+            }
+        }
 
         /// <summary>A compressed cell needs its model built when the stage goes that far and something still needs it.</summary>
         private bool NeedsCompression(CellPlan c) =>
@@ -177,7 +203,8 @@ public static class MatrixRunner
         }
 
         private bool StatsCached(CalibrationPlan g, string? modelDir) =>
-            modelDir is not null && File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(Request(g, modelDir)), StatsDirectory));
+            modelDir is not null && (File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(Request(g, modelDir)), StatsDirectory))
+                                     || File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(Request(g, modelDir) with { Fisher = true }), StatsDirectory)));
 
         private string StatsDirectory => Path.Combine(cacheRoot, "calibration");
 
@@ -284,6 +311,9 @@ public static class MatrixRunner
             var request = Request(g, modelDir);
             string path = CalibrationCache.PathFor(CalibrationCache.Key(request), StatsDirectory);
             if (File.Exists(path)) return CalibrationStatistics.Load(path);
+            // Statistics with Fisher hold everything those without do (the same Gram sums from the same windows).
+            string withFisher = CalibrationCache.PathFor(CalibrationCache.Key(request with { Fisher = true }), StatsDirectory);
+            if (!request.Fisher && File.Exists(withFisher)) return CalibrationStatistics.Load(withFisher);
             options.Cancellation.ThrowIfCancellationRequested();
             string label = $"calibrate {g.Model.Name} on {(g.Calibration.IsDemo ? "demo" : Path.GetFileName(g.Calibration.Dataset))} {g.Calibration.Samples}×{g.Calibration.SeqLen}{(g.Fisher ? " +fisher" : "")}";
             var clock = Begin(ArtifactKind.Calibration, label);
@@ -304,9 +334,6 @@ public static class MatrixRunner
         {
             options.Cancellation.ThrowIfCancellationRequested();
             string dir = CompressedDir(c);
-            // A directory without its database row is from a run that died between the rename and the commit:
-            // recompute it rather than trust a report nobody recorded.
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
             string label = $"compress {c.Label}";
             var clock = Begin(ArtifactKind.Compressed, label);
             using var model = ModelLoader.Load(modelDir);
@@ -314,8 +341,10 @@ public static class MatrixRunner
             var write = Stopwatch.StartNew();
             Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
             CompressedCheckpoint.Write(model, dir, report);
-            report.StageSeconds["write"] = write.Elapsed.TotalSeconds;
-            store.RecordCompression(c.Record, report, _runId);
+            // Recorded from the file, as an adopted directory would be, so both paths store the same numbers.
+            var written = CompressionReportReader.Read(dir);
+            written.StageSeconds["write"] = write.Elapsed.TotalSeconds;
+            store.RecordCompression(c.Record, written, _runId);
             _compressed.Add(c.Key);
             Log($"compressed {c.Label}: removed {report.AchievedLinearRatio:P2} of the linear parameters → {dir}");
             End(ArtifactKind.Compressed, label, c.Key, clock, dir);
