@@ -10,7 +10,7 @@ namespace SvdLlm.Cli.Tests;
 /// <summary>The exact command forms later issues and outside checks rely on, run in-process through Program.Main.</summary>
 public class CliTests
 {
-    private static (int Exit, string Out, string Err) Run(params string[] args)
+    internal static (int Exit, string Out, string Err) Run(params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
