@@ -15,6 +15,7 @@ public static class Program
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),
             EvalCommand.Create(),
+            BenchEfficiencyCommand.Create(),
             RunMatrixCommand.Create(),
             RunMatrixCommand.CreateMerge(),
         };

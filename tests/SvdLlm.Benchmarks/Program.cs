@@ -61,6 +61,8 @@ public static class Program
             Console.WriteLine();
             Console.WriteLine("FLOPs counted: 2·T·(linear params + vocab·hidden) + attention 4·T²·head_dim per head and layer (full T×T, as computed).");
             Console.WriteLine();
+            DecodeThroughput(model, seqLens[0], repeats);
+            Console.WriteLine();
             TokenizerThroughput();
         }
         finally
@@ -112,6 +114,21 @@ public static class Program
             var r = SvdLlm.Models.Tokenizers.TokenizerBenchmark.Run(tokenizer, text, warmRuns: 2);
             Console.WriteLine($"{name,-10} {r.Tokens,9:N0} {r.ColdMegabytesPerSecond,10:F1} {r.WarmMegabytesPerSecond,10:F1} {r.WarmMegabytesPerSecond / (mb / scanSeconds),12:P0}");
         }
+    }
+
+    /// <summary>
+    /// Incremental decoding at batch 1 through the KV cache, beside the prefill of its prompt. A decode step
+    /// reads every weight once for one token, so weight bytes × tokens/s is the memory bandwidth it reaches:
+    /// the figure to compare with the machine's, as the forward/sgemm ratio is for prefill.
+    /// </summary>
+    private static void DecodeThroughput(CausalLanguageModel model, int promptLen, int repeats)
+    {
+        const int genLen = 64;
+        var r = SvdLlm.Evaluation.Efficiency.EfficiencyBenchmark.Measure(model,
+            new SvdLlm.Evaluation.Efficiency.EfficiencyOptions(Batch: 1, PromptLen: promptLen, GenLen: genLen, Repeats: repeats));
+        Console.WriteLine($"decode with KV cache, batch 1, prompt {promptLen}, {genLen} steps (median of {repeats}): " +
+                          $"prefill {r.PrefillTokensPerSecond:F0} tok/s, decode {r.DecodeTokensPerSecond:F1} tok/s, " +
+                          $"weights streamed {r.WeightBytesFloat32 * r.DecodeTokensPerSecond / 1e9:F1} GB/s");
     }
 
     /// <summary>Best-of-<paramref name="repeats"/> seconds for one forward pass producing logits.</summary>

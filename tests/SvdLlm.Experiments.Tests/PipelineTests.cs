@@ -201,6 +201,34 @@ public sealed class PipelineTests
         Assert.Equal(Values(whole), Values(merged));
     }
 
+    [Fact]
+    public void EfficiencyIsStoredPerCellLikeATask()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix("""
+            models: [{model}]
+            calibration: {dataset: {text}, samples: 8, seq_len: 32}
+            methods: [svd]
+            ratios: [0.5]
+            tasks: [{name: efficiency, seq_len: 16}]
+            run: {threads: 1, cache_dir: {cache}}
+            """);
+        string db = w.Temp.File("r.db");
+        MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions());
+        // Parameter counts against the checkpoint's own tensors and the compression record.
+        long stored = TinyParameters(w.ModelDir);
+        Assert.Equal(stored, Scalar(db, "SELECT CAST(m.value AS INTEGER) FROM metrics m JOIN cells c USING (cell_key) WHERE c.method = 'original' AND m.task = 'efficiency' AND m.metric = 'params'"));
+        Assert.Equal(Scalar(db, "SELECT model_params_after FROM compression"),
+            Scalar(db, "SELECT CAST(m.value AS INTEGER) FROM metrics m JOIN cells c USING (cell_key) WHERE c.method = 'svd' AND m.task = 'efficiency' AND m.metric = 'params'"));
+        Assert.Equal(2, Scalar(db, "SELECT count(*) FROM metrics WHERE task = 'efficiency' AND metric = 'decode_tokens_per_s' AND value > 0"));
+    }
+
+    private static long TinyParameters(string modelDir)
+    {
+        using var f = SvdLlm.Models.Checkpoints.CheckpointReader.Open(modelDir);
+        return f.TensorNames.Sum(n => f.GetInfo(n).Shape.Aggregate(1L, (a, d) => a * d));
+    }
+
     /// <summary>Every stored metric as (cell, task, metric, value), sorted.</summary>
     private static List<string> Values(string db)
     {

@@ -364,7 +364,7 @@ public static class MatrixRunner
                 var request = new TaskRequest(e.Task.Name, e.Task.Data, e.Task.Limit, BatchSize: plan.Matrix.Run.BatchSize);
                 if (e.Task.SeqLen is int seqLen) request = request with { SeqLen = seqLen };
                 var itemClock = Stopwatch.StartNew();
-                var result = options.Evaluator.Evaluate(model, tokenizer, request, (done, total) =>
+                var result = options.Evaluator.Evaluate(model, tokenizer, e.Task, request, (done, total) =>
                     Progress.Advance(total > 0 ? (double)done / total : 0, $"{done}/{total} ({done / Math.Max(1e-9, itemClock.Elapsed.TotalSeconds):F1}/s)"));
                 store.RecordEvaluation(c.Record, e.TaskKey, e.ParamsJson, result, _runId);
                 _evaluations[(c.Key, e.Task.Name)] = e.TaskKey;

@@ -1,4 +1,6 @@
+using SvdLlm.Evaluation.Efficiency;
 using SvdLlm.Evaluation.Tasks;
+using SvdLlm.Experiments.Matrix;
 using SvdLlm.Models.Architectures;
 using SvdLlm.Models.Tokenizers;
 
@@ -49,18 +51,26 @@ public sealed class SilentProgress : IPipelineProgress
 /// <summary>Runs one evaluation task; the default goes through <see cref="TaskRegistry.Run"/>.</summary>
 public interface ITaskEvaluator
 {
-    TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskRequest request, Action<int, int>? progress);
+    /// <param name="task">the matrix's task (what it set itself, before defaults)</param>
+    /// <param name="request">the request built from it</param>
+    TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskSpec task, TaskRequest request, Action<int, int>? progress);
 }
 
 /// <summary>
-/// The tasks of <see cref="TaskRegistry"/>. Hook for the efficiency measurement: once EfficiencyBenchmark is
-/// in (branch effic), an <c>efficiency</c> task evaluates here as <c>EfficiencyBenchmark.Measure(model,
-/// options).ToMetrics()</c> and is stored like any other task's metrics.
+/// The tasks of <see cref="TaskRegistry"/>, and <c>efficiency</c>: <see cref="EfficiencyBenchmark.Measure"/> at
+/// its default settings (batch 1, prompt 128, 32 generated tokens) unless the task sets seq_len: then the prompt
+/// is seq_len tokens and a quarter of that is generated (so prompt + generation fits a small model). Speeds are
+/// measured once per cell and kept (like every result), so on a shared machine rerun them deliberately with
+/// a fresh database, or compare within one run.
 /// </summary>
 public sealed class RegistryEvaluator : ITaskEvaluator
 {
     public static RegistryEvaluator Instance { get; } = new();
 
-    public TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskRequest request, Action<int, int>? progress) =>
-        TaskRegistry.Run(model, tokenizer, request, progress);
+    public TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskSpec task, TaskRequest request, Action<int, int>? progress)
+    {
+        if (request.Task != EfficiencyResult.TaskName) return TaskRegistry.Run(model, tokenizer, request, progress);
+        var options = task.SeqLen is int s ? new EfficiencyOptions(Batch: 1, PromptLen: s, GenLen: Math.Max(1, s / 4)) : new EfficiencyOptions();
+        return EfficiencyBenchmark.Measure(model, options).ToTaskResult();
+    }
 }

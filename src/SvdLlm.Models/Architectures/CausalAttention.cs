@@ -41,6 +41,39 @@ internal static class CausalAttention
     }
 
     /// <summary>
+    /// Attention of one new token per sequence over the cached keys and values (incremental decoding).
+    /// q is [B, NH·D]; keys and values are a <see cref="KvCache"/> layer, [B·maxLength, NKV·D], whose
+    /// positions [0, length) are filled, the new token's own key at length − 1. The query at position
+    /// i = length − 1 sees keys j ≥ i − window + 1 (the rule of <see cref="Kernels.Kernels.CausalSoftmax"/>),
+    /// so the result equals row i of <see cref="Forward"/> over the whole sequence. The query heads of
+    /// one group are adjacent columns of q, so a group is one [groups, D] matrix and costs one GEMM
+    /// against its shared key head (GQA without repeating keys).
+    /// </summary>
+    /// <param name="scores">scratch of at least NH/NKV · min(length, window) floats</param>
+    /// <param name="output">[B, NH·D], overwritten</param>
+    public static void Decode(IComputeBackend backend, ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values,
+        Span<float> output, int batch, int length, int maxLength, int heads, int kvHeads, int headDim, float scale, int? window, Span<float> scores)
+    {
+        if (length < 1 || length > maxLength) throw new ArgumentException($"Decode: {length} cached positions outside [1, {maxLength}]");
+        int lo = window is int w ? Math.Max(0, length - w) : 0, visible = length - lo;
+        int qWidth = heads * headDim, kvWidth = kvHeads * headDim, groups = heads / kvHeads;
+        var p = scores[..(groups * visible)];
+        for (int b = 0; b < batch; b++)
+        {
+            int kvRow = b * maxLength + lo;
+            for (int kvh = 0; kvh < kvHeads; kvh++)
+            {
+                int qOff = b * qWidth + kvh * groups * headDim, kvOff = kvRow * kvWidth + kvh * headDim;
+                // scores [G, L] = scale · Q_group [G, D] · K_hᵀ [D, L], L = visible positions
+                backend.Sgemm(Transpose.No, Transpose.Yes, groups, visible, headDim, scale, q[qOff..], headDim, keys[kvOff..], kvWidth, 0f, p, visible);
+                for (int g = 0; g < groups; g++) backend.SoftmaxInPlace(p.Slice(g * visible, visible));
+                // O_group [G, D] = P [G, L] · V_h [L, D]
+                backend.Sgemm(Transpose.No, Transpose.No, groups, headDim, visible, 1f, p, visible, values[kvOff..], kvWidth, 0f, output[qOff..], headDim);
+            }
+        }
+    }
+
+    /// <summary>
     /// Backward of <see cref="Forward"/> given the kept probabilities P [B·NH, T, T] and dO [B·T, NH·D].
     /// Per head: dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − rowsum(dP∘P)), dQ = scale·dS·K, dK += scale·dSᵀ·Q.
     /// dq is overwritten; dk and dv are accumulated (a kv head receives the gradients of its whole

@@ -84,8 +84,21 @@ public abstract class CausalLanguageModel : IDisposable
     /// <summary>Parameters of the decoder linears (the part SVD compression touches).</summary>
     public long LinearParameterCount => _linears.Sum(l => l.ParameterCount);
 
-    /// <summary>hidden [B·T, H] for tokens [B·T] (row-major batch of equal-length sequences).</summary>
-    public abstract Tensor<float> Embed(ReadOnlySpan<int> tokens, int batch, int seqLen);
+    /// <summary>hidden [B·T, H] for tokens [B·T] (row-major batch of equal-length sequences starting at position 0).</summary>
+    public Tensor<float> Embed(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        var hidden = Tensor<float>.Uninitialized(tokens.Length, HiddenSize);
+        try
+        {
+            EmbedAt(tokens, batch, seqLen, 0, hidden);
+            return hidden;
+        }
+        catch
+        {
+            hidden.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>Runs decoder layer <paramref name="layer"/> on hidden [B·T, H] in place.</summary>
     public abstract void ForwardLayer(int layer, Tensor<float> hidden, int batch, int seqLen);
@@ -98,6 +111,118 @@ public abstract class CausalLanguageModel : IDisposable
 
     /// <summary>Loads every weight now (otherwise they load on first use).</summary>
     public abstract void LoadAll();
+
+    /// <summary>Key/value heads and head dimension of the attention (what a <see cref="KvCache"/> stores per position).</summary>
+    protected abstract (int KvHeads, int HeadDim) KvShape { get; }
+
+    /// <summary>Positions the architecture can represent (OPT's learned table), or null when unbounded (RoPE).</summary>
+    protected virtual int? MaxPositions => null;
+
+    /// <summary>The architecture's scratch buffers for one decode step over <paramref name="batch"/> rows.</summary>
+    protected abstract IDisposable CreateDecodeWorkspace(int batch, int maxLength);
+
+    /// <summary>Writes embeddings [B·T, H] of tokens at absolute positions start … start + T − 1 into hidden.</summary>
+    protected abstract void EmbedAt(ReadOnlySpan<int> tokens, int batch, int seqLen, int start, Tensor<float> hidden);
+
+    /// <summary>
+    /// Runs decoder layer <paramref name="layer"/> on hidden [B·T, H] for tokens at positions
+    /// cache.Length … cache.Length + T − 1, storing their keys and values in the cache. With an empty
+    /// cache this is the plain causal forward; with entries, T must be 1 and the token attends over the cache.
+    /// </summary>
+    protected abstract void ForwardLayerCached(int layer, Tensor<float> hidden, int batch, int seqLen, KvCache cache);
+
+    /// <summary>
+    /// A key/value cache for <paramref name="batch"/> sequences of up to <paramref name="maxLength"/>
+    /// positions (prompt plus generated tokens), allocated now so that decoding allocates nothing.
+    /// </summary>
+    public KvCache CreateKvCache(int batch, int maxLength)
+    {
+        if (batch <= 0 || maxLength <= 0) throw new ArgumentException($"KV cache: batch {batch} and max length {maxLength} must be positive");
+        if (MaxPositions is int limit && maxLength > limit)
+            throw new ArgumentException($"KV cache: max length {maxLength} exceeds {Architecture}'s {limit} positions (learned positions cannot extrapolate)");
+        var (kvHeads, headDim) = KvShape;
+        return new KvCache(this, NumLayers, batch, maxLength, kvHeads, headDim, CreateDecodeWorkspace(batch, maxLength));
+    }
+
+    /// <summary>
+    /// Runs a prompt batch tokens [B·P] through the model into an empty <paramref name="cache"/> and returns
+    /// the logits of each sequence's last prompt token, [B, V] (what generation continues from), or with
+    /// <paramref name="allPositions"/> the logits of every prompt position, [B·P, V] (as <see cref="Logits"/>).
+    /// </summary>
+    public Tensor<float> Prefill(ReadOnlySpan<int> tokens, int batch, int promptLen, KvCache cache, bool allPositions = false)
+    {
+        CheckTokens(tokens, batch, promptLen);
+        CheckCache(cache, batch);
+        if (cache.Length != 0) throw new InvalidOperationException($"prefill needs an empty KV cache; this one holds {cache.Length} positions (call Reset)");
+        if (promptLen > cache.MaxLength) throw new ArgumentException($"prompt of {promptLen} tokens exceeds the KV cache's {cache.MaxLength} positions");
+        using var hidden = Tensor<float>.Uninitialized(batch * promptLen, HiddenSize);
+        EmbedAt(tokens, batch, promptLen, 0, hidden);
+        for (int l = 0; l < NumLayers; l++) ForwardLayerCached(l, hidden, batch, promptLen, cache);
+        cache.Advance(promptLen);
+        var final = FinalNorm(hidden);
+        try
+        {
+            if (allPositions) return OutputLogits(final, batch * promptLen, promptLen);
+            using var last = Tensor<float>.Uninitialized(batch, OutputWidth);
+            for (int b = 0; b < batch; b++) final.Row(b * promptLen + promptLen - 1).CopyTo(last.Row(b));
+            var logits = Tensor<float>.Uninitialized(batch, VocabSize);
+            ComputeLogits(last, batch, logits, promptLen - 1, 1);
+            return logits;
+        }
+        finally
+        {
+            if (!ReferenceEquals(final, hidden)) final.Dispose();
+        }
+    }
+
+    /// <summary>Feeds one token per sequence (tokens [B]) at position cache.Length; returns its logits [B, V].</summary>
+    public Tensor<float> DecodeStep(ReadOnlySpan<int> tokens, KvCache cache)
+    {
+        var logits = Tensor<float>.Uninitialized(cache.Batch, VocabSize);
+        try
+        {
+            DecodeStep(tokens, cache, logits);
+            return logits;
+        }
+        catch
+        {
+            logits.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Feeds one token per sequence (tokens [B]) at absolute position cache.Length, appends its keys and
+    /// values to the cache and writes its logits into <paramref name="logits"/> [B, V]; no tensor is allocated.
+    /// </summary>
+    public void DecodeStep(ReadOnlySpan<int> tokens, KvCache cache, Tensor<float> logits)
+    {
+        CheckCache(cache, tokens.Length);
+        CheckTokens(tokens, cache.Batch, 1);
+        if (logits.Rows != cache.Batch || logits.Cols != VocabSize)
+            throw new ArgumentException($"decode logits tensor is {logits.ShapeString}, expected [{cache.Batch}, {VocabSize}]");
+        if (cache.Length >= cache.MaxLength) throw new InvalidOperationException($"KV cache is full ({cache.MaxLength} positions)");
+        int position = cache.Length;
+        var hidden = cache.Hidden;
+        EmbedAt(tokens, cache.Batch, 1, position, hidden);
+        for (int l = 0; l < NumLayers; l++) ForwardLayerCached(l, hidden, cache.Batch, 1, cache);
+        cache.Advance(1);
+        var final = FinalNorm(hidden);
+        try
+        {
+            ComputeLogits(final, cache.Batch, logits, position, 1);
+        }
+        finally
+        {
+            if (!ReferenceEquals(final, hidden)) final.Dispose();
+        }
+    }
+
+    private void CheckCache(KvCache cache, int batch)
+    {
+        if (!ReferenceEquals(cache.Model, this)) throw new ArgumentException($"the KV cache was made for another model ({cache.Model.Directory})");
+        if (cache.Batch != batch) throw new ArgumentException($"the KV cache holds {cache.Batch} sequences, not {batch}");
+    }
 
     /// <summary>Final hidden states [B·T, OutputWidth] for a batch of token sequences.</summary>
     public Tensor<float> Hidden(ReadOnlySpan<int> tokens, int batch, int seqLen)
@@ -122,19 +247,40 @@ public abstract class CausalLanguageModel : IDisposable
     public Tensor<float> Logits(ReadOnlySpan<int> tokens, int batch, int seqLen)
     {
         using var hidden = Hidden(tokens, batch, seqLen);
-        var w = OutputEmbedding();
-        int rows = batch * seqLen;
+        return OutputLogits(hidden, batch * seqLen, seqLen);
+    }
+
+    private Tensor<float> OutputLogits(Tensor<float> hidden, int rows, int seqLen)
+    {
         var logits = Tensor<float>.Uninitialized(rows, VocabSize);
+        try
+        {
+            ComputeLogits(hidden, rows, logits, 0, seqLen);
+            return logits;
+        }
+        catch
+        {
+            logits.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// logits [rows, V] = hidden [rows, OutputWidth] · Wᵀ; row r is sequence r / seqLen at position
+    /// firstPosition + r % seqLen, which names the offending token when a row is not finite.
+    /// </summary>
+    private void ComputeLogits(Tensor<float> hidden, int rows, Tensor<float> logits, int firstPosition, int seqLen)
+    {
+        var w = OutputEmbedding();
         Backend.Sgemm(Transpose.No, Transpose.Yes, rows, VocabSize, OutputWidth, 1f, hidden.Span, OutputWidth, w.Span, OutputWidth, 0f, logits.Span, VocabSize);
         for (int r = 0; r < rows; r++)
         {
             if (!float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(logits.Row(r))))
             {
-                logits.Dispose();
-                throw new NonFiniteLogitsException($"non-finite logits at sequence {r / seqLen}, position {r % seqLen}", r / seqLen, r % seqLen);
+                int position = firstPosition + r % seqLen;
+                throw new NonFiniteLogitsException($"non-finite logits at sequence {r / seqLen}, position {position}", r / seqLen, position);
             }
         }
-        return logits;
     }
 
     /// <summary>

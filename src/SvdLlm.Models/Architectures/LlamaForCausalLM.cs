@@ -90,6 +90,44 @@ internal sealed class LlamaDecoderLayer
     }
 }
 
+/// <summary>
+/// Scratch of one decoder layer over N rows. The plain forward makes one per layer call; a
+/// <see cref="KvCache"/> keeps one for B rows so that decode steps allocate nothing.
+/// </summary>
+internal sealed class LlamaLayerBuffers : IDisposable
+{
+    public LlamaLayerBuffers(LlamaConfig c, int rows, int scores)
+    {
+        int qw = c.NumAttentionHeads * c.HeadDim, kvw = c.NumKeyValueHeads * c.HeadDim;
+        Normed = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        Q = Tensor<float>.Uninitialized(rows, qw);
+        K = Tensor<float>.Uninitialized(rows, kvw);
+        V = Tensor<float>.Uninitialized(rows, kvw);
+        Attn = Tensor<float>.Uninitialized(rows, qw);
+        Scores = Tensor<float>.Uninitialized(scores);
+        Delta = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        Gate = Tensor<float>.Uninitialized(rows, c.IntermediateSize);
+        Up = Tensor<float>.Uninitialized(rows, c.IntermediateSize);
+        Positions = new int[rows];
+    }
+
+    public Tensor<float> Normed { get; }    // [N, H]
+    public Tensor<float> Q { get; }         // [N, NH·D]
+    public Tensor<float> K { get; }         // [N, NKV·D]
+    public Tensor<float> V { get; }         // [N, NKV·D]
+    public Tensor<float> Attn { get; }      // [N, NH·D]
+    public Tensor<float> Scores { get; }    // [T, T] for a chunk; [NH/NKV, max length] for decoding
+    public Tensor<float> Delta { get; }     // [N, H] sublayer output
+    public Tensor<float> Gate { get; }      // [N, I]
+    public Tensor<float> Up { get; }        // [N, I]
+    public int[] Positions { get; }         // [N] absolute positions
+
+    public void Dispose()
+    {
+        foreach (var t in new[] { Normed, Q, K, V, Attn, Scores, Delta, Gate, Up }) t.Dispose();
+    }
+}
+
 /// <summary>LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM.</summary>
 public sealed class LlamaForCausalLM : CausalLanguageModel
 {
@@ -173,57 +211,86 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
     protected override Tensor<float> OutputEmbedding()
         => Config.TieWordEmbeddings ? EmbedTokens() : _lmHead ??= Weights.Matrix(Reader, "lm_head.weight", Config.VocabSize, Config.HiddenSize);
 
-    public override Tensor<float> Embed(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    protected override (int KvHeads, int HeadDim) KvShape => (Config.NumKeyValueHeads, Config.HeadDim);
+
+    protected override IDisposable CreateDecodeWorkspace(int batch, int maxLength)
     {
+        _rotary.Tables(maxLength); // grown once here rather than during decoding
+        return new LlamaLayerBuffers(Config, batch, Config.KeyValueGroups * maxLength);
+    }
+
+    protected override void EmbedAt(ReadOnlySpan<int> tokens, int batch, int seqLen, int start, Tensor<float> hidden)
+    {
+        // RoPE carries the position, inside attention; the embedding is the token's row alone.
         var table = EmbedTokens();
-        int h = Config.HiddenSize;
-        var hidden = Tensor<float>.Uninitialized(tokens.Length, h);
         for (int r = 0; r < tokens.Length; r++) table.Row(tokens[r]).CopyTo(hidden.Row(r));
-        return hidden;
     }
 
     public override void ForwardLayer(int layerIndex, Tensor<float> hidden, int batch, int seqLen)
     {
+        using var buffers = new LlamaLayerBuffers(Config, batch * seqLen, seqLen * seqLen);
+        RunLayer(layerIndex, hidden, batch, seqLen, buffers, cache: null);
+    }
+
+    protected override void ForwardLayerCached(int layerIndex, Tensor<float> hidden, int batch, int seqLen, KvCache cache)
+    {
+        if (seqLen == 1 && cache.Length > 0)
+        {
+            RunLayer(layerIndex, hidden, batch, seqLen, (LlamaLayerBuffers)cache.Workspace, cache);
+            return;
+        }
+        using var buffers = new LlamaLayerBuffers(Config, batch * seqLen, seqLen * seqLen);
+        RunLayer(layerIndex, hidden, batch, seqLen, buffers, cache);
+    }
+
+    /// <summary>
+    /// One decoder layer on hidden [B·T, H] in place. Tokens are at positions start … start + T − 1 with
+    /// start = cache.Length (0 without a cache). With a non-empty cache (T = 1) the token attends over the
+    /// cached keys; otherwise attention is causal within the chunk and, with a cache, k and v are stored.
+    /// </summary>
+    private void RunLayer(int layerIndex, Tensor<float> hidden, int batch, int seqLen, LlamaLayerBuffers buf, KvCache? cache)
+    {
         var layer = _layers[layerIndex];
         layer.Load(Reader, Config.HiddenSize);
         var c = Config;
-        int n = batch * seqLen, h = c.HiddenSize, d = c.HeadDim, qw = c.NumAttentionHeads * d, kvw = c.NumKeyValueHeads * d;
-        using var normed = Tensor<float>.Uninitialized(n, h);      // [N, H]
-        using var q = Tensor<float>.Uninitialized(n, qw);          // [N, NH·D]
-        using var k = Tensor<float>.Uninitialized(n, kvw);         // [N, NKV·D]
-        using var v = Tensor<float>.Uninitialized(n, kvw);         // [N, NKV·D]
-        using var attn = Tensor<float>.Uninitialized(n, qw);       // [N, NH·D]
-        using var scores = Tensor<float>.Uninitialized(seqLen, seqLen); // [T, T]
-        using var delta = Tensor<float>.Uninitialized(n, h);       // [N, H] sublayer output
+        int n = batch * seqLen, d = c.HeadDim;
+        int start = cache?.Length ?? 0;
+        var normed = buf.Normed.Span[..(n * c.HiddenSize)];
+        var q = buf.Q.Span;
+        var k = buf.K.Span;
+        var v = buf.V.Span;
+        var delta = buf.Delta.Span;
 
-        var positions = new int[n];
-        for (int r = 0; r < n; r++) positions[r] = r % seqLen;
-        var (cos, sin) = _rotary.Tables(seqLen);
+        var positions = buf.Positions;
+        for (int r = 0; r < n; r++) positions[r] = start + r % seqLen;
+        var (cos, sin) = _rotary.Tables(start + seqLen);
 
         // Attention block: h += o_proj(attn(rope(q), rope(k), v)) on RMSNorm(h).
-        Backend.RmsNorm(hidden.Span, layer.InputLayernorm!.Span, (float)c.RmsNormEps, normed.Span, n);
-        layer.SelfAttn.QProj.Forward(Backend, normed.Span, n, q.Span, Observer);
-        layer.SelfAttn.KProj.Forward(Backend, normed.Span, n, k.Span, Observer);
-        layer.SelfAttn.VProj.Forward(Backend, normed.Span, n, v.Span, Observer);
-        Backend.ApplyRope(q.Span, n, c.NumAttentionHeads, d, cos, sin, positions);
-        Backend.ApplyRope(k.Span, n, c.NumKeyValueHeads, d, cos, sin, positions);
+        Backend.RmsNorm(hidden.Span, layer.InputLayernorm!.Span, (float)c.RmsNormEps, normed, n);
+        layer.SelfAttn.QProj.Forward(Backend, normed, n, q, Observer);
+        layer.SelfAttn.KProj.Forward(Backend, normed, n, k, Observer);
+        layer.SelfAttn.VProj.Forward(Backend, normed, n, v, Observer);
+        Backend.ApplyRope(q, n, c.NumAttentionHeads, d, cos, sin, positions);
+        Backend.ApplyRope(k, n, c.NumKeyValueHeads, d, cos, sin, positions);
         int? window = c.SlidingWindow is int w && layerIndex >= c.SlidingWindowFromLayer ? w : null;
-        CausalAttention.Forward(Backend, q.Span, k.Span, v.Span, attn.Span, batch, seqLen, c.NumAttentionHeads, c.NumKeyValueHeads, d,
-            (float)(1.0 / Math.Sqrt(d)), window, scores.Span);
-        layer.SelfAttn.OProj.Forward(Backend, attn.Span, n, delta.Span, Observer);
-        Backend.Add(hidden.Span, delta.Span, hidden.Span);
+        float scale = (float)(1.0 / Math.Sqrt(d));
+        cache?.Write(layerIndex, k, v, seqLen);
+        if (cache is not null && start > 0)
+            CausalAttention.Decode(Backend, q, cache.Keys(layerIndex), cache.Values(layerIndex), buf.Attn.Span, batch, start + 1, cache.MaxLength,
+                c.NumAttentionHeads, c.NumKeyValueHeads, d, scale, window, buf.Scores.Span);
+        else
+            CausalAttention.Forward(Backend, q, k, v, buf.Attn.Span, batch, seqLen, c.NumAttentionHeads, c.NumKeyValueHeads, d,
+                scale, window, buf.Scores.Span);
+        layer.SelfAttn.OProj.Forward(Backend, buf.Attn.Span, n, delta, Observer);
+        Backend.Add(hidden.Span, delta, hidden.Span);
 
         // MLP block: h += down_proj(silu(gate_proj(x)) · up_proj(x)), x = RMSNorm(h).
-        Backend.RmsNorm(hidden.Span, layer.PostAttentionLayernorm!.Span, (float)c.RmsNormEps, normed.Span, n);
-        using (var gate = Tensor<float>.Uninitialized(n, c.IntermediateSize))  // [N, I]
-        using (var up = Tensor<float>.Uninitialized(n, c.IntermediateSize))    // [N, I]
-        {
-            layer.Mlp.GateProj.Forward(Backend, normed.Span, n, gate.Span, Observer);
-            layer.Mlp.UpProj.Forward(Backend, normed.Span, n, up.Span, Observer);
-            Backend.SiluMul(gate.Span, up.Span, gate.Span, n);
-            layer.Mlp.DownProj.Forward(Backend, gate.Span, n, delta.Span, Observer);
-        }
-        Backend.Add(hidden.Span, delta.Span, hidden.Span);
+        Backend.RmsNorm(hidden.Span, layer.PostAttentionLayernorm!.Span, (float)c.RmsNormEps, normed, n);
+        layer.Mlp.GateProj.Forward(Backend, normed, n, buf.Gate.Span, Observer);
+        layer.Mlp.UpProj.Forward(Backend, normed, n, buf.Up.Span, Observer);
+        Backend.SiluMul(buf.Gate.Span, buf.Up.Span, buf.Gate.Span, n);
+        layer.Mlp.DownProj.Forward(Backend, buf.Gate.Span, n, delta, Observer);
+        Backend.Add(hidden.Span, delta, hidden.Span);
 
         if (StreamWeights) layer.Unload();
     }

@@ -57,6 +57,36 @@ internal sealed class OptDecoderLayer
     }
 }
 
+/// <summary>Scratch of one OPT decoder layer over N rows (see <see cref="LlamaLayerBuffers"/>).</summary>
+internal sealed class OptLayerBuffers : IDisposable
+{
+    public OptLayerBuffers(OptConfig c, int rows, int scores)
+    {
+        X = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        Q = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        K = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        V = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        Attn = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        Scores = Tensor<float>.Uninitialized(scores);
+        Delta = Tensor<float>.Uninitialized(rows, c.HiddenSize);
+        Ffn = Tensor<float>.Uninitialized(rows, c.FfnDim);
+    }
+
+    public Tensor<float> X { get; }       // [N, H] block input
+    public Tensor<float> Q { get; }       // [N, NH·D]
+    public Tensor<float> K { get; }
+    public Tensor<float> V { get; }
+    public Tensor<float> Attn { get; }
+    public Tensor<float> Scores { get; }  // [T, T] for a chunk; [max length] for decoding
+    public Tensor<float> Delta { get; }   // [N, H] sublayer output
+    public Tensor<float> Ffn { get; }     // [N, F]
+
+    public void Dispose()
+    {
+        foreach (var t in new[] { X, Q, K, V, Attn, Scores, Delta, Ffn }) t.Dispose();
+    }
+}
+
 /// <summary>OPTForCausalLM: learned positions (offset 2), LayerNorm before (or after) each block, ReLU MLP, biases, tied output embedding.</summary>
 public sealed class OptForCausalLM : CausalLanguageModel
 {
@@ -150,76 +180,90 @@ public sealed class OptForCausalLM : CausalLanguageModel
 
     protected override Tensor<float> OutputEmbedding() => EmbedTokens();
 
-    public override Tensor<float> Embed(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    protected override (int KvHeads, int HeadDim) KvShape => (Config.NumAttentionHeads, Config.HeadDim);
+
+    protected override int? MaxPositions => Config.MaxPositionEmbeddings;
+
+    protected override IDisposable CreateDecodeWorkspace(int batch, int maxLength) => new OptLayerBuffers(Config, batch, maxLength);
+
+    protected override void EmbedAt(ReadOnlySpan<int> tokens, int batch, int seqLen, int start, Tensor<float> hidden)
     {
-        if (seqLen > Config.MaxPositionEmbeddings)
-            throw new ArgumentException($"seq_len {seqLen} exceeds OPT's max_position_embeddings {Config.MaxPositionEmbeddings} (learned positions cannot extrapolate)");
-        int n = tokens.Length, h = Config.HiddenSize, e = Config.WordEmbedProjDim;
+        if (start + seqLen > Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"positions up to {start + seqLen} exceed OPT's max_position_embeddings {Config.MaxPositionEmbeddings} (learned positions cannot extrapolate)");
+        int n = tokens.Length, e = Config.WordEmbedProjDim;
         var table = EmbedTokens();
-        var hidden = Tensor<float>.Uninitialized(n, h);
-        try
+        if (_projectIn is null)
         {
-            if (_projectIn is null)
-            {
-                for (int r = 0; r < n; r++) table.Row(tokens[r]).CopyTo(hidden.Row(r));
-            }
-            else
-            {
-                using var words = Tensor<float>.Uninitialized(n, e);
-                for (int r = 0; r < n; r++) table.Row(tokens[r]).CopyTo(words.Row(r));
-                _projectIn.Load(Reader);
-                _projectIn.Forward(Backend, words.Span, n, hidden.Span, Observer);
-            }
-            // Without padding, HF's position ids are cumsum(mask) − 1 = t, looked up at row t + 2.
-            var positions = EmbedPositions();
-            for (int r = 0; r < n; r++)
-                Backend.Add(hidden.Row(r), positions.Row(r % seqLen + OptConfig.PositionOffset), hidden.Row(r));
-            return hidden;
+            for (int r = 0; r < n; r++) table.Row(tokens[r]).CopyTo(hidden.Row(r));
         }
-        catch
+        else
         {
-            hidden.Dispose();
-            throw;
+            using var words = Tensor<float>.Uninitialized(n, e);
+            for (int r = 0; r < n; r++) table.Row(tokens[r]).CopyTo(words.Row(r));
+            _projectIn.Load(Reader);
+            _projectIn.Forward(Backend, words.Span, n, hidden.Span, Observer);
         }
+        // Without padding, HF's position ids are cumsum(mask) − 1 (+ past length when decoding) = the
+        // absolute position t, looked up at row t + 2.
+        var positions = EmbedPositions();
+        for (int r = 0; r < n; r++)
+            Backend.Add(hidden.Row(r), positions.Row(start + r % seqLen + OptConfig.PositionOffset), hidden.Row(r));
     }
 
     public override void ForwardLayer(int layerIndex, Tensor<float> hidden, int batch, int seqLen)
     {
+        using var buffers = new OptLayerBuffers(Config, batch * seqLen, seqLen * seqLen);
+        RunLayer(layerIndex, hidden, batch, seqLen, buffers, cache: null);
+    }
+
+    protected override void ForwardLayerCached(int layerIndex, Tensor<float> hidden, int batch, int seqLen, KvCache cache)
+    {
+        if (seqLen == 1 && cache.Length > 0)
+        {
+            RunLayer(layerIndex, hidden, batch, seqLen, (OptLayerBuffers)cache.Workspace, cache);
+            return;
+        }
+        using var buffers = new OptLayerBuffers(Config, batch * seqLen, seqLen * seqLen);
+        RunLayer(layerIndex, hidden, batch, seqLen, buffers, cache);
+    }
+
+    /// <summary>One decoder layer on hidden [B·T, H] in place; the cache rules are those of the LLaMA family's.</summary>
+    private void RunLayer(int layerIndex, Tensor<float> hidden, int batch, int seqLen, OptLayerBuffers buf, KvCache? cache)
+    {
         var layer = _layers[layerIndex];
         layer.Load(Reader, Config.HiddenSize);
         var c = Config;
-        int n = batch * seqLen, h = c.HiddenSize, d = c.HeadDim;
+        int n = batch * seqLen, d = c.HeadDim;
+        int start = cache?.Length ?? 0;
         bool pre = c.DoLayerNormBefore;
-        using var x = Tensor<float>.Uninitialized(n, h);       // [N, H] block input
-        using var q = Tensor<float>.Uninitialized(n, h);       // [N, NH·D]
-        using var k = Tensor<float>.Uninitialized(n, h);
-        using var v = Tensor<float>.Uninitialized(n, h);
-        using var attn = Tensor<float>.Uninitialized(n, h);
-        using var scores = Tensor<float>.Uninitialized(seqLen, seqLen);
-        using var delta = Tensor<float>.Uninitialized(n, h);
+        var x = buf.X.Span;
+        var delta = buf.Delta.Span;
 
         // Attention block. HF scales q by D^-1/2 after its bias; scaling the scores is the same product.
-        if (pre) layer.SelfAttnLayerNorm.Forward(Backend, hidden.Span, x.Span, n);
-        else hidden.Span.CopyTo(x.Span);
-        layer.QProj.Forward(Backend, x.Span, n, q.Span, Observer);
-        layer.KProj.Forward(Backend, x.Span, n, k.Span, Observer);
-        layer.VProj.Forward(Backend, x.Span, n, v.Span, Observer);
-        CausalAttention.Forward(Backend, q.Span, k.Span, v.Span, attn.Span, batch, seqLen, c.NumAttentionHeads, c.NumAttentionHeads, d,
-            (float)(1.0 / Math.Sqrt(d)), null, scores.Span);
-        layer.OutProj.Forward(Backend, attn.Span, n, delta.Span, Observer);
-        Backend.Add(hidden.Span, delta.Span, hidden.Span);
+        if (pre) layer.SelfAttnLayerNorm.Forward(Backend, hidden.Span, x, n);
+        else hidden.Span.CopyTo(x);
+        layer.QProj.Forward(Backend, x, n, buf.Q.Span, Observer);
+        layer.KProj.Forward(Backend, x, n, buf.K.Span, Observer);
+        layer.VProj.Forward(Backend, x, n, buf.V.Span, Observer);
+        float scale = (float)(1.0 / Math.Sqrt(d));
+        cache?.Write(layerIndex, buf.K.Span, buf.V.Span, seqLen);
+        if (cache is not null && start > 0)
+            CausalAttention.Decode(Backend, buf.Q.Span, cache.Keys(layerIndex), cache.Values(layerIndex), buf.Attn.Span, batch, start + 1, cache.MaxLength,
+                c.NumAttentionHeads, c.NumAttentionHeads, d, scale, null, buf.Scores.Span);
+        else
+            CausalAttention.Forward(Backend, buf.Q.Span, buf.K.Span, buf.V.Span, buf.Attn.Span, batch, seqLen, c.NumAttentionHeads, c.NumAttentionHeads, d,
+                scale, null, buf.Scores.Span);
+        layer.OutProj.Forward(Backend, buf.Attn.Span, n, delta, Observer);
+        Backend.Add(hidden.Span, delta, hidden.Span);
         if (!pre) layer.SelfAttnLayerNorm.Forward(Backend, hidden.Span, hidden.Span, n);
 
         // MLP block: fc2(relu(fc1(x))).
-        if (pre) layer.FinalLayerNorm.Forward(Backend, hidden.Span, x.Span, n);
-        else hidden.Span.CopyTo(x.Span);
-        using (var ffn = Tensor<float>.Uninitialized(n, c.FfnDim)) // [N, F]
-        {
-            layer.Fc1.Forward(Backend, x.Span, n, ffn.Span, Observer);
-            Backend.Relu(ffn.Span, ffn.Span);
-            layer.Fc2.Forward(Backend, ffn.Span, n, delta.Span, Observer);
-        }
-        Backend.Add(hidden.Span, delta.Span, hidden.Span);
+        if (pre) layer.FinalLayerNorm.Forward(Backend, hidden.Span, x, n);
+        else hidden.Span.CopyTo(x);
+        layer.Fc1.Forward(Backend, x, n, buf.Ffn.Span, Observer);
+        Backend.Relu(buf.Ffn.Span, buf.Ffn.Span);
+        layer.Fc2.Forward(Backend, buf.Ffn.Span, n, delta, Observer);
+        Backend.Add(hidden.Span, delta, hidden.Span);
         if (!pre) layer.FinalLayerNorm.Forward(Backend, hidden.Span, hidden.Span, n);
 
         if (StreamWeights) layer.Unload();
