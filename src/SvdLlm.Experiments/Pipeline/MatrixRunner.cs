@@ -94,7 +94,7 @@ public static class MatrixRunner
         catch (OperationCanceledException)
         {
             status = "interrupted";
-            work.Log("interrupted: the artifact in flight is lost; rerun the same command to resume");
+            work.Log("interrupted between artifacts (every finished one is stored); rerun the same command to resume");
             store.EndRun(runId, status, "interrupted");
             throw;
         }
