@@ -202,6 +202,38 @@ public sealed class PipelineTests
     }
 
     [Fact]
+    public void TwoRunnersOnOneDatabaseAndCacheComputeEachSharedArtifactOnce()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "true"));
+        string db = w.Temp.File("results.db");
+        var counters = new[] { new Counter(), new Counter() };
+        var errors = new List<Exception>();
+        var threads = counters.Select(c => new Thread(() =>
+        {
+            try
+            {
+                MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions { AfterArtifact = (k, key) => { lock (counters) c.After(k, key); } });
+            }
+            catch (Exception e)
+            {
+                lock (errors) errors.Add(e);
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Empty(errors);
+        // Statistics and compressed models are locked per artifact: one runner computes, the other waits and reuses.
+        Assert.Equal(1, counters.Sum(c => c.Count("calibration")));
+        Assert.Equal(2, counters.Sum(c => c.Count("compressed")));
+        Assert.Equal(3, Scalar(db, "SELECT count(*) FROM cells"));
+        Assert.Equal(3, Scalar(db, "SELECT count(*) FROM evaluations"));
+        Assert.Equal(6, Scalar(db, "SELECT count(*) FROM metrics"));
+        Assert.Equal(2, Scalar(db, "SELECT count(*) FROM compression"));
+        Assert.Equal(2, Scalar(db, "SELECT count(*) FROM runs WHERE status = 'finished'"));
+    }
+
+    [Fact]
     public void EfficiencyIsStoredPerCellLikeATask()
     {
         using var w = new MicroWorld();

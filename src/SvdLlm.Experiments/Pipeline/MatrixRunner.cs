@@ -298,6 +298,9 @@ public static class MatrixRunner
             options.Cancellation.ThrowIfCancellationRequested();
             var config = ModelTraining.DefaultConfig();
             string dir = ModelTraining.CachedDirectory(config, cacheRoot);
+            using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process training {dir}"));
+            options.Cancellation.ThrowIfCancellationRequested();
+            if (ModelTraining.IsComplete(dir)) return dir;
             string label = $"train {m.Name} ({config.Training.Steps} steps) → {dir}";
             var clock = Begin(ArtifactKind.Model, label);
             ModelTraining.Train(config, dir, p => Progress.Advance((double)p.Step / p.Steps, $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s"),
@@ -314,7 +317,9 @@ public static class MatrixRunner
             // Statistics with Fisher hold everything those without do (the same Gram sums from the same windows).
             string withFisher = CalibrationCache.PathFor(CalibrationCache.Key(request with { Fisher = true }), StatsDirectory);
             if (!request.Fisher && File.Exists(withFisher)) return CalibrationStatistics.Load(withFisher);
+            using var held = ArtifactLock.Acquire(path, options.Cancellation, () => Log($"waiting for another process collecting {path}"));
             options.Cancellation.ThrowIfCancellationRequested();
+            if (File.Exists(path)) return CalibrationStatistics.Load(path);
             string label = $"calibrate {g.Model.Name} on {(g.Calibration.IsDemo ? "demo" : Path.GetFileName(g.Calibration.Dataset))} {g.Calibration.Samples}×{g.Calibration.SeqLen}{(g.Fisher ? " +fisher" : "")}";
             var clock = Begin(ArtifactKind.Calibration, label);
             using var model = ModelLoader.Load(modelDir);
@@ -334,6 +339,9 @@ public static class MatrixRunner
         {
             options.Cancellation.ThrowIfCancellationRequested();
             string dir = CompressedDir(c);
+            using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process compressing {c.Label}"));
+            options.Cancellation.ThrowIfCancellationRequested();
+            if (CompressedReady(c)) return;
             string label = $"compress {c.Label}";
             var clock = Begin(ArtifactKind.Compressed, label);
             using var model = ModelLoader.Load(modelDir);
