@@ -120,6 +120,7 @@ internal static class RunMatrixCommand
         public void Begin(string kind, string label) { }
         public void Advance(double fraction, string? detail) { }
         public void End(string kind, string label, double seconds) => _done++;
+        public void Cells(int complete, int total) { }
         public void Message(string line) => Console.Error.WriteLine(_planned > 0 && line.StartsWith("done ", StringComparison.Ordinal)
             ? $"run-matrix: [{_done + 1}/{_planned}] {line}" : $"run-matrix: {line}");
     }
@@ -130,13 +131,22 @@ internal static class RunMatrixCommand
         private readonly ProgressTask _overall = ctx.AddTask("matrix", maxValue: 1);
         private ProgressTask? _current;
         private string _label = "";
+        private string _cells = "";
 
         public void Planned(int artifacts)
         {
             _overall.MaxValue = Math.Max(1, artifacts);
-            _overall.Description = $"matrix: 0/{artifacts} artifacts";
             if (artifacts == 0) _overall.Value = 1;
+            Describe();
         }
+
+        public void Cells(int complete, int total)
+        {
+            _cells = $", {complete}/{total} cells complete";
+            Describe();
+        }
+
+        private void Describe() => _overall.Description = $"matrix: {_overall.Value:0}/{_overall.MaxValue:0} artifacts{_cells}";
 
         public void Begin(string kind, string label)
         {
@@ -159,7 +169,7 @@ internal static class RunMatrixCommand
                 _current.StopTask();
             }
             _overall.Increment(1);
-            _overall.Description = $"matrix: {_overall.Value:0}/{_overall.MaxValue:0} artifacts";
+            Describe();
             AnsiConsole.MarkupLine($"[green]✓[/] {Markup.Escape(label)} [grey]{seconds:F1} s[/]");
         }
 

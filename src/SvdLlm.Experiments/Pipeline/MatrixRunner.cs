@@ -244,6 +244,7 @@ public static class MatrixRunner
                 + cells.Count(NeedsCompression)
                 + cells.Where(NeedsEvaluation).Sum(c => Pending(c).Count);
             Progress.Planned(planned);
+            Progress.Cells(cells.Count(x => Pending(x).Count == 0), cells.Count);
             Log($"{planned} artifacts to compute");
             foreach (var model in plan.Matrix.Models)
             {
@@ -372,12 +373,19 @@ public static class MatrixRunner
                 var request = new TaskRequest(e.Task.Name, e.Task.Data, e.Task.Limit, BatchSize: plan.Matrix.Run.BatchSize);
                 if (e.Task.SeqLen is int seqLen) request = request with { SeqLen = seqLen };
                 var itemClock = Stopwatch.StartNew();
+                bool perplexity = TaskRegistry.IsPerplexity(e.Task.Name);
                 var result = options.Evaluator.Evaluate(model, tokenizer, e.Task, request, (done, total) =>
-                    Progress.Advance(total > 0 ? (double)done / total : 0, $"{done}/{total} ({done / Math.Max(1e-9, itemClock.Elapsed.TotalSeconds):F1}/s)"));
+                {
+                    double seconds = Math.Max(1e-9, itemClock.Elapsed.TotalSeconds);
+                    Progress.Advance(total > 0 ? (double)done / total : 0, perplexity
+                        ? $"{done}/{total} chunks, {done * (double)request.SeqLen / seconds:F0} tok/s"
+                        : $"{done}/{total} items, {done / seconds:F1}/s");
+                });
                 store.RecordEvaluation(c.Record, e.TaskKey, e.ParamsJson, result, _runId);
                 _evaluations[(c.Key, e.Task.Name)] = e.TaskKey;
                 Log($"{c.Label} {e.Task.Name}: " + string.Join(", ", result.Metrics.Select(m => $"{m.Name} {m.Value.ToString("G6", CultureInfo.InvariantCulture)}")) + $" (n {result.N}, {result.Seconds:F1} s)");
                 End(ArtifactKind.Evaluation, label, e.TaskKey, clock, e.Task.Name);
+                Progress.Cells(cells.Count(x => Pending(x).Count == 0), cells.Count);
             }
         }
 

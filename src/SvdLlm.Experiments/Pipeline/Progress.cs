@@ -32,6 +32,9 @@ public interface IPipelineProgress
     /// <summary>The artifact in flight is stored.</summary>
     void End(string kind, string label, double seconds);
 
+    /// <summary>Cells of this run with every evaluation stored, of all the run's cells.</summary>
+    void Cells(int complete, int total);
+
     /// <summary>A log line.</summary>
     void Message(string line);
 }
@@ -45,6 +48,7 @@ public sealed class SilentProgress : IPipelineProgress
     public void Begin(string kind, string label) { }
     public void Advance(double fraction, string? detail) { }
     public void End(string kind, string label, double seconds) { }
+    public void Cells(int complete, int total) { }
     public void Message(string line) { }
 }
 
