@@ -137,7 +137,9 @@ public sealed class ResultStore : IDisposable
     {
         using var tx = _db.BeginTransaction(deferred: false);
         UpsertCell(tx, cell, runId);
-        var notes = new Dictionary<string, object> { ["notes"] = report.Notes, ["calibration"] = report.Calibration };
+        // Only what the schema's notes_json is for (clipping, jitter, fallbacks): a JSON array of strings. The
+        // calibration behind the cell is in cells.calibration_json.
+        string notes = JsonSerializer.Serialize(report.Notes);
         using (var cmd = Command(tx, """
             INSERT INTO compression (cell_key, linear_params_before, linear_params_after, model_params_before, model_params_after,
                                      achieved_linear_ratio, achieved_model_ratio, largest_svd, largest_svd_seconds, notes_json)
@@ -149,7 +151,7 @@ public sealed class ResultStore : IDisposable
             """,
             ("$k", cell.CellKey), ("$lb", report.LinearParamsBefore), ("$la", report.LinearParamsAfter), ("$mb", report.ModelParamsBefore),
             ("$ma", report.ModelParamsAfter), ("$alr", report.AchievedLinearRatio), ("$amr", report.AchievedModelRatio),
-            ("$ls", report.LargestSvdMatrix), ("$lss", report.LargestSvdSeconds), ("$n", JsonSerializer.Serialize(notes))))
+            ("$ls", report.LargestSvdMatrix), ("$lss", report.LargestSvdSeconds), ("$n", notes)))
             cmd.ExecuteNonQuery();
         foreach (var m in report.Matrices)
         {
