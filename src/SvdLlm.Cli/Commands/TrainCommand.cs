@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
-using SvdLlm.Experiments.Models;
+using SvdLlm.Experiments;
 using SvdLlm.Models.Training;
 using SvdLlm.Numerics;
 

@@ -6,7 +6,6 @@ using System.Text.Json.Nodes;
 using SvdLlm.Compression;
 using SvdLlm.Compression.Calibration;
 using SvdLlm.Experiments.Matrix;
-using SvdLlm.Experiments.Models;
 using SvdLlm.Models.Data;
 
 namespace SvdLlm.Experiments.Cache;

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using SvdLlm.Compression;
-using SvdLlm.Experiments.Models;
 using SvdLlm.Models;
 
 namespace SvdLlm.Experiments.Matrix;

@@ -1,4 +1,3 @@
-using SvdLlm.Experiments.Models;
 
 namespace SvdLlm.Experiments.Matrix;
 

@@ -6,7 +6,6 @@ using SvdLlm.Compression.Calibration;
 using SvdLlm.Evaluation.Tasks;
 using SvdLlm.Experiments.Cache;
 using SvdLlm.Experiments.Matrix;
-using SvdLlm.Experiments.Models;
 using SvdLlm.Experiments.Store;
 using SvdLlm.Models.Architectures;
 using SvdLlm.Models.Data;

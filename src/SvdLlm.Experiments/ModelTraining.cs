@@ -6,7 +6,7 @@ using SvdLlm.Models.Data;
 using SvdLlm.Models.Tokenizers;
 using SvdLlm.Models.Training;
 
-namespace SvdLlm.Experiments.Models;
+namespace SvdLlm.Experiments;
 
 /// <summary>
 /// Trains a model from a <see cref="TrainConfig"/> into the content-addressed model cache (or any directory),
