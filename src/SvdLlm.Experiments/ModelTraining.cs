@@ -44,9 +44,16 @@ public static class ModelTraining
     /// <summary>A finished model directory: training.json is written last, just before the rename.</summary>
     public static bool IsComplete(string modelDirectory) => File.Exists(Path.Combine(modelDirectory, "training.json"));
 
-    /// <summary>Trains into <paramref name="outDir"/> (resuming a checkpoint in outDir.partial when there is one).</summary>
-    public static TrainSummary Train(TrainConfig config, string outDir, Action<TrainProgress>? progress, Action<string>? log, CancellationToken cancellation)
+    /// <summary>
+    /// Trains into <paramref name="outDir"/> (resuming a checkpoint in outDir.partial when there is one). Holds
+    /// the directory's <see cref="Cache.ArtifactLock"/>, so concurrent callers (two shards on a fresh machine)
+    /// train once: the second waits and gets null, the model being there.
+    /// </summary>
+    public static TrainSummary? Train(TrainConfig config, string outDir, Action<TrainProgress>? progress, Action<string>? log, CancellationToken cancellation)
     {
+        outDir = Path.GetFullPath(outDir);
+        using var held = Cache.ArtifactLock.Acquire(outDir, cancellation, () => log?.Invoke($"waiting for another process training {outDir}"));
+        if (IsComplete(outDir)) return null;
         var corpora = config.Corpora.Select(name => new TrainingCorpus(name,
             Corpora.ReadSplit(name, CorpusSplit.Train), Corpora.ReadSplit(name, CorpusSplit.Validation), Corpora.ReadSplit(name, CorpusSplit.Test))).ToList();
         var checksums = config.Corpora.SelectMany(c => Corpora.SourceChecksums(c)).ToList();

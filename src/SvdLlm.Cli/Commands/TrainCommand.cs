@@ -57,6 +57,7 @@ internal static class TrainCommand
         };
         Console.CancelKeyPress += onCancel;
         Action<string> log = m => Console.Error.WriteLine($"train: {m}");
+        TrainSummary? summary = null; // null: another process finished the same model while this one waited
         try
         {
             bool interactive = !quiet && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive;
@@ -67,7 +68,7 @@ internal static class TrainCommand
                     .Start(ctx =>
                     {
                         var task = ctx.AddTask("training", maxValue: config.Training.Steps);
-                        ModelTraining.Train(config, outDir, p =>
+                        summary = ModelTraining.Train(config, outDir, p =>
                         {
                             task.Value = p.Step;
                             task.Description = $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s";
@@ -77,7 +78,7 @@ internal static class TrainCommand
             else
             {
                 int every = Math.Max(1, config.Training.Steps / 20);
-                ModelTraining.Train(config, outDir, p =>
+                summary = ModelTraining.Train(config, outDir, p =>
                 {
                     if (p.Step % every == 0 || p.Step == p.Steps)
                         Console.Error.WriteLine($"train: step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} {p.TokensPerSecond:F0} tok/s eta {p.Eta:hh\\:mm\\:ss}");
@@ -93,7 +94,7 @@ internal static class TrainCommand
         {
             Console.CancelKeyPress -= onCancel;
         }
-        Report(outDir, json, cached: false);
+        Report(outDir, json, cached: summary is null);
         return 0;
     }
 

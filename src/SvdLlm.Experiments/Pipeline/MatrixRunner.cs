@@ -298,13 +298,16 @@ public static class MatrixRunner
             options.Cancellation.ThrowIfCancellationRequested();
             var config = ModelTraining.DefaultConfig();
             string dir = ModelTraining.CachedDirectory(config, cacheRoot);
-            using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process training {dir}"));
-            options.Cancellation.ThrowIfCancellationRequested();
-            if (ModelTraining.IsComplete(dir)) return dir;
             string label = $"train {m.Name} ({config.Training.Steps} steps) → {dir}";
             var clock = Begin(ArtifactKind.Model, label);
-            ModelTraining.Train(config, dir, p => Progress.Advance((double)p.Step / p.Steps, $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s"),
+            var trained = ModelTraining.Train(config, dir, p => Progress.Advance((double)p.Step / p.Steps, $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s"),
                 line => Log("train: " + line), options.Cancellation);
+            if (trained is null)
+            {
+                Log($"{dir} was trained by another process meanwhile");
+                Progress.End(ArtifactKind.Model, label, clock.Elapsed.TotalSeconds);
+                return dir;
+            }
             End(ArtifactKind.Model, label, ModelTraining.CacheKey(config), clock, dir);
             return dir;
         }
