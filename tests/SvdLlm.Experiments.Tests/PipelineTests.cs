@@ -234,6 +234,21 @@ public sealed class PipelineTests
     }
 
     [Fact]
+    public void DryRunOfTheDefaultMatrixOnAnEmptyCacheSaysWhatItWouldTrainAndComputeWithoutDoingIt()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix($"extends: {Path.Combine(MatrixLoaderTests.Repository(), "experiments", "default.yaml")}\nrun: {{cache_dir: {{cache}}}}\n");
+        var output = new List<string>();
+        var c = new Counter();
+        Run(matrix, w.Temp.File("r.db"), c, dryRun: true, output: output);
+        Assert.Empty(c.Seen);
+        Assert.Contains(output, l => l.StartsWith("model default: not trained yet", StringComparison.Ordinal));
+        Assert.Contains(output, l => l.Contains("calibration demo 64×256 seed 3 +fisher: to compute", StringComparison.Ordinal));
+        Assert.Contains("would compute: 20 compressed models, 105 evaluations", output);
+        Assert.False(Directory.Exists(Path.Combine(w.CacheDir, "models")));
+    }
+
+    [Fact]
     public void EfficiencyIsStoredPerCellLikeATask()
     {
         using var w = new MicroWorld();
