@@ -34,8 +34,15 @@ public static class KnownOptions
         new("verbosity", OptionKind.Value, "quiet: no headers or summary table unless a task fails, dotnet at -v q (default: normal)", ValueName: "LEVEL",
             AllowedValues: ["quiet", "normal"]),
         new("help", OptionKind.Flag, "list the targets and options"),
-        new("threads", OptionKind.Value, "thread count for Bench and TrainDefaultModel", ValueName: "T",
+        new("threads", OptionKind.Value, "thread count for Bench, TrainDefaultModel and the matrix targets", ValueName: "T",
             IsValid: v => int.TryParse(v, out int n) && n > 0, Requirement: "a positive integer"),
+        new("matrix", OptionKind.Value, "experiment matrix for Calibrate/Compress/Evaluate/RunMatrix (default: experiments/default.yaml)", ValueName: "FILE"),
+        new("db", OptionKind.Value, "results database (default: results/results.db)", ValueName: "PATH"),
+        new("dry-run", OptionKind.Flag, "matrix targets: print the cells and what is cached; compute nothing"),
+        new("shard", OptionKind.Value, "matrix targets: run shard I of N (cells partitioned by key hash)", ValueName: "I/N",
+            IsValid: v => v.Split('/') is [var i, var n] && int.TryParse(i, out int a) && int.TryParse(n, out int b) && a >= 1 && a <= b,
+            Requirement: "I/N with 1 ≤ I ≤ N"),
+        new("from", OptionKind.Value, "MergeResults: comma-separated shard databases", ValueName: "A.db,B.db"),
         new("filter", OptionKind.Value, "test filter expression for Test (dotnet test --filter)", ValueName: "EXPR"),
     ];
 

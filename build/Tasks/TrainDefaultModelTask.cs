@@ -9,6 +9,11 @@ public sealed class TrainDefaultModelTask : FrostingTask
 
     public override void Run(BuildContext context)
     {
+        if (context.HasFlag("dry-run"))
+        {
+            context.Info("TrainDefaultModel: skipped (--dry-run; run-matrix --dry-run says whether the model is cached)");
+            return;
+        }
         // The model is cached under a key that hashes this config, the corpus checksums and the trainer
         // version; `svdllm train --cache` reuses it when present and says so.
         List<string> arguments = [context.CliDll, "train", "--config", context.FromRoot(ConfigPath), "--cache"];

@@ -16,8 +16,11 @@ public static class Program
             TrainCommand.Create(),
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),
+            EvalCommand.Create(),
             BenchEfficiencyCommand.Create(),
             ReportCommand.Create(),
+            RunMatrixCommand.Create(),
+            RunMatrixCommand.CreateMerge(),
         };
         return root.Parse(args).Invoke();
     }

@@ -13,6 +13,12 @@ namespace SvdLlm.Compression;
 /// </summary>
 public static class Compressor
 {
+    /// <summary>
+    /// Bump when a change to allocation, truncation or the checkpoint writer changes the compressed model
+    /// produced from the same statistics; the experiment pipeline's cell keys hash it.
+    /// </summary>
+    public const int CodeVersion = 1;
+
     /// <summary>Calibration windows the ASVD sensitivity search evaluates each probe on (it runs |linears| × 9 forward passes).</summary>
     public const int SensitivityProbeWindows = 8;
 

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using SvdLlm.Compression;
 using SvdLlm.Compression.Calibration;
 using SvdLlm.Models.Architectures;
-using SvdLlm.Models.Tokenizers;
 using SvdLlm.Numerics;
 
 namespace SvdLlm.Cli.Commands;
@@ -41,7 +40,7 @@ internal static class CompressCommand
             SetThreads(p.GetValue(o.Threads));
             var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), p.GetValue(fisher));
             using var model = ModelLoader.Load(request.ModelDirectory);
-            var windows = Windows(model, request);
+            var windows = Calibrator.SampleWindows(request);
             var (stats, key, path, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log);
             using (stats)
             {
@@ -76,7 +75,7 @@ internal static class CompressCommand
             var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             using var model = ModelLoader.Load(request.ModelDirectory);
-            var windows = Windows(model, request);
+            var windows = Calibrator.SampleWindows(request);
             var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log);
             double calibrationSeconds = clock.Elapsed.TotalSeconds;
             using (stats)
@@ -109,14 +108,6 @@ internal static class CompressCommand
             return 0;
         }));
         return command;
-    }
-
-    private static int[] Windows(CausalLanguageModel model, CalibrationRequest request)
-    {
-        if (!File.Exists(request.TextFile)) throw new FileNotFoundException($"calibration text not found: {request.TextFile}", request.TextFile);
-        var tokenizer = HfTokenizer.Load(model.Directory);
-        var ids = tokenizer.Encode(File.ReadAllText(request.TextFile), addSpecialTokens: true);
-        return Calibrator.SampleWindows(ids, request.Samples, request.SeqLen, request.Seed);
     }
 
     private static void SetThreads(int? threads)

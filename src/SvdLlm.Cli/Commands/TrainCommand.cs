@@ -2,10 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
-using SvdLlm.Evaluation.Perplexity;
-using SvdLlm.Models.Architectures;
-using SvdLlm.Models.Data;
-using SvdLlm.Models.Tokenizers;
+using SvdLlm.Experiments;
 using SvdLlm.Models.Training;
 using SvdLlm.Numerics;
 
@@ -36,13 +33,6 @@ internal static class TrainCommand
         return command;
     }
 
-    /// <summary>The directory the model of <paramref name="config"/> is cached in (whether or not it exists yet).</summary>
-    internal static string CachedModelDirectory(TrainConfig config)
-    {
-        var checksums = config.Corpora.SelectMany(c => Corpora.SourceChecksums(c)).ToDictionary(kv => kv.Key, kv => kv.Value);
-        return Path.Combine(AssetCache.Root, "models", $"{config.Name}-{config.CacheKey(checksums)[..16]}");
-    }
-
     private static int Run(string configPath, string? output, bool cache, int? threads, bool quiet, bool json)
     {
         if (threads is int t)
@@ -52,23 +42,12 @@ internal static class TrainCommand
         }
         var config = TrainConfig.Load(configPath);
         if (cache == (output is not null)) throw new ArgumentException("give exactly one of --out DIR and --cache");
-        string outDir = Path.GetFullPath(output ?? CachedModelDirectory(config));
-        if (cache && File.Exists(Path.Combine(outDir, "training.json")))
+        string outDir = Path.GetFullPath(output ?? ModelTraining.CachedDirectory(config));
+        if (cache && ModelTraining.IsComplete(outDir))
         {
             Report(outDir, json, cached: true);
             return 0;
         }
-
-        var corpora = config.Corpora.Select(name => new TrainingCorpus(name,
-            Corpora.ReadSplit(name, CorpusSplit.Train), Corpora.ReadSplit(name, CorpusSplit.Validation), Corpora.ReadSplit(name, CorpusSplit.Test))).ToList();
-        var provenance = new JsonObject
-        {
-            ["corpus_checksums"] = ToJson(config.Corpora.SelectMany(c => Corpora.SourceChecksums(c))),
-            ["cache_key"] = config.CacheKey(config.Corpora.SelectMany(c => Corpora.SourceChecksums(c)).ToDictionary(kv => kv.Key, kv => kv.Value)),
-            ["machine"] = Environment.MachineName,
-            ["os"] = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
-            ["dotnet"] = Environment.Version.ToString(),
-        };
 
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -77,15 +56,10 @@ internal static class TrainCommand
             cts.Cancel();
         };
         Console.CancelKeyPress += onCancel;
+        Action<string> log = m => Console.Error.WriteLine($"train: {m}");
+        TrainSummary? summary = null; // null: another process finished the same model while this one waited
         try
         {
-            var options = new Trainer.Options
-            {
-                Cancellation = cts.Token,
-                Provenance = provenance,
-                Log = m => Console.Error.WriteLine($"train: {m}"),
-                Finalize = (staging, _, training) => training["held_out"] = HeldOut(staging, corpora, config.Training.SeqLen),
-            };
             bool interactive = !quiet && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive;
             if (interactive)
             {
@@ -94,31 +68,21 @@ internal static class TrainCommand
                     .Start(ctx =>
                     {
                         var task = ctx.AddTask("training", maxValue: config.Training.Steps);
-                        var withBar = new Trainer.Options
+                        summary = ModelTraining.Train(config, outDir, p =>
                         {
-                            Cancellation = options.Cancellation, Provenance = options.Provenance, Log = options.Log, Finalize = options.Finalize,
-                            Progress = p =>
-                            {
-                                task.Value = p.Step;
-                                task.Description = $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s";
-                            },
-                        };
-                        Trainer.Run(config, corpora, outDir, withBar);
+                            task.Value = p.Step;
+                            task.Description = $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s";
+                        }, log, cts.Token);
                     });
             }
             else
             {
                 int every = Math.Max(1, config.Training.Steps / 20);
-                var plain = new Trainer.Options
+                summary = ModelTraining.Train(config, outDir, p =>
                 {
-                    Cancellation = options.Cancellation, Provenance = options.Provenance, Log = options.Log, Finalize = options.Finalize,
-                    Progress = p =>
-                    {
-                        if (p.Step % every == 0 || p.Step == p.Steps)
-                            Console.Error.WriteLine($"train: step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} {p.TokensPerSecond:F0} tok/s eta {p.Eta:hh\\:mm\\:ss}");
-                    },
-                };
-                Trainer.Run(config, corpora, outDir, plain);
+                    if (p.Step % every == 0 || p.Step == p.Steps)
+                        Console.Error.WriteLine($"train: step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} {p.TokensPerSecond:F0} tok/s eta {p.Eta:hh\\:mm\\:ss}");
+                }, log, cts.Token);
             }
         }
         catch (OperationCanceledException)
@@ -130,35 +94,8 @@ internal static class TrainCommand
         {
             Console.CancelKeyPress -= onCancel;
         }
-        Report(outDir, json, cached: false);
+        Report(outDir, json, cached: summary is null);
         return 0;
-    }
-
-    /// <summary>Model and unigram perplexity on each corpus's test split, same tokens and chunks for both.</summary>
-    private static JsonObject HeldOut(string modelDir, IReadOnlyList<TrainingCorpus> corpora, int seqLen)
-    {
-        var tokenizer = HfTokenizer.Load(modelDir);
-        using var model = ModelLoader.Load(modelDir);
-        model.LoadAll();
-        var trainIds = corpora.SelectMany(c => tokenizer.Encode(c.Train, addSpecialTokens: true)).ToArray();
-        var unigram = new UnigramBaseline(trainIds, tokenizer.VocabSize);
-        var result = new JsonObject();
-        foreach (var c in corpora)
-        {
-            var ids = tokenizer.Encode(c.Test, addSpecialTokens: true);
-            var ppl = PerplexityEvaluator.Evaluate(model, ids, seqLen, batchSize: 8);
-            result[c.Name] = new JsonObject
-            {
-                ["model_ppl"] = Math.Round(ppl.Ppl, 4),
-                ["unigram_ppl"] = Math.Round(unigram.Perplexity(ids, seqLen), 4),
-                ["predicted_tokens"] = ppl.Tokens,
-                ["chunks"] = ppl.Chunks,
-                ["seq_len"] = seqLen,
-                ["protocol"] = ppl.Protocol,
-            };
-            Console.Error.WriteLine($"train: held-out {c.Name}: model ppl {ppl.Ppl:F2}, unigram ppl {unigram.Perplexity(ids, seqLen):F2} ({ppl.Tokens:N0} tokens)");
-        }
-        return result;
     }
 
     private static void Report(string outDir, bool json, bool cached)
@@ -180,12 +117,5 @@ internal static class TrainCommand
         {
             Console.WriteLine((cached ? "cached: " : "trained: ") + outDir);
         }
-    }
-
-    private static JsonObject ToJson(IEnumerable<KeyValuePair<string, string>> pairs)
-    {
-        var o = new JsonObject();
-        foreach (var (k, v) in pairs.OrderBy(kv => kv.Key, StringComparer.Ordinal)) o[k] = v;
-        return o;
     }
 }

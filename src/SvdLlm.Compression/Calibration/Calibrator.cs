@@ -29,6 +29,18 @@ public static class Calibrator
         return windows;
     }
 
+    /// <summary>
+    /// The windows of <paramref name="request"/>: its text file tokenized whole with the model's tokenizer
+    /// (BOS at the start only), then <see cref="SampleWindows"/>.
+    /// </summary>
+    public static int[] SampleWindows(CalibrationRequest request)
+    {
+        if (!File.Exists(request.TextFile)) throw new FileNotFoundException($"calibration text not found: {request.TextFile}", request.TextFile);
+        var tokenizer = SvdLlm.Models.Tokenizers.HfTokenizer.Load(request.ModelDirectory);
+        var ids = tokenizer.Encode(File.ReadAllText(request.TextFile), addSpecialTokens: true);
+        return SampleWindows(ids, request.Samples, request.SeqLen, request.Seed);
+    }
+
     /// <summary>Accumulates the input statistics of every linear, layer by layer.</summary>
     /// <param name="batchSize">windows per forward call (memory/speed trade-off; does not change the sums beyond rounding)</param>
     public static CalibrationStatistics Collect(CausalLanguageModel model, int[] windows, int seqLen, int batchSize = 4, Action<int, int>? progress = null)

@@ -93,5 +93,33 @@ public static class Schema
         CREATE INDEX metrics_task ON metrics(task, metric);
         CREATE INDEX cells_model ON cells(model, method, ratio);
         """,
+        // v2: what the pipeline needs to resume. An evaluation is done when its row carries the task key (the
+        // hash of the task's data content and protocol parameters), so changing a task's limit re-evaluates it
+        // instead of keeping a stale number under the same (cell, task). artifacts: every computed artifact
+        // once, with its wall time (the stage totals of a run come from here).
+        """
+        CREATE TABLE evaluations (
+            cell_key    TEXT NOT NULL REFERENCES cells(cell_key),
+            task        TEXT NOT NULL,
+            task_key    TEXT NOT NULL,
+            params_json TEXT NOT NULL,          -- data path, limit, seq_len, batch_size
+            seconds     REAL NOT NULL,
+            run_id      INTEGER NOT NULL REFERENCES runs(run_id),
+            created_utc TEXT NOT NULL,
+            PRIMARY KEY (cell_key, task)
+        );
+        CREATE TABLE artifacts (
+            artifact_key TEXT NOT NULL,
+            kind         TEXT NOT NULL,         -- model | calibration | compressed | evaluation
+            seconds      REAL NOT NULL,
+            detail       TEXT NOT NULL,
+            run_id       INTEGER NOT NULL REFERENCES runs(run_id),
+            created_utc  TEXT NOT NULL,
+            PRIMARY KEY (artifact_key, kind)
+        );
+        ALTER TABLE runs ADD COLUMN stage TEXT NOT NULL DEFAULT 'all';
+        ALTER TABLE runs ADD COLUMN log_path TEXT;
+        ALTER TABLE runs ADD COLUMN error TEXT;
+        """,
     ];
 }

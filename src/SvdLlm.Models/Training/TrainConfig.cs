@@ -65,18 +65,24 @@ public sealed class TrainConfig
     public static TrainConfig Load(string path)
     {
         if (!File.Exists(path)) throw new TrainConfigException($"{path}: file not found");
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    /// <summary>A config from YAML text (an embedded resource, say); <paramref name="source"/> names it in errors.</summary>
+    public static TrainConfig Parse(string yaml, string source)
+    {
         var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
         TrainConfig config;
         try
         {
-            config = deserializer.Deserialize<TrainConfig>(File.ReadAllText(path)) ?? new TrainConfig();
+            config = deserializer.Deserialize<TrainConfig>(yaml) ?? new TrainConfig();
         }
         catch (YamlException e)
         {
             string inner = e.InnerException?.Message ?? e.Message;
-            throw new TrainConfigException($"{path}:{e.Start.Line}:{e.Start.Column}: {inner}");
+            throw new TrainConfigException($"{source}:{e.Start.Line}:{e.Start.Column}: {inner}");
         }
-        config.Validate(path);
+        config.Validate(source);
         return config;
     }
 

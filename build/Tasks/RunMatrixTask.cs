@@ -1,0 +1,11 @@
+namespace SvdLlm.Build.Tasks;
+
+[TaskName("RunMatrix")]
+[TaskDescription("The whole matrix: Setup → TrainDefaultModel → Calibrate → Compress → Evaluate → Report (--matrix, default experiments/default.yaml; --db, default results/results.db; --dry-run; --shard=I/N; --threads=T)")]
+[IsDependentOn(typeof(EvaluateTask))]
+[IsDependentOn(typeof(ReportTask))]
+public sealed class RunMatrixTask : FrostingTask
+{
+    public override void Run(BuildContext context) =>
+        context.Info("RunMatrix: done; results in " + Support.MatrixRun.Database(context) + " and " + context.FromRoot(Support.MatrixRun.ResultsDirectory));
+}

@@ -1,0 +1,158 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using SvdLlm.Compression;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Experiments.Matrix;
+using SvdLlm.Models.Data;
+
+namespace SvdLlm.Experiments.Cache;
+
+/// <summary>Code versions that enter the keys besides <see cref="CalibrationCache.StatisticsVersion"/> and <see cref="Compressor.CodeVersion"/>.</summary>
+public static class ArtifactVersions
+{
+    /// <summary>Bump when the pipeline's own handling changes what a cell's numbers mean (e.g. how demo calibration text is assembled).</summary>
+    public const int Pipeline = 1;
+
+    /// <summary>Bump when a change to the evaluation protocols changes the numbers for the same model and task parameters.</summary>
+    public const int Evaluation = 1;
+}
+
+/// <summary>
+/// The content keys of the artifact graph. A key hashes a canonical JSON of every input that decides the
+/// artifact's bytes: content hashes of files (not their paths or mtimes), parameters, and code versions.
+/// What does not change the numbers (threads, batch size, cache location) stays out.
+/// </summary>
+/// <remarks>
+/// File hashes are memoised per process and on disk under <c>&lt;cache&gt;/hashes/</c>, keyed by (absolute path,
+/// length, last-write time), so a 13 GB checkpoint is read once, not at every run; a rewritten file has a
+/// new length or time and is hashed again.
+/// </remarks>
+public sealed class ArtifactKeys(string cacheRoot)
+{
+    private static readonly string[] ModelFiles = ["config.json", "model.safetensors.index.json"];
+    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model"];
+    private readonly ConcurrentDictionary<string, string> _memo = new();
+
+    public string CacheRoot { get; } = cacheRoot;
+
+    public static string Sha256Hex(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+
+    /// <summary>The default model: its training key (known before it is trained). A directory: its config, weights and tokenizer files.</summary>
+    public string ModelKey(ModelSpec model) => _memo.GetOrAdd("model:" + model.Source, _ =>
+    {
+        if (model.IsDefault) return Sha256Hex("trained-default\n" + ModelTraining.CacheKey(ModelTraining.DefaultConfig()));
+        var sb = new StringBuilder("model-directory\n");
+        var files = Directory.EnumerateFiles(model.Source)
+            .Where(f => ModelFiles.Contains(Path.GetFileName(f)) || TokenizerFiles.Contains(Path.GetFileName(f)) || f.EndsWith(".safetensors", StringComparison.Ordinal))
+            .OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal);
+        foreach (string f in files) sb.Append(Path.GetFileName(f)).Append('=').Append(FileHash(f)).Append('\n');
+        return Sha256Hex(sb.ToString());
+    });
+
+    /// <summary>The calibration text's content hash (the demo text is assembled from the pinned corpora).</summary>
+    public string DatasetKey(CalibrationSpec c) => c.IsDemo ? FileHash(DemoCalibrationText.Ensure(CacheRoot)) : FileHash(c.Dataset);
+
+    /// <summary>A task's data: a file's hash, or a directory's relative paths and file hashes (the demo tasks: the file the suite builds).</summary>
+    public string DataKey(string? path)
+    {
+        if (path is null) return "none";
+        if (File.Exists(path)) return FileHash(path);
+        var sb = new StringBuilder("directory\n");
+        foreach (string f in Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).OrderBy(f => f, StringComparer.Ordinal))
+            sb.Append(Path.GetRelativePath(path, f).Replace('\\', '/')).Append('=').Append(FileHash(f)).Append('\n');
+        return Sha256Hex(sb.ToString());
+    }
+
+    /// <summary>Statistics for (model, calibration): shared by every method and ratio of that pair.</summary>
+    public string CalibrationGroupKey(ModelSpec model, CalibrationSpec c) => Sha256Hex(new JsonObject
+    {
+        ["kind"] = "calibration",
+        ["model"] = ModelKey(model),
+        ["calibration"] = CalibrationJson(c),
+        ["statistics_version"] = CalibrationCache.StatisticsVersion,
+    }.ToJsonString());
+
+    public JsonObject CalibrationJson(CalibrationSpec c) => new()
+    {
+        ["dataset"] = DatasetKey(c),
+        ["samples"] = c.Samples,
+        ["seq_len"] = c.SeqLen,
+        ["seed"] = c.Seed,
+    };
+
+    /// <summary>
+    /// A cell: the original model (method "original"), or (model, calibration, method, params, ratio) with the
+    /// statistics and compression code versions. The compressed model's cache directory is named by it.
+    /// </summary>
+    public string CellKey(ModelSpec model, CalibrationSpec? calibration, MethodSpec method, double ratio)
+    {
+        var o = new JsonObject
+        {
+            ["kind"] = "cell",
+            ["pipeline"] = ArtifactVersions.Pipeline,
+            ["model"] = ModelKey(model),
+            ["method"] = method.Name,
+        };
+        if (method.Name != MethodSpec.Original)
+        {
+            var p = new JsonObject();
+            foreach (var (k, v) in method.Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal)) p[k] = v;
+            o["params"] = p;
+            o["ratio"] = ratio.ToString("R", CultureInfo.InvariantCulture);
+            o["calibration"] = CalibrationJson(calibration ?? throw new ArgumentException("a compressed cell needs a calibration"));
+            o["statistics_version"] = CalibrationCache.StatisticsVersion;
+            o["compression_version"] = Compressor.CodeVersion;
+        }
+        return Sha256Hex(o.ToJsonString());
+    }
+
+    /// <summary>One (cell, task) evaluation: the task's name, data content and protocol parameters.</summary>
+    public string TaskKey(string cellKey, TaskSpec task) => Sha256Hex(new JsonObject
+    {
+        ["kind"] = "evaluation",
+        ["cell"] = cellKey,
+        ["task"] = task.Name,
+        ["data"] = DataKey(TaskCatalog.DataFile(task)),
+        ["limit"] = task.Limit,
+        ["seq_len"] = task.SeqLen,
+        ["evaluation_version"] = ArtifactVersions.Evaluation,
+    }.ToJsonString());
+
+    /// <summary>SHA-256 of a file, memoised by (path, length, mtime).</summary>
+    public string FileHash(string path)
+    {
+        var info = new FileInfo(Path.GetFullPath(path));
+        string id = Sha256Hex($"{info.FullName}\n{info.Length}\n{info.LastWriteTimeUtc.Ticks}");
+        return _memo.GetOrAdd("file:" + id, _ =>
+        {
+            string memoFile = Path.Combine(CacheRoot, "hashes", id + ".sha256");
+            if (File.Exists(memoFile) && File.ReadAllText(memoFile).Trim() is { Length: 64 } cached) return cached;
+            string hash = AssetCache.Sha256(info.FullName);
+            Directory.CreateDirectory(Path.GetDirectoryName(memoFile)!);
+            SvdLlm.Models.Training.AtomicFile.WriteAllText(memoFile, hash);
+            return hash;
+        });
+    }
+}
+
+/// <summary>The <c>demo</c> calibration dataset: the training splits of the embedded corpora, written once as a text file.</summary>
+public static class DemoCalibrationText
+{
+    /// <summary>The text: each corpus's training split in <see cref="Corpora.Names"/> order, separated by a blank line.</summary>
+    public static string Text() => string.Join(Corpora.DocumentSeparator, Corpora.Names.Select(n => Corpora.ReadSplit(n, CorpusSplit.Train)));
+
+    /// <summary>The file (created atomically when missing); its name carries the corpus checksums, so new corpora give a new file.</summary>
+    public static string Ensure(string cacheRoot)
+    {
+        string id = ArtifactKeys.Sha256Hex(string.Join("\n", Corpora.Names.SelectMany(n => Corpora.SourceChecksums(n)).OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => kv.Key + "=" + kv.Value)))[..16];
+        string path = Path.Combine(cacheRoot, "calibration-text", $"demo-train-{id}.txt");
+        if (File.Exists(path)) return path;
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        SvdLlm.Models.Training.AtomicFile.WriteAllText(path, Text());
+        return path;
+    }
+}

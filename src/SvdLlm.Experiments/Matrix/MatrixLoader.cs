@@ -1,0 +1,446 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using SvdLlm.Compression;
+using SvdLlm.Models;
+
+namespace SvdLlm.Experiments.Matrix;
+
+/// <summary>
+/// Reads and validates a matrix file before any work starts. Every problem is collected (unknown keys with
+/// a suggestion, wrong types, ratios outside (0, 1), missing files, duplicate cells) and thrown together as
+/// a <see cref="MatrixValidationException"/> whose lines read <c>file:line:column: message</c>.
+/// </summary>
+/// <remarks>
+/// Reuse: YAML anchors and aliases (also merge keys, <c>&lt;&lt;: *anchor</c>) inside a file, and
+/// <c>extends: base.yaml</c> (relative to the file) across files: the child's top-level keys replace the
+/// base's, <c>calibration</c> (when both are mappings), <c>run</c>, <c>task_defaults</c> and <c>paths</c>
+/// are merged key by key. <c>paths:</c> is free-form: a place for anchors that the rest of the file uses.
+/// Relative paths are resolved against the directory of the file that wrote them.
+/// </remarks>
+public static class MatrixLoader
+{
+    private static readonly string[] TopLevelKeys = ["name", "description", "extends", "paths", "models", "calibration", "methods", "ratios", "baseline", "tasks", "task_defaults", "run"];
+    private static readonly HashSet<string> DeepKeys = ["calibration", "run", "task_defaults", "paths"];
+    private static readonly string[] ModelKeys = ["name", "path"];
+    private static readonly string[] CalibrationKeys = ["dataset", "samples", "seq_len", "seed"];
+    private static readonly string[] MethodKeys = ["name", "params"];
+    private static readonly string[] TaskKeys = ["name", "data", "limit", "seq_len"];
+    private static readonly string[] TaskDefaultKeys = ["limit", "seq_len"];
+    private static readonly string[] RunKeys = ["threads", "batch_size", "keep_compressed", "cache_dir"];
+
+    /// <summary>Parameters each method accepts. None of this build's methods takes any; a new one lists its own here.</summary>
+    public static IReadOnlyDictionary<string, string[]> MethodParameters { get; } = CompressionMethod.All.ToDictionary(m => m.Name, _ => Array.Empty<string>());
+
+    public static MatrixSpec Load(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (!File.Exists(full))
+            throw new MatrixValidationException([new MatrixError(new SourcePosition(path, 1, 1), "matrix file not found")]);
+        var hashes = new List<string>();
+        var errors = new List<MatrixError>();
+        var root = SubstitutePaths(LoadWithExtends(full, [], hashes), errors);
+        var spec = Bind(root, full, string.Join("\n", hashes), errors);
+        if (errors.Count > 0) throw new MatrixValidationException(errors);
+        return spec!;
+    }
+
+    private static YMapping LoadWithExtends(string file, List<string> chain, List<string> hashes)
+    {
+        byte[] bytes = File.ReadAllBytes(file);
+        hashes.Add(Convert.ToHexStringLower(SHA256.HashData(bytes)));
+        var node = YamlTree.Parse(Encoding.UTF8.GetString(bytes), file);
+        var pos = new SourcePosition(file, 1, 1);
+        if (node is null) throw new MatrixValidationException([new MatrixError(pos, "the matrix file is empty")]);
+        if (node is not YMapping map) throw new MatrixValidationException([new MatrixError(node.Position, "a matrix is a mapping (name:, models:, methods:, ...)")]);
+        var extends = map["extends"];
+        if (extends is null) return map;
+        if (extends is not YScalar s || s.IsNull)
+            throw new MatrixValidationException([new MatrixError(extends.Position, "'extends' must be the path of another matrix file")]);
+        string basePath = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(file)!, s.Value));
+        if (!File.Exists(basePath)) throw new MatrixValidationException([new MatrixError(s.Position, $"extends: file '{basePath}' not found")]);
+        if (basePath == file || chain.Contains(basePath))
+            throw new MatrixValidationException([new MatrixError(s.Position, $"extends: cycle through '{basePath}'")]);
+        var parent = LoadWithExtends(basePath, [.. chain, file], hashes);
+        var childWithoutExtends = new YMapping(map.Entries.Where(e => e.Key.Value != "extends").ToList(), map.Position, map.Anchor);
+        return YamlTree.Overlay(parent, childWithoutExtends, DeepKeys);
+    }
+
+    /// <summary>
+    /// <c>${paths.NAME}</c> inside any string is replaced by the value of <c>paths.NAME</c> of the merged
+    /// matrix: YAML anchors do not cross files, this does (a file that extends another reuses its paths).
+    /// The substituted value keeps the position where <c>paths.NAME</c> was written, the place to edit.
+    /// </summary>
+    private static YMapping SubstitutePaths(YMapping root, List<MatrixError> errors)
+    {
+        var paths = root["paths"] as YMapping;
+        YNode Walk(YNode n) => n switch
+        {
+            YScalar s when s.Value.Contains("${", StringComparison.Ordinal) => Substitute(s),
+            YSequence q => q with { Items = q.Items.Select(Walk).ToList() },
+            YMapping m when !ReferenceEquals(m, paths) => m with { Entries = m.Entries.Select(e => new KeyValuePair<YScalar, YNode>(e.Key, Walk(e.Value))).ToList() },
+            _ => n,
+        };
+        YNode Substitute(YScalar s)
+        {
+            var text = new StringBuilder();
+            SourcePosition? from = null;
+            int i = 0;
+            while (i < s.Value.Length)
+            {
+                int open = s.Value.IndexOf("${", i, StringComparison.Ordinal);
+                if (open < 0) { text.Append(s.Value, i, s.Value.Length - i); break; }
+                int close = s.Value.IndexOf('}', open);
+                if (close < 0) { errors.Add(new MatrixError(s.Position, $"unterminated '${{' in '{s.Value}'")); return s; }
+                text.Append(s.Value, i, open - i);
+                string name = s.Value[(open + 2)..close];
+                string key = name.StartsWith("paths.", StringComparison.Ordinal) ? name[6..] : "";
+                if (key.Length == 0 || paths?[key] is not YScalar value)
+                {
+                    var known = paths?.Entries.Select(e => "paths." + e.Key.Value).ToList() ?? [];
+                    errors.Add(new MatrixError(s.Position, $"'${{{name}}}' is not a string under paths:{Suggest(name, known)}"));
+                    return s;
+                }
+                text.Append(value.Value);
+                from ??= value.Position;
+                i = close + 1;
+            }
+            return new YScalar(text.ToString(), s.Quoted, from ?? s.Position, s.Anchor);
+        }
+        return (YMapping)Walk(root);
+    }
+
+    private static MatrixSpec? Bind(YMapping root, string file, string hashes, List<MatrixError> errors)
+    {
+        var e = new Errors(errors);
+        e.CheckKeys(root, TopLevelKeys, "");
+
+        string name = root["name"] is { } n ? e.String(n, "name") ?? "" : Path.GetFileNameWithoutExtension(file);
+
+        // Models.
+        var models = new List<ModelSpec>();
+        if (e.Sequence(root["models"], "models", root.Position, required: true) is { } modelItems)
+        {
+            for (int i = 0; i < modelItems.Count; i++)
+            {
+                string where = $"models[{i}]";
+                var item = modelItems[i];
+                YScalar? pathNode = null;
+                string? modelName = null;
+                if (item is YScalar sc) pathNode = sc;
+                else if (item is YMapping mm)
+                {
+                    e.CheckKeys(mm, ModelKeys, where + ".");
+                    if (mm["name"] is { } nn) modelName = e.String(nn, where + ".name");
+                    pathNode = mm["path"] as YScalar;
+                    if (mm["path"] is null) e.Add(mm.Position, $"{where}.path: required (a Hugging Face model directory, or 'default' for the embedded default model)");
+                    else if (pathNode is null) e.Add(mm["path"]!.Position, $"{where}.path: expected a string");
+                }
+                else e.Add(item.Position, $"{where}: expected a path or a mapping with name: and path:");
+                if (pathNode is null) continue;
+                string source;
+                if (pathNode.Value == ModelTraining.DefaultModel) source = ModelTraining.DefaultModel;
+                else
+                {
+                    source = Resolve(pathNode);
+                    if (!Directory.Exists(source)) e.Add(pathNode.Position, $"{where}.path: model directory '{source}' not found{FromAnchor(pathNode)}");
+                    else if (!File.Exists(Path.Combine(source, "config.json"))) e.Add(pathNode.Position, $"{where}.path: '{source}' has no config.json (not a Hugging Face model directory){FromAnchor(pathNode)}");
+                }
+                modelName ??= source == ModelTraining.DefaultModel ? ModelTraining.DefaultModel : Path.GetFileName(source.TrimEnd('/'));
+                var spec = new ModelSpec(modelName, source, item.Position);
+                if (models.FirstOrDefault(m => m.Source == spec.Source) is { } dup)
+                    e.Add(item.Position, $"{where}: duplicate cell: model '{source}' is already models entry at line {dup.Position.Line}");
+                else if (models.FirstOrDefault(m => m.Name == spec.Name) is { } dupName)
+                    e.Add(item.Position, $"{where}: duplicate model name '{spec.Name}' (also at line {dupName.Position.Line}); give one a different name:");
+                else models.Add(spec);
+            }
+        }
+
+        // Calibration: one mapping, or a list of them (each is a dimension value of the matrix).
+        var calibrations = new List<CalibrationSpec>();
+        var calNode = root["calibration"];
+        var calItems = calNode switch
+        {
+            null => [],
+            YMapping m => [m],
+            YSequence q => q.Items.ToList(),
+            _ => null,
+        };
+        if (calItems is null) e.Add(calNode!.Position, "calibration: expected a mapping (dataset:, samples:, seq_len:, seed:) or a list of them");
+        for (int i = 0; calItems is not null && i < calItems.Count; i++)
+        {
+            string where = calNode is YSequence ? $"calibration[{i}]" : "calibration";
+            if (calItems[i] is not YMapping cm)
+            {
+                e.Add(calItems[i].Position, $"{where}: expected a mapping (dataset:, samples:, seq_len:, seed:)");
+                continue;
+            }
+            e.CheckKeys(cm, CalibrationKeys, where + ".");
+            string? dataset = null;
+            if (cm["dataset"] is not { } dn) e.Add(cm.Position, $"{where}.dataset: required ('demo' or a text file)");
+            else if (dn is not YScalar ds || ds.IsNull) e.Add(dn.Position, $"{where}.dataset: expected 'demo' or the path of a text file");
+            else if (ds.Value == CalibrationSpec.Demo) dataset = CalibrationSpec.Demo;
+            else
+            {
+                dataset = Resolve(ds);
+                if (!File.Exists(dataset)) e.Add(ds.Position, $"{where}.dataset: calibration text '{dataset}' not found{FromAnchor(ds)}");
+            }
+            int samples = e.Int(cm["samples"], where + ".samples", 256, min: 1);
+            int seqLen = e.Int(cm["seq_len"], where + ".seq_len", 2048, min: 1);
+            int seed = e.Int(cm["seed"], where + ".seed", 3, min: int.MinValue);
+            if (dataset is null) continue;
+            var spec = new CalibrationSpec(dataset, samples, seqLen, seed, cm.Position);
+            if (calibrations.FirstOrDefault(c => c with { Position = spec.Position } == spec) is { } dup)
+                e.Add(cm.Position, $"{where}: duplicate cell: the same calibration as at line {dup.Position.Line}");
+            else calibrations.Add(spec);
+        }
+
+        // Methods.
+        var methods = new List<MethodSpec>();
+        var knownMethods = CompressionMethod.All.Select(m => m.Name).ToList();
+        if (e.Sequence(root["methods"], "methods", root.Position, required: false) is { } methodItems)
+        {
+            for (int i = 0; i < methodItems.Count; i++)
+            {
+                string where = $"methods[{i}]";
+                var item = methodItems[i];
+                YScalar? nameNode = null;
+                var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
+                if (item is YScalar sc) nameNode = sc;
+                else if (item is YMapping mm)
+                {
+                    e.CheckKeys(mm, MethodKeys, where + ".");
+                    nameNode = mm["name"] as YScalar;
+                    if (nameNode is null) e.Add(mm.Position, $"{where}.name: required, one of {string.Join(", ", knownMethods)}");
+                    if (mm["params"] is YMapping pm)
+                    {
+                        foreach (var (k, v) in pm.Entries)
+                        {
+                            if (v is YScalar pv) parameters[k.Value] = pv.Value;
+                            else e.Add(v.Position, $"{where}.params.{k.Value}: expected a scalar");
+                        }
+                    }
+                    else if (mm["params"] is { } other) e.Add(other.Position, $"{where}.params: expected a mapping");
+                }
+                else e.Add(item.Position, $"{where}: expected a method name or a mapping with name: and params:");
+                if (nameNode is null) continue;
+                if (!knownMethods.Contains(nameNode.Value))
+                {
+                    e.Add(nameNode.Position, $"{where}: unknown method '{nameNode.Value}'{Suggest(nameNode.Value, knownMethods)}; known: {string.Join(", ", knownMethods)}");
+                    continue;
+                }
+                string[] allowed = MethodParameters[nameNode.Value];
+                foreach (string p in parameters.Keys.Where(p => !allowed.Contains(p)))
+                    e.Add(item.Position, allowed.Length == 0
+                        ? $"{where}.params: method '{nameNode.Value}' takes no parameters (got '{p}')"
+                        : $"{where}.params: unknown parameter '{p}' of '{nameNode.Value}'{Suggest(p, allowed)}");
+                var spec = new MethodSpec(nameNode.Value, parameters, item.Position);
+                if (methods.FirstOrDefault(m => m.Name == spec.Name && m.Parameters.SequenceEqual(spec.Parameters)) is { } dup)
+                    e.Add(item.Position, $"{where}: duplicate cell: method '{spec.Name}' is already listed at line {dup.Position.Line}");
+                else methods.Add(spec);
+            }
+        }
+
+        // Ratios.
+        var ratios = new List<double>();
+        var ratioPositions = new List<SourcePosition>();
+        if (e.Sequence(root["ratios"], "ratios", root.Position, required: false) is { } ratioItems)
+        {
+            for (int i = 0; i < ratioItems.Count; i++)
+            {
+                string where = $"ratios[{i}]";
+                if (ratioItems[i] is not YScalar rs || !double.TryParse(rs.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double r))
+                {
+                    e.Add(ratioItems[i].Position, $"{where}: expected a number in (0, 1), the fraction of parameters removed");
+                    continue;
+                }
+                if (!(r > 0 && r < 1)) e.Add(rs.Position, $"{where}: ratio {rs.Value} is outside (0, 1): it is the fraction of the linears' parameters removed");
+                else if (ratios.IndexOf(r) is int at and >= 0) e.Add(rs.Position, $"{where}: duplicate cell: ratio {rs.Value} is already listed at line {ratioPositions[at].Line}");
+                else
+                {
+                    ratios.Add(r);
+                    ratioPositions.Add(rs.Position);
+                }
+            }
+        }
+        bool baseline = root["baseline"] is { } bn ? e.Bool(bn, "baseline") ?? true : true;
+        if (methods.Count > 0 && ratios.Count == 0 && root["ratios"] is null) e.Add(root.Position, "ratios: required when methods are listed (e.g. ratios: [0.2, 0.4])");
+        if (ratios.Count > 0 && methods.Count == 0 && root["methods"] is null) e.Add(root.Position, "methods: required when ratios are listed");
+        if ((methods.Count > 0 || root["methods"] is not null) && calibrations.Count == 0 && calNode is null)
+            e.Add(root.Position, "calibration: required when methods are listed (dataset:, samples:, seq_len:, seed:)");
+        if (methods.Count == 0 && !baseline && root["methods"] is not null) e.Add(root.Position, "the matrix has no cells: no methods and baseline: false");
+
+        // Task defaults, then tasks.
+        int? defaultLimit = null, defaultSeqLen = null;
+        if (root["task_defaults"] is { } td)
+        {
+            if (td is YMapping tdm)
+            {
+                e.CheckKeys(tdm, TaskDefaultKeys, "task_defaults.");
+                defaultLimit = e.OptionalInt(tdm["limit"], "task_defaults.limit", 1);
+                defaultSeqLen = e.OptionalInt(tdm["seq_len"], "task_defaults.seq_len", 1);
+            }
+            else e.Add(td.Position, "task_defaults: expected a mapping (limit:, seq_len:)");
+        }
+        var tasks = new List<TaskSpec>();
+        var knownTasks = TaskCatalog.Names;
+        if (e.Sequence(root["tasks"], "tasks", root.Position, required: true) is { } taskItems)
+        {
+            for (int i = 0; i < taskItems.Count; i++)
+            {
+                string where = $"tasks[{i}]";
+                var item = taskItems[i];
+                YScalar? nameNode = null;
+                YScalar? dataNode = null;
+                int? limit = defaultLimit, seqLen = defaultSeqLen;
+                if (item is YScalar sc) nameNode = sc;
+                else if (item is YMapping tm)
+                {
+                    e.CheckKeys(tm, TaskKeys, where + ".");
+                    nameNode = tm["name"] as YScalar;
+                    if (nameNode is null) e.Add(tm.Position, $"{where}.name: required");
+                    if (tm["data"] is { } dn2)
+                    {
+                        dataNode = dn2 as YScalar;
+                        if (dataNode is null || dataNode.IsNull) e.Add(dn2.Position, $"{where}.data: expected a file or directory path");
+                    }
+                    limit = e.OptionalInt(tm["limit"], where + ".limit", 1) ?? limit;
+                    seqLen = e.OptionalInt(tm["seq_len"], where + ".seq_len", 1) ?? seqLen;
+                }
+                else e.Add(item.Position, $"{where}: expected a task name or a mapping (name:, data:, limit:, seq_len:)");
+                if (nameNode is null) continue;
+                if (!knownTasks.Contains(nameNode.Value))
+                {
+                    e.Add(nameNode.Position, $"{where}: unknown task '{nameNode.Value}'{Suggest(nameNode.Value, knownTasks)}; known: {string.Join(", ", knownTasks)}");
+                    continue;
+                }
+                string? data = null;
+                if (dataNode is { IsNull: false })
+                {
+                    data = Resolve(dataNode);
+                    if (!File.Exists(data) && !Directory.Exists(data)) e.Add(dataNode.Position, $"{where}.data: '{data}' not found (task {nameNode.Value}){FromAnchor(dataNode)}");
+                }
+                else if (TaskCatalog.NeedsData(nameNode.Value) && dataNode is null)
+                    e.Add(item.Position, $"{where}: task '{nameNode.Value}' needs data: (the dataset file or directory)");
+                var spec = new TaskSpec(nameNode.Value, data, limit, seqLen, item.Position);
+                if (tasks.FirstOrDefault(t => t.Name == spec.Name) is { } dup)
+                    e.Add(item.Position, $"{where}: duplicate cell: task '{spec.Name}' is already listed at line {dup.Position.Line}");
+                else tasks.Add(spec);
+            }
+        }
+
+        // Run options.
+        int? threads = null;
+        int batchSize = 4;
+        bool keep = false;
+        string? cacheDir = null;
+        if (root["run"] is { } rn)
+        {
+            if (rn is YMapping rm)
+            {
+                e.CheckKeys(rm, RunKeys, "run.");
+                threads = e.OptionalInt(rm["threads"], "run.threads", 1);
+                batchSize = e.Int(rm["batch_size"], "run.batch_size", 4, min: 1);
+                if (rm["keep_compressed"] is { } kn) keep = e.Bool(kn, "run.keep_compressed") ?? false;
+                if (rm["cache_dir"] is { } cn)
+                {
+                    if (cn is YScalar cs && !cs.IsNull) cacheDir = Resolve(cs);
+                    else e.Add(cn.Position, "run.cache_dir: expected a directory path");
+                }
+            }
+            else e.Add(rn.Position, "run: expected a mapping (threads:, batch_size:, keep_compressed:, cache_dir:)");
+        }
+
+        if (errors.Count > 0) return null;
+        return new MatrixSpec
+        {
+            Name = name,
+            Path = file,
+            Sha256 = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(hashes))),
+            Models = models,
+            Calibrations = calibrations,
+            Methods = methods,
+            Ratios = ratios,
+            Baseline = baseline,
+            Tasks = tasks,
+            Run = new RunOptions(threads, batchSize, keep, cacheDir),
+        };
+    }
+
+    private static string Resolve(YScalar s)
+    {
+        string v = s.Value.StartsWith("~/", StringComparison.Ordinal)
+            ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), s.Value[2..])
+            : s.Value;
+        return Path.GetFullPath(Path.Combine(Path.GetDirectoryName(s.Position.File)!, v));
+    }
+
+    private static string FromAnchor(YNode n) => n.Anchor is null ? "" : $" (set by the anchor &{n.Anchor}: edit it there)";
+
+    private static string Suggest(string name, IEnumerable<string> candidates) =>
+        NameSuggestions.Closest(name, candidates) is { } c ? $"; did you mean '{c}'?" : "";
+
+    /// <summary>Collects errors and reads typed scalars, reporting each problem with the node's position.</summary>
+    private sealed class Errors(List<MatrixError> list)
+    {
+        public void Add(SourcePosition p, string message) => list.Add(new MatrixError(p, message));
+
+        public void CheckKeys(YMapping map, IReadOnlyList<string> allowed, string prefix)
+        {
+            foreach (var (k, _) in map.Entries)
+            {
+                if (allowed.Contains(k.Value)) continue;
+                Add(k.Position, $"unknown key '{prefix}{k.Value}'{Suggest(k.Value, allowed)}; allowed here: {string.Join(", ", allowed)}");
+            }
+        }
+
+        public IReadOnlyList<YNode>? Sequence(YNode? node, string field, SourcePosition parent, bool required)
+        {
+            if (node is null)
+            {
+                if (required) Add(parent, $"{field}: required");
+                return null;
+            }
+            if (node is YSequence q) return q.Items;
+            Add(node.Position, $"{field}: expected a list");
+            return null;
+        }
+
+        public string? String(YNode node, string field)
+        {
+            if (node is YScalar s && !s.IsNull) return s.Value;
+            Add(node.Position, $"{field}: expected a string");
+            return null;
+        }
+
+        public bool? Bool(YNode node, string field)
+        {
+            if (node is YScalar { Value: "true" or "True" or "TRUE" or "yes" }) return true;
+            if (node is YScalar { Value: "false" or "False" or "FALSE" or "no" }) return false;
+            Add(node.Position, $"{field}: expected true or false, got {Describe(node)}");
+            return null;
+        }
+
+        public int Int(YNode? node, string field, int fallback, int min) => OptionalInt(node, field, min) ?? fallback;
+
+        public int? OptionalInt(YNode? node, string field, int min)
+        {
+            if (node is null || node is YScalar { IsNull: true }) return null;
+            if (node is YScalar s && !s.Quoted && int.TryParse(s.Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v))
+            {
+                if (v >= min) return v;
+                Add(node.Position, $"{field}: {v} must be ≥ {min}");
+                return null;
+            }
+            Add(node.Position, $"{field}: expected an integer, got {Describe(node)}");
+            return null;
+        }
+
+        private static string Describe(YNode n) => n switch
+        {
+            YScalar s => $"'{s.Value}'",
+            YSequence => "a list",
+            _ => "a mapping",
+        };
+    }
+}

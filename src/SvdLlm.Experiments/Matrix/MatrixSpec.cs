@@ -1,0 +1,56 @@
+
+namespace SvdLlm.Experiments.Matrix;
+
+/// <summary>A model of the matrix: <c>default</c> (the embedded default model, trained and cached on demand) or a local HF directory.</summary>
+public sealed record ModelSpec(string Name, string Source, SourcePosition Position)
+{
+    public bool IsDefault => Source == ModelTraining.DefaultModel;
+}
+
+/// <summary>Calibration data: <c>demo</c> (the training splits of the embedded corpora) or a UTF-8 text file.</summary>
+public sealed record CalibrationSpec(string Dataset, int Samples, int SeqLen, int Seed, SourcePosition Position)
+{
+    public const string Demo = "demo";
+
+    public bool IsDemo => Dataset == Demo;
+}
+
+/// <summary>A compression method by its <see cref="SvdLlm.Compression.CompressionMethod"/> name, with parameters (none exist yet; the key hashes them).</summary>
+public sealed record MethodSpec(string Name, IReadOnlyDictionary<string, string> Parameters, SourcePosition Position)
+{
+    /// <summary>The uncompressed model's pseudo-method (the baseline cell, ratio 0).</summary>
+    public const string Original = "original";
+}
+
+/// <summary>An evaluation task: a <see cref="SvdLlm.Evaluation.Tasks.TaskRegistry"/> name, its data path, and protocol knobs.</summary>
+public sealed record TaskSpec(string Name, string? Data, int? Limit, int? SeqLen, SourcePosition Position);
+
+/// <summary>How to run (not what is computed: none of these enter a cell key).</summary>
+/// <param name="Threads">BLAS/kernel threads (null: all cores); --threads overrides</param>
+/// <param name="BatchSize">sequences per forward pass in evaluation</param>
+/// <param name="KeepCompressed">keep a compressed model directory after all its evaluations are stored</param>
+/// <param name="CacheDirectory">root of the artifact caches (null: $SVDLLM_CACHE or ~/.cache/svdllm)</param>
+public sealed record RunOptions(int? Threads, int BatchSize, bool KeepCompressed, string? CacheDirectory);
+
+/// <summary>A validated matrix: every path absolute and existing, every name known, no duplicate cells.</summary>
+public sealed class MatrixSpec
+{
+    public required string Name { get; init; }
+
+    /// <summary>The matrix file (absolute).</summary>
+    public required string Path { get; init; }
+
+    /// <summary>SHA-256 over the matrix file and every file it extends, in order.</summary>
+    public required string Sha256 { get; init; }
+
+    public required IReadOnlyList<ModelSpec> Models { get; init; }
+    public required IReadOnlyList<CalibrationSpec> Calibrations { get; init; }
+    public required IReadOnlyList<MethodSpec> Methods { get; init; }
+    public required IReadOnlyList<double> Ratios { get; init; }
+
+    /// <summary>Whether the uncompressed model of each model is a cell too (method "original", ratio 0).</summary>
+    public required bool Baseline { get; init; }
+
+    public required IReadOnlyList<TaskSpec> Tasks { get; init; }
+    public required RunOptions Run { get; init; }
+}

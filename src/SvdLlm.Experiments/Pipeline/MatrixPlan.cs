@@ -1,0 +1,118 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using SvdLlm.Compression;
+using SvdLlm.Experiments.Cache;
+using SvdLlm.Experiments.Matrix;
+using SvdLlm.Experiments.Store;
+
+namespace SvdLlm.Experiments.Pipeline;
+
+/// <summary>One evaluation of a cell.</summary>
+public sealed record EvaluationPlan(TaskSpec Task, string TaskKey, string ParamsJson);
+
+/// <summary>One cell of the matrix with its keys and its evaluations.</summary>
+public sealed record CellPlan(string Key, ModelSpec Model, CalibrationSpec? Calibration, MethodSpec Method, double Ratio,
+    string ModelKey, string? CalibrationKey, IReadOnlyList<EvaluationPlan> Evaluations, CellRecord Record)
+{
+    public bool IsOriginal => Method.Name == MethodSpec.Original;
+
+    public string Label => IsOriginal ? $"{Model.Name} original" : $"{Model.Name} {Method.Name} @ {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}";
+}
+
+/// <summary>Statistics for one (model, calibration): computed once, shared by the cells that reference them.</summary>
+/// <param name="Fisher">collected with Fisher statistics: decided over the whole matrix (not the shard) so every shard asks for the same file</param>
+public sealed record CalibrationPlan(string Key, ModelSpec Model, CalibrationSpec Calibration, bool Fisher);
+
+/// <summary>
+/// A deterministic partition of the cells: shard I of N (1-based) holds the cells whose key, read as a
+/// 64-bit number from its first 16 hex digits, is ≡ I−1 (mod N). Keys are SHA-256 digests, so the split is
+/// even in expectation, independent of the order of the matrix, and the same on every machine.
+/// </summary>
+public sealed record Shard(int Index, int Count)
+{
+    public static Shard All { get; } = new(1, 1);
+
+    public static Shard Parse(string text)
+    {
+        var parts = text.Split('/');
+        if (parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int i)
+            && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= 1 && i >= 1 && i <= n)
+            return new Shard(i, n);
+        throw new ArgumentException($"--shard '{text}' must be I/N with 1 ≤ I ≤ N (e.g. 2/4)");
+    }
+
+    public bool Contains(string cellKey) => ulong.Parse(cellKey.AsSpan(0, 16), NumberStyles.HexNumber, CultureInfo.InvariantCulture) % (ulong)Count == (ulong)(Index - 1);
+
+    public override string ToString() => $"{Index}/{Count}";
+}
+
+/// <summary>The expanded matrix: every cell (in matrix order: model, calibration, method, ratio; baseline first) and the calibrations they need.</summary>
+public sealed class MatrixPlan
+{
+    public required MatrixSpec Matrix { get; init; }
+    public required IReadOnlyList<CellPlan> Cells { get; init; }
+    public required IReadOnlyList<CalibrationPlan> Calibrations { get; init; }
+
+    public static MatrixPlan Build(MatrixSpec matrix, ArtifactKeys keys)
+    {
+        var cells = new List<CellPlan>();
+        var calibrations = new List<CalibrationPlan>();
+        bool fisher = matrix.Methods.Any(m => CompressionMethod.Get(m.Name).NeedsFisher);
+        foreach (var model in matrix.Models)
+        {
+            string modelKey = keys.ModelKey(model);
+            if (matrix.Baseline) cells.Add(Cell(matrix, keys, model, modelKey, null, null, new MethodSpec(MethodSpec.Original, new Dictionary<string, string>(), model.Position), 0));
+            foreach (var calibration in matrix.Calibrations)
+            {
+                if (matrix.Methods.Count == 0) continue;
+                string calKey = keys.CalibrationGroupKey(model, calibration);
+                calibrations.Add(new CalibrationPlan(calKey, model, calibration, fisher));
+                foreach (var method in matrix.Methods)
+                    foreach (double ratio in matrix.Ratios)
+                        cells.Add(Cell(matrix, keys, model, modelKey, calibration, calKey, method, ratio));
+            }
+        }
+        var duplicate = cells.GroupBy(c => c.Key).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            var list = duplicate.ToList();
+            throw new MatrixValidationException([new MatrixError(list[1].Model.Position,
+                $"duplicate cell: '{list[1].Label}' and '{list[0].Label}' have the same content key (the same model weights listed twice?)")]);
+        }
+        return new MatrixPlan { Matrix = matrix, Cells = cells, Calibrations = calibrations };
+    }
+
+    private static CellPlan Cell(MatrixSpec matrix, ArtifactKeys keys, ModelSpec model, string modelKey, CalibrationSpec? calibration, string? calKey, MethodSpec method, double ratio)
+    {
+        string key = keys.CellKey(model, calibration, method, ratio);
+        var evaluations = matrix.Tasks.Select(t =>
+        {
+            var p = new JsonObject { ["data"] = t.Data, ["limit"] = t.Limit, ["seq_len"] = t.SeqLen, ["batch_size"] = matrix.Run.BatchSize };
+            return new EvaluationPlan(t, keys.TaskKey(key, t), p.ToJsonString());
+        }).ToList();
+        JsonObject? calJson = calibration is null ? null : new JsonObject
+        {
+            ["dataset"] = calibration.Dataset,
+            ["dataset_sha256"] = keys.DatasetKey(calibration),
+            ["samples"] = calibration.Samples,
+            ["seq_len"] = calibration.SeqLen,
+            ["seed"] = calibration.Seed,
+        };
+        var parameters = new JsonObject();
+        foreach (var (k, v) in method.Parameters) parameters[k] = v;
+        var config = new JsonObject
+        {
+            ["matrix"] = matrix.Name,
+            ["model"] = new JsonObject { ["name"] = model.Name, ["source"] = model.Source, ["key"] = modelKey },
+            ["method"] = method.Name,
+            ["params"] = parameters,
+            ["ratio"] = ratio,
+            ["calibration"] = calJson?.DeepClone(),
+            ["statistics_version"] = SvdLlm.Compression.Calibration.CalibrationCache.StatisticsVersion,
+            ["compression_version"] = Compressor.CodeVersion,
+            ["pipeline_version"] = ArtifactVersions.Pipeline,
+        };
+        var record = new CellRecord(key, matrix.Name, model.Name, modelKey, method.Name, ratio, calJson?.ToJsonString(), calKey, config.ToJsonString());
+        return new CellPlan(key, model, calibration, method, ratio, modelKey, calKey, evaluations, record);
+    }
+}

@@ -1,0 +1,428 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using SvdLlm.Compression;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Evaluation.Tasks;
+using SvdLlm.Experiments.Cache;
+using SvdLlm.Experiments.Matrix;
+using SvdLlm.Experiments.Store;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Data;
+using SvdLlm.Models.Tokenizers;
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Experiments.Pipeline;
+
+/// <summary>How far to go: each stage also produces what it depends on (Evaluate compresses what it evaluates).</summary>
+public enum PipelineStage { Calibrate = 1, Compress = 2, Evaluate = 3 }
+
+public sealed class RunnerOptions
+{
+    public PipelineStage Stage { get; init; } = PipelineStage.Evaluate;
+    public bool DryRun { get; init; }
+    public Shard Shard { get; init; } = Shard.All;
+
+    /// <summary>Overrides the matrix's run.threads.</summary>
+    public int? Threads { get; init; }
+
+    public IPipelineProgress Progress { get; init; } = SilentProgress.Instance;
+
+    /// <summary>Where the run's plain-text log goes (default: a logs/ folder beside the database).</summary>
+    public string? LogDirectory { get; init; }
+
+    public CancellationToken Cancellation { get; init; }
+    public ITaskEvaluator Evaluator { get; init; } = RegistryEvaluator.Instance;
+
+    /// <summary>Called after each artifact is stored (kind, key); tests count computations and inject crashes here.</summary>
+    public Action<string, string>? AfterArtifact { get; init; }
+
+    /// <summary>Receives the dry-run listing and the closing summary (the CLI prints them to stdout).</summary>
+    public Action<string> Output { get; init; } = _ => { };
+}
+
+/// <summary>What one run did: artifacts computed and seconds spent, by kind.</summary>
+public sealed record RunSummary(long RunId, string Status, int Cells, IReadOnlyDictionary<string, int> Computed,
+    IReadOnlyDictionary<string, double> Seconds, double WallSeconds, string? LogPath);
+
+/// <summary>
+/// Runs a matrix as a graph of content-addressed artifacts: model (trained on demand for <c>default</c>) →
+/// calibration statistics per (model, calibration) → compressed model per cell → one evaluation per
+/// (cell, task). Each artifact is written atomically (temporary name, then rename) or recorded in one
+/// database transaction, and everything already present is skipped, so an interrupted run (exception,
+/// kill -9, Ctrl-C) loses at most the artifact in flight and the rerun resumes.
+/// </summary>
+public static class MatrixRunner
+{
+    public static RunSummary Run(MatrixSpec matrix, string dbPath, RunnerOptions options)
+    {
+        int? threads = options.Threads ?? matrix.Run.Threads;
+        if (threads is int t) NumericsRuntime.SetThreads(t);
+        string cacheRoot = Path.GetFullPath(matrix.Run.CacheDirectory ?? AssetCache.Root);
+        var keys = new ArtifactKeys(cacheRoot);
+        var plan = MatrixPlan.Build(matrix, keys);
+        var cells = plan.Cells.Where(c => options.Shard.Contains(c.Key)).ToList();
+
+        using var store = ResultStore.Open(dbPath);
+        var work = new Work(plan, cells, store, options, cacheRoot);
+        if (options.DryRun)
+        {
+            work.PrintDryRun();
+            return new RunSummary(0, "dry-run", cells.Count, new Dictionary<string, int>(), new Dictionary<string, double>(), 0, null);
+        }
+
+        string logDir = Path.GetFullPath(options.LogDirectory ?? Path.Combine(Path.GetDirectoryName(store.Path)!, "logs"));
+        Directory.CreateDirectory(logDir);
+        var (commit, dirty) = Provenance.Git(Path.GetDirectoryName(matrix.Path)!);
+        string stage = options.Stage.ToString().ToLowerInvariant();
+        // The run id is only known after the insert; the log's name uses a timestamp and the process id instead.
+        string logPath = Path.Combine(logDir, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{matrix.Name}-{stage}-shard{options.Shard.Index}of{options.Shard.Count}-{Environment.ProcessId}.log");
+        long runId = store.BeginRun(new RunInfo(commit, dirty, Environment.MachineName, Provenance.Os, Provenance.DotNet, NumericsRuntime.Threads,
+            NumericsRuntime.Describe(), Provenance.PackagesJson(), matrix.Path, matrix.Sha256, options.Shard.ToString(), stage, logPath));
+        using var log = new StreamWriter(logPath, append: false, Encoding.UTF8) { AutoFlush = true };
+        work.Attach(runId, log);
+        var clock = Stopwatch.StartNew();
+        string status = "finished";
+        try
+        {
+            work.Log($"run {runId}: matrix {matrix.Path} (sha256 {matrix.Sha256[..12]}), stage {stage}, shard {options.Shard}, {cells.Count} of {plan.Cells.Count} cells, " +
+                     $"git {commit[..Math.Min(12, commit.Length)]}{(dirty ? "+dirty" : "")}, {NumericsRuntime.Describe()}, cache {cacheRoot}");
+            work.Execute();
+            store.EndRun(runId, status);
+        }
+        catch (OperationCanceledException)
+        {
+            status = "interrupted";
+            work.Log("interrupted between artifacts (every finished one is stored); rerun the same command to resume");
+            store.EndRun(runId, status, "interrupted");
+            throw;
+        }
+        catch (Exception e)
+        {
+            status = "failed";
+            work.Log($"failed: {e.GetType().Name}: {e.Message}");
+            store.EndRun(runId, status, $"{e.GetType().Name}: {e.Message}");
+            throw;
+        }
+        finally
+        {
+            work.Log(work.SummaryLine(clock.Elapsed.TotalSeconds, status));
+        }
+        options.Output(work.SummaryLine(clock.Elapsed.TotalSeconds, status));
+        return new RunSummary(runId, status, cells.Count, work.Computed, work.Seconds, clock.Elapsed.TotalSeconds, logPath);
+    }
+
+    /// <summary>The directory of a cell's compressed model in the cache.</summary>
+    public static string CompressedDirectory(string cacheRoot, string cellKey) => Path.Combine(cacheRoot, "compressed", cellKey[..32]);
+
+    private sealed class Work(MatrixPlan plan, List<CellPlan> cells, ResultStore store, RunnerOptions options, string cacheRoot)
+    {
+        private readonly Dictionary<(string, string), string> _evaluations = store.Evaluations();
+        private readonly HashSet<string> _compressed = store.CompressedCells();
+        private readonly Dictionary<string, string> _modelDirs = [];
+        private long _runId;
+        private StreamWriter? _log;
+
+        public Dictionary<string, int> Computed { get; } = ArtifactKind.All.ToDictionary(k => k, _ => 0);
+        public Dictionary<string, double> Seconds { get; } = ArtifactKind.All.ToDictionary(k => k, _ => 0.0);
+
+        private IPipelineProgress Progress => options.Progress;
+
+        public void Attach(long runId, StreamWriter log)
+        {
+            _runId = runId;
+            _log = log;
+        }
+
+        public void Log(string message)
+        {
+            _log?.WriteLine($"{DateTime.UtcNow:yyyy-MM-ddTHH:mm:ss.fffZ} {message}");
+            Progress.Message(message);
+        }
+
+        private List<EvaluationPlan> Pending(CellPlan c) =>
+            c.Evaluations.Where(e => !_evaluations.TryGetValue((c.Key, e.Task.Name), out string? k) || k != e.TaskKey).ToList();
+
+        private string CompressedDir(CellPlan c) => CompressedDirectory(cacheRoot, c.Key);
+
+        /// <summary>
+        /// The compressed model is on disk (the directory appears only complete: written as DIR.partial, then
+        /// renamed) and its statistics are in this database, adopted from its report if another run made it.
+        /// </summary>
+        private bool CompressedReady(CellPlan c) => Directory.Exists(CompressedDir(c)) && (_compressed.Contains(c.Key) || Adopt(c));
+
+        private bool Adopt(CellPlan c)
+        {
+            string dir = CompressedDir(c);
+            try
+            {
+                var report = CompressionReportReader.Read(dir);
+                if (report.Method != c.Method.Name || report.Ratio != c.Ratio) throw new InvalidDataException($"{dir} holds {report.Method} at {report.Ratio}, not {c.Label}");
+                if (options.DryRun) return true;
+                store.RecordCompression(c.Record, report, _runId);
+                _compressed.Add(c.Key);
+                Log($"adopted the cached compressed model of {c.Label} ({dir})");
+                return true;
+            }
+            catch (InvalidDataException e)
+            {
+                if (!options.DryRun)
+                {
+                    Log($"discarding {dir}: {e.Message}");
+                    Directory.Delete(dir, recursive: true);
+                }
+                return false;
+            }
+        }
+
+        /// <summary>A compressed cell needs its model built when the stage goes that far and something still needs it.</summary>
+        private bool NeedsCompression(CellPlan c) =>
+            !c.IsOriginal && options.Stage >= PipelineStage.Compress && !CompressedReady(c) && (!_compressed.Contains(c.Key) || Pending(c).Count > 0);
+
+        private bool NeedsEvaluation(CellPlan c) => options.Stage >= PipelineStage.Evaluate && Pending(c).Count > 0;
+
+        private bool Unfinished(CellPlan c) => Pending(c).Count > 0 || (!c.IsOriginal && !_compressed.Contains(c.Key));
+
+        private IEnumerable<CellPlan> CellsOf(CalibrationPlan g) => cells.Where(c => c.CalibrationKey == g.Key && c.Model == g.Model);
+
+        private bool NeedsCalibration(CalibrationPlan g) => options.Stage == PipelineStage.Calibrate
+            ? CellsOf(g).Any(Unfinished)
+            : CellsOf(g).Any(NeedsCompression);
+
+        private bool ModelHasWork(ModelSpec m) =>
+            cells.Where(c => c.Model == m).Any(c => c.IsOriginal ? NeedsEvaluation(c) : NeedsCompression(c) || NeedsEvaluation(c))
+            || plan.Calibrations.Where(g => g.Model == m).Any(NeedsCalibration);
+
+        /// <summary>Is the model directory present (null: not trained yet)?</summary>
+        private string? ExistingModelDir(ModelSpec m)
+        {
+            if (!m.IsDefault) return m.Source;
+            string dir = ModelTraining.CachedDirectory(ModelTraining.DefaultConfig(), cacheRoot);
+            return ModelTraining.IsComplete(dir) ? dir : null;
+        }
+
+        private bool StatsCached(CalibrationPlan g, string? modelDir) =>
+            modelDir is not null && (File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(Request(g, modelDir)), StatsDirectory))
+                                     || File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(Request(g, modelDir) with { Fisher = true }), StatsDirectory)));
+
+        private string StatsDirectory => Path.Combine(cacheRoot, "calibration");
+
+        private CalibrationRequest Request(CalibrationPlan g, string modelDir) =>
+            new(modelDir, g.Calibration.IsDemo ? DemoCalibrationText.Ensure(cacheRoot) : g.Calibration.Dataset, g.Calibration.Samples, g.Calibration.SeqLen, g.Calibration.Seed, g.Fisher);
+
+        public void PrintDryRun()
+        {
+            var o = options.Output;
+            o($"matrix {plan.Matrix.Name} ({plan.Matrix.Path}): {plan.Cells.Count} cells, shard {options.Shard}: {cells.Count}; stage {options.Stage.ToString().ToLowerInvariant()}");
+            foreach (var m in plan.Matrix.Models)
+            {
+                string? dir = ExistingModelDir(m);
+                o($"model {m.Name}: {(dir is null ? "not trained yet (will be trained and cached)" : "ready " + dir)}");
+                foreach (var g in plan.Calibrations.Where(g => g.Model == m))
+                    o($"  calibration {g.Calibration.Dataset} {g.Calibration.Samples}×{g.Calibration.SeqLen} seed {g.Calibration.Seed}{(g.Fisher ? " +fisher" : "")}: " +
+                      (StatsCached(g, dir) ? "cached" : NeedsCalibration(g) ? "to compute" : "not needed"));
+            }
+            int toCompress = 0, toEvaluate = 0;
+            o($"{"cell",-34} {"key",-12}  {"compressed",-18} evaluations");
+            foreach (var c in cells)
+            {
+                string comp = c.IsOriginal ? "-" : CompressedReady(c) ? "cached" : _compressed.Contains(c.Key) ? "stored (dir gone)" : "missing";
+                if (NeedsCompression(c)) { comp += " → compute"; toCompress++; }
+                var pending = Pending(c);
+                int done = c.Evaluations.Count - pending.Count;
+                if (NeedsEvaluation(c)) toEvaluate += pending.Count;
+                o($"{c.Label,-34} {c.Key[..12]}  {comp,-18} {done}/{c.Evaluations.Count} done" + (pending.Count > 0 ? $"; to run: {string.Join(", ", pending.Select(p => p.Task.Name))}" : ""));
+            }
+            o($"would compute: {toCompress} compressed models, {toEvaluate} evaluations");
+        }
+
+        public void Execute()
+        {
+            int planned = plan.Matrix.Models.Count(m => ModelHasWork(m) && ExistingModelDir(m) is null)
+                + plan.Calibrations.Count(g => NeedsCalibration(g) && !StatsCached(g, ExistingModelDir(g.Model)))
+                + cells.Count(NeedsCompression)
+                + cells.Where(NeedsEvaluation).Sum(c => Pending(c).Count);
+            Progress.Planned(planned);
+            Progress.Cells(cells.Count(x => Pending(x).Count == 0), cells.Count);
+            Log($"{planned} artifacts to compute");
+            foreach (var model in plan.Matrix.Models)
+            {
+                if (!ModelHasWork(model)) continue;
+                string modelDir = EnsureModel(model);
+                foreach (var c in cells.Where(c => c.Model == model && c.IsOriginal && NeedsEvaluation(c)))
+                    Evaluate(c, modelDir);
+                foreach (var g in plan.Calibrations.Where(g => g.Model == model))
+                {
+                    CalibrationStatistics? stats = null;
+                    int[]? windows = null;
+                    try
+                    {
+                        if (options.Stage == PipelineStage.Calibrate)
+                        {
+                            if (NeedsCalibration(g)) stats = Statistics(g, modelDir);
+                            continue;
+                        }
+                        // Statistics are loaded only when a cell of the group still has to be compressed.
+                        foreach (var c in CellsOf(g))
+                        {
+                            if (NeedsCompression(c))
+                            {
+                                stats ??= Statistics(g, modelDir);
+                                if (CompressionMethod.Get(c.Method.Name).LocalUpdate) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
+                                Compress(c, modelDir, stats, windows);
+                            }
+                            if (NeedsEvaluation(c)) Evaluate(c, CompressedDir(c));
+                            DropIfDone(c);
+                        }
+                    }
+                    finally
+                    {
+                        stats?.Dispose();
+                    }
+                }
+            }
+            if (options.Stage >= PipelineStage.Evaluate)
+                foreach (var c in cells.Where(c => !c.IsOriginal)) DropIfDone(c);
+        }
+
+        private string EnsureModel(ModelSpec m)
+        {
+            if (_modelDirs.TryGetValue(m.Source, out string? known)) return known;
+            string dir = ExistingModelDir(m) ?? Train(m);
+            _modelDirs[m.Source] = dir;
+            return dir;
+        }
+
+        private string Train(ModelSpec m)
+        {
+            options.Cancellation.ThrowIfCancellationRequested();
+            var config = ModelTraining.DefaultConfig();
+            string dir = ModelTraining.CachedDirectory(config, cacheRoot);
+            string label = $"train {m.Name} ({config.Training.Steps} steps) → {dir}";
+            var clock = Begin(ArtifactKind.Model, label);
+            var trained = ModelTraining.Train(config, dir, p => Progress.Advance((double)p.Step / p.Steps, $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s"),
+                line => Log("train: " + line), options.Cancellation);
+            if (trained is null)
+            {
+                Log($"{dir} was trained by another process meanwhile");
+                Progress.End(ArtifactKind.Model, label, clock.Elapsed.TotalSeconds);
+                return dir;
+            }
+            End(ArtifactKind.Model, label, ModelTraining.CacheKey(config), clock, dir);
+            return dir;
+        }
+
+        private CalibrationStatistics Statistics(CalibrationPlan g, string modelDir)
+        {
+            var request = Request(g, modelDir);
+            string path = CalibrationCache.PathFor(CalibrationCache.Key(request), StatsDirectory);
+            if (File.Exists(path)) return CalibrationStatistics.Load(path);
+            // Statistics with Fisher hold everything those without do (the same Gram sums from the same windows).
+            string withFisher = CalibrationCache.PathFor(CalibrationCache.Key(request with { Fisher = true }), StatsDirectory);
+            if (!request.Fisher && File.Exists(withFisher)) return CalibrationStatistics.Load(withFisher);
+            using var held = ArtifactLock.Acquire(path, options.Cancellation, () => Log($"waiting for another process collecting {path}"));
+            options.Cancellation.ThrowIfCancellationRequested();
+            if (File.Exists(path)) return CalibrationStatistics.Load(path);
+            string label = $"calibrate {g.Model.Name} on {(g.Calibration.IsDemo ? "demo" : Path.GetFileName(g.Calibration.Dataset))} {g.Calibration.Samples}×{g.Calibration.SeqLen}{(g.Fisher ? " +fisher" : "")}";
+            var clock = Begin(ArtifactKind.Calibration, label);
+            using var model = ModelLoader.Load(modelDir);
+            var windows = Calibrator.SampleWindows(request);
+            var (stats, key, statsPath, _) = CalibrationCache.GetOrCollect(model, windows, request, line =>
+            {
+                if (line.StartsWith("calibration: layer ", StringComparison.Ordinal) && line[19..].Split('/') is [var a, var b]
+                    && int.TryParse(a, CultureInfo.InvariantCulture, out int l) && int.TryParse(b, CultureInfo.InvariantCulture, out int n))
+                    Progress.Advance((double)l / n, $"layer {l}/{n}");
+                else Log(line);
+            }, StatsDirectory);
+            End(ArtifactKind.Calibration, label, key, clock, statsPath);
+            return stats;
+        }
+
+        private void Compress(CellPlan c, string modelDir, CalibrationStatistics stats, int[]? windows)
+        {
+            options.Cancellation.ThrowIfCancellationRequested();
+            string dir = CompressedDir(c);
+            using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process compressing {c.Label}"));
+            options.Cancellation.ThrowIfCancellationRequested();
+            if (CompressedReady(c)) return;
+            string label = $"compress {c.Label}";
+            var clock = Begin(ArtifactKind.Compressed, label);
+            using var model = ModelLoader.Load(modelDir);
+            var report = Compressor.Compress(model, stats, c.Method.Name, c.Ratio, line => Log("compress: " + line), windows, c.Calibration!.SeqLen);
+            var write = Stopwatch.StartNew();
+            Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+            CompressedCheckpoint.Write(model, dir, report);
+            // Recorded from the file, as an adopted directory would be, so both paths store the same numbers.
+            var written = CompressionReportReader.Read(dir);
+            written.StageSeconds["write"] = write.Elapsed.TotalSeconds;
+            store.RecordCompression(c.Record, written, _runId);
+            _compressed.Add(c.Key);
+            Log($"compressed {c.Label}: removed {report.AchievedLinearRatio:P2} of the linear parameters → {dir}");
+            End(ArtifactKind.Compressed, label, c.Key, clock, dir);
+        }
+
+        private void Evaluate(CellPlan c, string modelDir)
+        {
+            var pending = Pending(c);
+            if (pending.Count == 0) return;
+            using var model = ModelLoader.Load(modelDir);
+            var tokenizer = HfTokenizer.Load(modelDir);
+            foreach (var e in pending)
+            {
+                options.Cancellation.ThrowIfCancellationRequested();
+                string label = $"evaluate {c.Label} on {e.Task.Name}";
+                var clock = Begin(ArtifactKind.Evaluation, label);
+                var request = new TaskRequest(e.Task.Name, e.Task.Data, e.Task.Limit, BatchSize: plan.Matrix.Run.BatchSize);
+                if (e.Task.SeqLen is int seqLen) request = request with { SeqLen = seqLen };
+                var itemClock = Stopwatch.StartNew();
+                bool perplexity = TaskRegistry.IsPerplexity(e.Task.Name);
+                var result = options.Evaluator.Evaluate(model, tokenizer, e.Task, request, (done, total) =>
+                {
+                    double seconds = Math.Max(1e-9, itemClock.Elapsed.TotalSeconds);
+                    Progress.Advance(total > 0 ? (double)done / total : 0, perplexity
+                        ? $"{done}/{total} chunks, {done * (double)request.SeqLen / seconds:F0} tok/s"
+                        : $"{done}/{total} items, {done / seconds:F1}/s");
+                });
+                store.RecordEvaluation(c.Record, e.TaskKey, e.ParamsJson, result, _runId);
+                _evaluations[(c.Key, e.Task.Name)] = e.TaskKey;
+                Log($"{c.Label} {e.Task.Name}: " + string.Join(", ", result.Metrics.Select(m => $"{m.Name} {m.Value.ToString("G6", CultureInfo.InvariantCulture)}")) + $" (n {result.N}, {result.Seconds:F1} s)");
+                End(ArtifactKind.Evaluation, label, e.TaskKey, clock, e.Task.Name);
+                Progress.Cells(cells.Count(x => Pending(x).Count == 0), cells.Count);
+            }
+        }
+
+        /// <summary>Without keep_compressed, a compressed model goes once every evaluation of its cell is stored.</summary>
+        private void DropIfDone(CellPlan c)
+        {
+            if (plan.Matrix.Run.KeepCompressed || c.IsOriginal || Pending(c).Count > 0 || !_compressed.Contains(c.Key)) return;
+            string dir = CompressedDir(c);
+            if (!Directory.Exists(dir)) return;
+            // Renamed first, so a kill during the delete leaves a name that no lookup mistakes for a complete model.
+            string doomed = dir + ".deleting-" + Environment.ProcessId;
+            Directory.Move(dir, doomed);
+            Directory.Delete(doomed, recursive: true);
+            Log($"deleted the compressed model of {c.Label} (all evaluations stored; run.keep_compressed is false)");
+        }
+
+        private Stopwatch Begin(string kind, string label)
+        {
+            Log("begin " + label);
+            Progress.Begin(kind, label);
+            return Stopwatch.StartNew();
+        }
+
+        private void End(string kind, string label, string key, Stopwatch clock, string detail)
+        {
+            double s = clock.Elapsed.TotalSeconds;
+            store.RecordArtifact(key, kind, s, detail, _runId);
+            Computed[kind]++;
+            Seconds[kind] += s;
+            Log($"done {label} in {s:F1} s");
+            Progress.End(kind, label, s);
+            options.AfterArtifact?.Invoke(kind, key);
+        }
+
+        public string SummaryLine(double wall, string status) =>
+            $"{status} in {wall:F1} s: " + string.Join(", ", ArtifactKind.All.Select(k => $"{k} {Computed[k]} ({Seconds[k]:F1} s)"));
+    }
+}

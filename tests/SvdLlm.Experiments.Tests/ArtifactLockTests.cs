@@ -1,0 +1,39 @@
+using SvdLlm.Experiments.Cache;
+using SvdLlm.Models.Tests;
+
+namespace SvdLlm.Experiments.Tests;
+
+public sealed class ArtifactLockTests
+{
+    [Fact]
+    public void ASecondHolderWaitsUntilTheFirstReleases()
+    {
+        using var dir = new TempDirectory();
+        string artifact = dir.File("artifact");
+        var first = ArtifactLock.Acquire(artifact, CancellationToken.None);
+        bool acquired = false, waited = false;
+        var t = new Thread(() =>
+        {
+            using var second = ArtifactLock.Acquire(artifact, CancellationToken.None, () => Volatile.Write(ref waited, true));
+            Volatile.Write(ref acquired, true);
+        });
+        t.Start();
+        // Whatever the scheduling, the second cannot hold the lock while the first does.
+        Thread.Sleep(300);
+        Assert.False(Volatile.Read(ref acquired));
+        first.Dispose();
+        t.Join();
+        Assert.True(acquired);
+        Assert.True(waited);
+    }
+
+    [Fact]
+    public void WaitingStopsOnCancellation()
+    {
+        using var dir = new TempDirectory();
+        using var held = ArtifactLock.Acquire(dir.File("a"), CancellationToken.None);
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.Throws<OperationCanceledException>(() => ArtifactLock.Acquire(dir.File("a"), cts.Token));
+    }
+}
