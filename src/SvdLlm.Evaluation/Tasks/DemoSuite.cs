@@ -86,10 +86,11 @@ public static partial class DemoSuite
     private static readonly Lock BuildLock = new();
 
     /// <summary>The path of the task's file in the cached suite, building the suite first if it is not there.</summary>
-    public static string EnsureFile(string task)
+    /// <param name="cacheRoot">the cache root (default <see cref="AssetCache.Root"/>); the suite lives in <c>demo/&lt;Version&gt;</c> below it</param>
+    public static string EnsureFile(string task, string? cacheRoot = null)
     {
         string name = FileName(task);
-        string dir = CacheDirectory;
+        string dir = cacheRoot is null ? CacheDirectory : Path.Combine(cacheRoot, "demo", Version);
         lock (BuildLock)
         {
             if (!File.Exists(Path.Combine(dir, "manifest.json")))

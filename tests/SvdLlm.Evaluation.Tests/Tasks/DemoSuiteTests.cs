@@ -63,4 +63,17 @@ public class DemoSuiteTests
         Assert.Equal(6457827717110365317UL, rng.Next());
         Assert.Equal(3203168211198807973UL, rng.Next());
     }
+
+    [Fact]
+    public void EnsureFile_builds_once_into_the_versioned_cache_directory_and_leaves_no_temporary()
+    {
+        using var root = new TempDirectory();
+        string first = DemoSuite.EnsureFile(DemoSuite.Cloze, root.Path);
+        Assert.Equal(Path.Combine(root.Path, "demo", DemoSuite.Version, "cloze.jsonl"), first);
+        var written = File.GetLastWriteTimeUtc(Path.Combine(root.Path, "demo", DemoSuite.Version, "manifest.json"));
+        string again = DemoSuite.EnsureFile(DemoSuite.NextSentence, root.Path);
+        Assert.True(File.Exists(again));
+        Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(root.Path, "demo", DemoSuite.Version, "manifest.json")));
+        Assert.Equal([DemoSuite.Version], Directory.GetDirectories(Path.Combine(root.Path, "demo")).Select(d => Path.GetFileName(d)));
+    }
 }
