@@ -40,7 +40,7 @@ namespace SvdLlm.Evaluation.Tasks;
 public static partial class DemoSuite
 {
     /// <summary>Changes whenever the construction changes, so an old cache entry is never read as a new one.</summary>
-    public const string Version = "v2";
+    public const string Version = "v3";
 
     public const int ItemsPerCorpus = 170;
 
@@ -198,7 +198,7 @@ public static partial class DemoSuite
         s.Length is >= MinSentenceChars and <= MaxSentenceChars && s.IndexOfAny(['[', ']']) < 0 && char.IsUpper(s[0]) && s[^1] is '.' or '!' or '?';
 
     /// <summary>Words of the next sentence given away in ctx_b, as HellaSwag's ctx_b starts the sentence to complete.</summary>
-    public const int NextSentenceLeadWords = 2;
+    public const int NextSentenceLeadWords = 3;
 
     private static List<HellaSwagRecord> NextSentenceItems(string corpus, List<Sentence> sentences, SplitMix64 rng, int max)
     {
