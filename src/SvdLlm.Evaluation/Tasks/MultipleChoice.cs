@@ -123,6 +123,9 @@ public static class LoglikelihoodScorer
             ctx = tokenizer.Encode(context, addSpecialTokens: false);
             contextCache?.Add(context, ctx);
         }
+        // A context of only whitespace leaves nothing to condition on; lm-eval would then slice before the window's
+        // start. Treat it as the empty context.
+        if (ctx.Length == 0) return ([prefixToken], whole);
         return (ctx, whole[Math.Min(ctx.Length, whole.Length)..]);
     }
 
