@@ -64,8 +64,10 @@ internal static class EvalCommand
         m.LoadAll();
         var request = new TaskRequest(task, data, limit, seqLen, batchSize);
         string unit = TaskRegistry.IsPerplexity(task) ? "chunk" : "item";
-        var result = TaskRegistry.Run(m, tok, request, (done, total) => Console.Error.Write($"\r{task}: {unit} {done}/{total}"));
-        Console.Error.WriteLine();
+        // A progress line only on a terminal: redirected, one line per item would flood the log.
+        bool interactive = !Console.IsErrorRedirected;
+        var result = TaskRegistry.Run(m, tok, request, interactive ? (done, total) => Console.Error.Write($"\r{task}: {unit} {done}/{total}") : null);
+        if (interactive) Console.Error.WriteLine();
 
         if (json)
         {

@@ -14,29 +14,33 @@ namespace SvdLlm.Evaluation.Tasks;
 /// </summary>
 /// <remarks>
 /// <para><b>Perplexity</b> (<c>demo_ppl_moby_dick</c>, <c>demo_ppl_sotu</c>, <c>demo_ppl_brown</c>): the test split's
-/// text, written as <c>&lt;corpus&gt;.test.txt</c>, tokenized once with BOS, non-overlapping chunks of seq_len; at most
-/// <see cref="PplMaxTokens"/> tokens are scored (⌊PplMaxTokens / seq_len⌋ chunks: 64 chunks at seq_len 256) so the
-/// whole suite stays cheap. The cap is part of the protocol name.</para>
+/// text, written as <c>&lt;corpus&gt;.test.txt</c>, tokenized once with BOS, non-overlapping chunks of seq_len; only the
+/// first <see cref="PplMaxTokens"/> tokens are scored (⌊PplMaxTokens / seq_len⌋ chunks: 32 chunks at seq_len 256) so
+/// the whole suite stays cheap. The cap is part of the protocol name.</para>
 /// <para><b>Multiple choice</b>, both in HellaSwag's JSONL format (<c>activity_label</c>, <c>ctx_a</c>, <c>ctx_b</c>,
-/// <c>endings</c>, <c>label</c>) and scored by the same reader, preprocessing and scorer as <c>hellaswag</c>:
+/// <c>endings</c>, <c>label</c>) and scored by the same reader, preprocessing and scorer as <c>hellaswag</c>; the
+/// activity label is the corpus ("Moby-Dick", "State of the Union", "Brown corpus"):
 /// <list type="bullet">
-/// <item><c>demo_next_sentence</c>: the context is a sentence, the endings are the sentence that really follows it
-/// (same paragraph) and three sentences of similar length (±25 %) from other documents of the same corpus' test split.</item>
+/// <item><c>demo_next_sentence</c>, shaped like HellaSwag itself: <c>ctx_a</c> is a sentence, <c>ctx_b</c> the first
+/// <see cref="NextSentenceLeadWords"/> words of the sentence that follows it in the same paragraph, and the endings are
+/// the rest of that sentence and the rests (after their own first words) of three sentences of similar length (±25 %)
+/// from other documents of the same corpus' test split.</item>
 /// <item><c>demo_cloze</c>: a sentence cut before one of its lowercase words of four or more letters (never among its
 /// first three words); the endings are that word, or one of three other such words drawn from the same corpus' test
 /// split (so distractors follow the corpus' word frequencies), followed by the rest of the sentence.</item>
 /// </list>
-/// <see cref="ItemsPerCorpus"/> items per corpus, so each task has 3 × 170 = 510 items; chance is 25 %. Sentences are
-/// 30–150 characters, cut at ., ! or ? before a capital (common abbreviations excepted), and hold no brackets (which
-/// HellaSwag's preprocessing would delete). Randomness is SplitMix64 with fixed seeds, so the files are the same
-/// bytes on every machine for the same corpora.</para>
+/// <see cref="ItemsPerCorpus"/> items per corpus (a corpus short of usable items gives what it has and the others make
+/// up the difference), <see cref="ItemsPerTask"/> per task; chance is 25 %. Sentences are 25–90 characters (short, so
+/// four choices × 510 items stay cheap), cut at ., ! or ? before a capital (common abbreviations excepted), start with
+/// a capital, end with ., ! or ?, and hold no brackets (which HellaSwag's preprocessing would delete). Randomness is
+/// SplitMix64 with fixed seeds, so the files are the same bytes on every machine for the same corpora.</para>
 /// <para>The files are built on first use into <c>$SVDLLM_CACHE/demo/&lt;Version&gt;/</c> (a temporary directory
 /// renamed into place when complete) with a <c>manifest.json</c> of their sha256 and the corpus source checksums.</para>
 /// </remarks>
 public static partial class DemoSuite
 {
     /// <summary>Changes whenever the construction changes, so an old cache entry is never read as a new one.</summary>
-    public const string Version = "v1";
+    public const string Version = "v3";
 
     public const int ItemsPerCorpus = 170;
 
@@ -44,10 +48,10 @@ public static partial class DemoSuite
     public const int ItemsPerTask = 510;
 
     /// <summary>Cap on the tokens each demo perplexity set scores.</summary>
-    public const int PplMaxTokens = 16384;
+    public const int PplMaxTokens = 8192;
 
-    public const int MinSentenceChars = 30;
-    public const int MaxSentenceChars = 150;
+    public const int MinSentenceChars = 25;
+    public const int MaxSentenceChars = 90;
 
     public const string NextSentence = "demo_next_sentence";
     public const string Cloze = "demo_cloze";
@@ -82,10 +86,11 @@ public static partial class DemoSuite
     private static readonly Lock BuildLock = new();
 
     /// <summary>The path of the task's file in the cached suite, building the suite first if it is not there.</summary>
-    public static string EnsureFile(string task)
+    /// <param name="cacheRoot">the cache root (default <see cref="AssetCache.Root"/>); the suite lives in <c>demo/&lt;Version&gt;</c> below it</param>
+    public static string EnsureFile(string task, string? cacheRoot = null)
     {
         string name = FileName(task);
-        string dir = CacheDirectory;
+        string dir = cacheRoot is null ? CacheDirectory : Path.Combine(cacheRoot, "demo", Version);
         lock (BuildLock)
         {
             if (!File.Exists(Path.Combine(dir, "manifest.json")))
@@ -143,7 +148,9 @@ public static partial class DemoSuite
             ["version"] = Version,
             ["items"] = new SortedDictionary<string, int> { [NextSentence] = next.Count, [Cloze] = cloze.Count },
             ["files_sha256"] = files.ToDictionary(kv => kv.Key, kv => Convert.ToHexStringLower(SHA256.HashData(kv.Value))),
-            ["corpus_sources_sha256"] = Corpora.Names.ToDictionary(n => n, n => Corpora.SourceChecksums(n)),
+            // One digest per corpus over its "asset-id sha256" lines (sorted), instead of hundreds of file entries.
+            ["corpus_sources_sha256"] = Corpora.Names.ToDictionary(n => n, n => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+                string.Concat(Corpora.SourceChecksums(n).Select(kv => kv.Key + " " + kv.Value + "\n")))))),
         };
         File.WriteAllText(Path.Combine(directory, "manifest.json"),
             JsonSerializer.Serialize(manifest, new JsonSerializerOptions { WriteIndented = true }) + "\n");
@@ -190,24 +197,40 @@ public static partial class DemoSuite
     public static bool Usable(string s) =>
         s.Length is >= MinSentenceChars and <= MaxSentenceChars && s.IndexOfAny(['[', ']']) < 0 && char.IsUpper(s[0]) && s[^1] is '.' or '!' or '?';
 
+    /// <summary>Words of the next sentence given away in ctx_b, as HellaSwag's ctx_b starts the sentence to complete.</summary>
+    public const int NextSentenceLeadWords = 3;
+
     private static List<HellaSwagRecord> NextSentenceItems(string corpus, List<Sentence> sentences, SplitMix64 rng, int max)
     {
-        var pairs = new List<(Sentence A, Sentence B)>();
+        // (sentence, its first words, the rest) for every usable sentence that has a rest after the lead words.
+        static (string Lead, string Remainder)? Cut(string text)
+        {
+            var words = text.Split(' ');
+            if (words.Length < NextSentenceLeadWords + 2) return null;
+            string lead = string.Join(' ', words.Take(NextSentenceLeadWords));
+            // HellaSwag's query capitalizes ctx_b the Python way (rest lower-cased): only leads it leaves unchanged.
+            if (ZeroShotTasks.PythonCapitalize(lead) != lead) return null;
+            return (lead, string.Join(' ', words.Skip(NextSentenceLeadWords)));
+        }
+        var pairs = new List<(Sentence A, Sentence B, string Lead, string Remainder)>();
         for (int i = 0; i + 1 < sentences.Count; i++)
         {
             var (a, b) = (sentences[i], sentences[i + 1]);
-            if (a.Document == b.Document && a.Paragraph == b.Paragraph && Usable(a.Text) && Usable(b.Text)) pairs.Add((a, b));
+            if (a.Document != b.Document || a.Paragraph != b.Paragraph || !Usable(a.Text) || !Usable(b.Text)) continue;
+            if (Cut(b.Text) is (string lead, string rest)) pairs.Add((a, b, lead, rest));
         }
-        var pool = sentences.Where(s => Usable(s.Text)).ToList();
+        var pool = sentences.Where(x => Usable(x.Text)).Select(x => (x.Document, Cut: Cut(x.Text))).Where(x => x.Cut is not null)
+            .Select(x => (x.Document, Remainder: x.Cut!.Value.Remainder)).ToList();
         rng.Shuffle(pairs);
         var items = new List<HellaSwagRecord>();
-        foreach (var (a, b) in pairs)
+        foreach (var (a, b, lead, rest) in pairs)
         {
             if (items.Count == max) break;
-            var candidates = pool.Where(s => s.Document != a.Document && s.Text.Length >= b.Text.Length * 0.75 && s.Text.Length <= b.Text.Length * 1.25 && s.Text != b.Text).ToList();
-            var distractors = Draw(candidates.Select(s => s.Text).Distinct(StringComparer.Ordinal).ToList(), 3, rng);
+            var candidates = pool.Where(x => x.Document != a.Document && x.Remainder.Length >= rest.Length * 0.75 && x.Remainder.Length <= rest.Length * 1.25 && x.Remainder != rest)
+                .Select(x => x.Remainder).Distinct(StringComparer.Ordinal).ToList();
+            var distractors = Draw(candidates, 3, rng);
             if (distractors is null) continue;
-            items.Add(Record(corpus, items.Count, $"{corpus}:doc{a.Document}:p{a.Paragraph}:s{a.Index}", a.Text, b.Text, distractors, rng));
+            items.Add(Record(corpus, $"{corpus}:doc{a.Document}:p{a.Paragraph}:s{a.Index}", a.Text, lead, rest, distractors, rng));
         }
         return items;
     }
@@ -239,8 +262,8 @@ public static partial class DemoSuite
             if (distractors.Count < 3) continue;
             string context = s.Text[..word.Index].TrimEnd();
             string rest = s.Text[(word.Index + word.Length)..];
-            items.Add(Record(corpus, items.Count, $"{corpus}:doc{s.Document}:p{s.Paragraph}:s{s.Index}:w{word.Index}",
-                context, word.Value + rest, distractors.Select(d => d + rest).ToList(), rng));
+            items.Add(Record(corpus, $"{corpus}:doc{s.Document}:p{s.Paragraph}:s{s.Index}:w{word.Index}",
+                context, "", word.Value + rest, distractors.Select(d => d + rest).ToList(), rng));
         }
         return items;
     }
@@ -277,14 +300,14 @@ public static partial class DemoSuite
         return chosen;
     }
 
-    private sealed record HellaSwagRecord(int Ind, string ActivityLabel, string CtxA, string CtxB, IReadOnlyList<string> Endings, string SourceId, int Label);
+    private sealed record HellaSwagRecord(string ActivityLabel, string CtxA, string CtxB, IReadOnlyList<string> Endings, string SourceId, int Label);
 
-    private static HellaSwagRecord Record(string corpus, int index, string sourceId, string context, string truth, List<string> distractors, SplitMix64 rng)
+    private static HellaSwagRecord Record(string corpus, string sourceId, string ctxA, string ctxB, string truth, List<string> distractors, SplitMix64 rng)
     {
         int gold = rng.NextInt(4);
         var endings = new List<string>(distractors);
         endings.Insert(gold, truth);
-        return new HellaSwagRecord(index, ActivityLabels[corpus], context, "", endings, sourceId, gold);
+        return new HellaSwagRecord(ActivityLabels[corpus], ctxA, ctxB, endings, sourceId, gold);
     }
 
     private static byte[] ToJsonLines(List<HellaSwagRecord> records)
@@ -323,7 +346,8 @@ public static partial class DemoSuite
     [GeneratedRegex(@"(?<=[.!?][""'”’)]*)\s+(?=[""“‘']?[A-Z])")]
     private static partial Regex SentenceBoundaryRegex();
 
-    [GeneratedRegex(@"(?:^|\s)(?:Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Messrs|Gen|Col|Capt|Gov|Hon|Rev|Prof|Lt|Sen|Rep|No|vs|[A-Z])\.$")]
+    // A piece ending in a title or an initial ("Mr.", "H.M.S.", "J.") does not end a sentence.
+    [GeneratedRegex(@"(?:^|[\s.])(?:Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Messrs|Gen|Col|Capt|Gov|Hon|Rev|Prof|Lt|Sen|Rep|No|vs|[A-Z])\.$")]
     private static partial Regex AbbreviationRegex();
 
     [GeneratedRegex(@"[\p{L}'’-]+")]

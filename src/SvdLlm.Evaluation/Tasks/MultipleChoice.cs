@@ -83,8 +83,8 @@ public static class Aggregation
 /// A request whose model input (window minus its last token) is a prefix of another request's input reads its
 /// log-probabilities from that sequence's logits instead of running its own: choices that share the context and differ
 /// only in the last token (one-token answers), and duplicate requests, cost one sequence.</para>
-/// <para>Log-probabilities are taken in float64 from float32 logits with the row maximum subtracted before
-/// exponentiation.</para>
+/// <para>Log-probabilities come from float32 logits with the row maximum subtracted before exponentiation
+/// (see <see cref="LogProb"/>).</para>
 /// </remarks>
 public static class LoglikelihoodScorer
 {
@@ -104,6 +104,11 @@ public static class LoglikelihoodScorer
 
     /// <summary>The token ids of (context, continuation) as lm-eval's HFLM makes them.</summary>
     public static (int[] Context, int[] Continuation) EncodePair(HfTokenizer tokenizer, string context, string continuation, int prefixToken)
+        => EncodePair(tokenizer, context, continuation, prefixToken, null);
+
+    /// <param name="contextCache">encodings of (whitespace-stripped) contexts already seen: the choices of an item share one</param>
+    private static (int[] Context, int[] Continuation) EncodePair(HfTokenizer tokenizer, string context, string continuation, int prefixToken,
+        Dictionary<string, int[]>? contextCache)
     {
         if (context.Length == 0) return ([prefixToken], tokenizer.Encode(continuation, addSpecialTokens: false));
         int spaces = context.Length - context.TrimEnd().Length;
@@ -113,7 +118,14 @@ public static class LoglikelihoodScorer
             context = context[..^spaces];
         }
         int[] whole = tokenizer.Encode(context + continuation, addSpecialTokens: false);
-        int[] ctx = tokenizer.Encode(context, addSpecialTokens: false);
+        if (contextCache is null || !contextCache.TryGetValue(context, out int[]? ctx))
+        {
+            ctx = tokenizer.Encode(context, addSpecialTokens: false);
+            contextCache?.Add(context, ctx);
+        }
+        // A context of only whitespace leaves nothing to condition on; lm-eval would then slice before the window's
+        // start. Treat it as the empty context.
+        if (ctx.Length == 0) return ([prefixToken], whole);
         return (ctx, whole[Math.Min(ctx.Length, whole.Length)..]);
     }
 
@@ -142,12 +154,13 @@ public static class LoglikelihoodScorer
         {
             int count = Math.Min(itemsPerBatch, items.Count - i0);
             var encoded = new List<(int Item, int Choice, Encoded E)>();
+            var contextCache = new Dictionary<string, int[]>(StringComparer.Ordinal);
             for (int i = i0; i < i0 + count; i++)
             {
                 var item = items[i];
                 results[i] = new double[item.Requests.Count];
                 for (int c = 0; c < item.Requests.Count; c++)
-                    encoded.Add((i, c, Encode(tokenizer, item, item.Requests[c], prefix, maxLength, model.VocabSize)));
+                    encoded.Add((i, c, Encode(tokenizer, item, item.Requests[c], prefix, maxLength, model.VocabSize, contextCache)));
             }
             var ll = RunBatch(model, encoded.Select(e => e.E).ToArray(), items, encoded.Select(e => e.Item).ToArray());
             for (int k = 0; k < encoded.Count; k++) results[encoded[k].Item][encoded[k].Choice] = ll[k];
@@ -156,9 +169,10 @@ public static class LoglikelihoodScorer
         return new MultipleChoiceScores(items, results);
     }
 
-    private static Encoded Encode(HfTokenizer tokenizer, MultipleChoiceItem item, ChoiceRequest r, int prefix, int maxLength, int vocab)
+    private static Encoded Encode(HfTokenizer tokenizer, MultipleChoiceItem item, ChoiceRequest r, int prefix, int maxLength, int vocab,
+        Dictionary<string, int[]> contextCache)
     {
-        var (ctx, cont) = EncodePair(tokenizer, r.Context, r.Continuation, prefix);
+        var (ctx, cont) = EncodePair(tokenizer, r.Context, r.Continuation, prefix, contextCache);
         if (cont.Length == 0)
             throw new TaskDataException($"{item.Source}: the continuation {Quote(r.Continuation)} encodes to no tokens");
         if (cont.Length >= maxLength)
@@ -232,13 +246,14 @@ public static class LoglikelihoodScorer
             }
             using (logits)
             {
+                var scratch = new float[vocab];
                 for (int k = 0; k < requests.Length; k++)
                 {
                     if (!rowOf.TryGetValue(hostOf[k], out int row)) continue;
                     var r = requests[k];
                     double sum = 0;
                     for (int p = r.Window.Length - r.ContinuationLength; p < r.Window.Length; p++)
-                        sum += LogProb(logits.Row(row * seqLen + p - 1), r.Window[p]);
+                        sum += LogProb(logits.Row(row * seqLen + p - 1), r.Window[p], scratch);
                     result[k] = sum;
                 }
             }
@@ -247,13 +262,20 @@ public static class LoglikelihoodScorer
         return result;
     }
 
-    /// <summary>log softmax(row)[target] in float64, the row maximum subtracted before exponentiation.</summary>
-    public static double LogProb(ReadOnlySpan<float> row, int target)
+    /// <summary>
+    /// log softmax(row)[target], the row maximum subtracted before exponentiation. The exponentials are SIMD float32
+    /// (every term lies in (0, 1], so their sum has a relative error near 1e-7, below the logits' own float32 error);
+    /// the result is formed in float64. <paramref name="scratch"/> holds at least row.Length floats.
+    /// </summary>
+    public static double LogProb(ReadOnlySpan<float> row, int target, Span<float> scratch)
     {
-        float max = float.NegativeInfinity;
-        foreach (float v in row) if (v > max) max = v;
-        double sum = 0;
-        foreach (float v in row) sum += Math.Exp((double)v - max);
-        return (double)row[target] - max - Math.Log(sum);
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(row);
+        var shifted = scratch[..row.Length];
+        System.Numerics.Tensors.TensorPrimitives.Subtract(row, max, shifted);
+        System.Numerics.Tensors.TensorPrimitives.Exp(shifted, shifted);
+        double sum = System.Numerics.Tensors.TensorPrimitives.Sum(shifted);
+        double value = (double)row[target] - max - Math.Log(sum);
+        if (!double.IsFinite(value)) throw new NonFiniteLogitsException($"log-probability {value} from a logit row", 0, 0);
+        return value;
     }
 }
