@@ -14,6 +14,10 @@ public sealed class ReportTask : FrostingTask
             context.Info("Report: skipped (--dry-run)");
             return;
         }
-        context.Run("dotnet", [context.CliDll, "report", "--db", MatrixRun.Database(context), "--out", context.FromRoot(MatrixRun.ResultsDirectory)]);
+        List<string> arguments = [context.CliDll, "report", "--db", MatrixRun.Database(context), "--out", context.FromRoot(MatrixRun.ResultsDirectory)];
+        // The headless-browser check of report.html runs wherever Chromium is installed (Setup installs it as root).
+        if (ProgramOnPath.Find("chromium") is not null) arguments.Add("--check-html");
+        else context.Info("Report: chromium not found, report.html is not checked in a browser (sudo apt-get install -y chromium)");
+        context.Run("dotnet", arguments);
     }
 }

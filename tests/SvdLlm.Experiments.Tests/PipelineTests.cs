@@ -243,7 +243,7 @@ public sealed class PipelineTests
         Run(matrix, w.Temp.File("r.db"), c, dryRun: true, output: output);
         Assert.Empty(c.Seen);
         Assert.Contains(output, l => l.StartsWith("model default: not trained yet", StringComparison.Ordinal));
-        Assert.Contains(output, l => l.Contains("calibration demo 64×256 seed 3 +fisher: to compute", StringComparison.Ordinal));
+        Assert.Contains(output, l => l.Contains("calibration demo 128×128 seed 3 +fisher: to compute", StringComparison.Ordinal));
         Assert.Contains("would compute: 20 compressed models, 105 evaluations", output);
         Assert.False(Directory.Exists(Path.Combine(w.CacheDir, "models")));
     }
