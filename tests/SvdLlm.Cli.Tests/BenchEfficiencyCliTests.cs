@@ -9,23 +9,7 @@ namespace SvdLlm.Cli.Tests;
 /// <summary><c>svdllm bench-efficiency</c>: the JSON it prints, sizes checked against the checkpoints' shapes (no timings asserted).</summary>
 public class BenchEfficiencyCliTests
 {
-    private static (int Exit, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(stdout);
-        Console.SetError(stderr);
-        try
-        {
-            return (Program.Main(args), stdout.ToString(), stderr.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    private static (int Exit, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     private static long Elements(int[] shape) => shape.Aggregate(1L, (p, d) => p * d);
 

@@ -12,24 +12,7 @@ public class EvalCommandTests
     private const string Text = "Question: Which gas do plants absorb from the air?\nAnswer: carbon dioxide. The whale swam toward the ship. " +
                                 "Call me Ishmael. Some years ago, never mind how long precisely, I thought I would sail about a little.";
 
-    private static (int Exit, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(stdout);
-        Console.SetError(stderr);
-        try
-        {
-            int exit = Program.Main(args);
-            return (exit, stdout.ToString(), stderr.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    private static (int Exit, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     private static (TinyCheckpoint Ckpt, HfTokenizer Tok) Model(TempDirectory dir)
     {

@@ -29,30 +29,24 @@ public static class ReportGenerator
 
         var models = new List<ModelReport>();
         int tableCount = 0;
+        void AddTable(string id, string markdown, string latex, string csv)
+        {
+            files.Add(($"tables/{id}.md", markdown));
+            files.Add(($"tables/{id}.tex", latex));
+            files.Add(($"tables/{id}.csv", csv));
+            index.Append(markdown);
+            tableCount++;
+        }
         foreach (var model in data.Models)
         {
             var tables = data.ResultTables(model);
             foreach (var t in tables)
-            {
-                string md = TableRenderers.Markdown(t);
-                files.Add(($"tables/{t.Id}.md", md));
-                files.Add(($"tables/{t.Id}.tex", TableRenderers.Latex(t, snapshot.DatabaseName)));
-                files.Add(($"tables/{t.Id}.csv", TableRenderers.Csv(t)));
-                index.Append(md);
-                tableCount++;
-            }
+                AddTable(t.Id, TableRenderers.Markdown(t), TableRenderers.Latex(t, snapshot.DatabaseName), TableRenderers.Csv(t));
             var compression = SupportTables.Compression(data, model);
             var efficiency = SupportTables.Efficiency(data, model);
             var timings = SupportTables.Timings(data, model);
             foreach (var t in new[] { compression, efficiency, timings }.OfType<SimpleTable>())
-            {
-                string md = TableRenderers.Markdown(t);
-                files.Add(($"tables/{t.Id}.md", md));
-                files.Add(($"tables/{t.Id}.tex", TableRenderers.Latex(t, snapshot.DatabaseName)));
-                files.Add(($"tables/{t.Id}.csv", TableRenderers.Csv(t)));
-                index.Append(md);
-                tableCount++;
-            }
+                AddTable(t.Id, TableRenderers.Markdown(t), TableRenderers.Latex(t, snapshot.DatabaseName), TableRenderers.Csv(t));
             var plots = Plots.ForModel(data, model);
             foreach (var p in plots)
             {
