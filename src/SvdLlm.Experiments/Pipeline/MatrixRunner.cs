@@ -140,6 +140,16 @@ public static class MatrixRunner
             Progress.Message(message);
         }
 
+        /// <summary>
+        /// Re-reads what other processes on the same database stored since this run planned its work, so that
+        /// two unsharded runs do not both compress or evaluate what one of them has finished meanwhile.
+        /// </summary>
+        private void Refresh()
+        {
+            foreach (var (k, v) in store.Evaluations()) _evaluations[k] = v;
+            _compressed.UnionWith(store.CompressedCells());
+        }
+
         private List<EvaluationPlan> Pending(CellPlan c) =>
             c.Evaluations.Where(e => !_evaluations.TryGetValue((c.Key, e.Task.Name), out string? k) || k != e.TaskKey).ToList();
 
@@ -344,7 +354,13 @@ public static class MatrixRunner
             string dir = CompressedDir(c);
             using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process compressing {c.Label}"));
             options.Cancellation.ThrowIfCancellationRequested();
+            Refresh();
             if (CompressedReady(c)) return;
+            if (_compressed.Contains(c.Key) && Pending(c).Count == 0)
+            {
+                Log($"{c.Label} was finished by another process meanwhile");
+                return;
+            }
             string label = $"compress {c.Label}";
             var clock = Begin(ArtifactKind.Compressed, label);
             using var model = ModelLoader.Load(modelDir);
@@ -370,6 +386,15 @@ public static class MatrixRunner
             foreach (var e in pending)
             {
                 options.Cancellation.ThrowIfCancellationRequested();
+                // One evaluation at a time across processes: the second waits, then finds the stored result.
+                using var held = ArtifactLock.Acquire(Path.Combine(cacheRoot, "locks", "evaluation-" + e.TaskKey[..32]), options.Cancellation,
+                    () => Log($"waiting for another process evaluating {c.Label} on {e.Task.Name}"));
+                Refresh();
+                if (_evaluations.TryGetValue((c.Key, e.Task.Name), out string? stored) && stored == e.TaskKey)
+                {
+                    Log($"{c.Label} {e.Task.Name}: evaluated by another process meanwhile");
+                    continue;
+                }
                 string label = $"evaluate {c.Label} on {e.Task.Name}";
                 var clock = Begin(ArtifactKind.Evaluation, label);
                 var request = new TaskRequest(e.Task.Name, e.Task.Data, e.Task.Limit, BatchSize: plan.Matrix.Run.BatchSize);
