@@ -19,7 +19,7 @@ public class BenchEfficiencyCliTests
         using var dir = new TempDirectory();
         var dense = TinyCheckpoint.Create(dir.Sub("dense"), TinyArch.Qwen2, seed: 6);
         const int rank = 2;
-        string lowRank = WriteLowRank(dense, dir.Sub("low"), rank);
+        string lowRank = LowRankCopy.Write(dense, dir.Sub("low"), rank);
         var (exit, output, err) = Run("bench-efficiency", "--model", lowRank, "--baseline", dense.Directory,
             "--batch", "2", "--prompt-len", "5", "--gen-len", "3", "--repeats", "1", "--threads", "1", "--warmup-seconds", "0", "--json");
         Assert.True(exit == 0, err);
@@ -81,38 +81,5 @@ public class BenchEfficiencyCliTests
         (exit, _, err) = Run("bench-efficiency", "--model", ckpt.Directory, "--json");
         Assert.Equal(1, exit);
         Assert.Contains("160", err);
-    }
-
-    /// <summary>Every decoder linear W [m, n] stored as U = W[:, :k], V = I[:k, :] (sizes and speed only need the shapes).</summary>
-    private static string WriteLowRank(TinyCheckpoint ckpt, string directory, int rank)
-    {
-        var tensors = new List<WriterTensor>();
-        foreach (var (name, shape) in ckpt.Shapes)
-        {
-            var data = ckpt.Weights[name].Select(x => (float)x).ToArray();
-            string linear = name[..name.LastIndexOf('.')];
-            bool isLinear = name.Contains(".layers.") && linear.EndsWith("_proj");
-            if (!isLinear)
-            {
-                tensors.Add(new WriterTensor(name, SafeTensorsDType.F32, shape.Select(d => (long)d).ToArray(), data));
-                continue;
-            }
-            if (name.EndsWith(".bias"))
-            {
-                tensors.Add(new WriterTensor(Linear.UName(linear) + ".bias", SafeTensorsDType.F32, [shape[0]], data));
-                continue;
-            }
-            int m = shape[0], n = shape[1];
-            var u = new float[m * rank];
-            var v = new float[rank * n];
-            for (int i = 0; i < m; i++) for (int j = 0; j < rank; j++) u[i * rank + j] = data[i * n + j];
-            for (int j = 0; j < rank; j++) v[j * n + j] = 1f;
-            tensors.Add(new WriterTensor(Linear.UName(linear) + ".weight", SafeTensorsDType.F32, [m, rank], u));
-            tensors.Add(new WriterTensor(Linear.VName(linear) + ".weight", SafeTensorsDType.F32, [rank, n], v));
-        }
-        Directory.CreateDirectory(directory);
-        File.Copy(ckpt.ConfigPath, Path.Combine(directory, "config.json"));
-        SafeTensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors);
-        return directory;
     }
 }

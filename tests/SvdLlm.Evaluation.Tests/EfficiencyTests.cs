@@ -65,7 +65,7 @@ public class EfficiencyTests
         using var dir = new TempDirectory();
         var ckpt = TinyCheckpoint.Create(dir.Sub("dense"), TinyArch.Llama3, seed: 4);
         const int rank = 4;
-        string lowRank = WriteLowRank(ckpt, dir.Sub("low"), rank);
+        string lowRank = LowRankCopy.Write(ckpt, dir.Sub("low"), rank);
 
         // Independently: a linear [m, n] stored as U [m, k] and V [k, n] holds k·(m + n) parameters.
         long dense = ckpt.Shapes.Values.Sum(Elements);
@@ -134,32 +134,6 @@ public class EfficiencyTests
         }
     }
 
-    private static bool IsLayerLinear(string name) => name.Contains(".layers.") && name.EndsWith("_proj.weight");
-
-    /// <summary>The checkpoint with every decoder linear W [m, n] replaced by U = W[:, :k] and V = I[:k, :] (any factors do for sizes and speed).</summary>
-    internal static string WriteLowRank(TinyCheckpoint ckpt, string directory, int rank)
-    {
-        var tensors = new List<WriterTensor>();
-        foreach (var (name, shape) in ckpt.Shapes)
-        {
-            var data = ckpt.Weights[name].Select(x => (float)x).ToArray();
-            if (!IsLayerLinear(name))
-            {
-                tensors.Add(new WriterTensor(name, SafeTensorsDType.F32, shape.Select(d => (long)d).ToArray(), data));
-                continue;
-            }
-            int m = shape[0], n = shape[1];
-            var u = new float[m * rank];
-            var v = new float[rank * n];
-            for (int i = 0; i < m; i++) for (int j = 0; j < rank; j++) u[i * rank + j] = data[i * n + j];
-            for (int j = 0; j < rank; j++) v[j * n + j] = 1f;
-            string linear = name[..^".weight".Length];
-            tensors.Add(new WriterTensor(Linear.UName(linear) + ".weight", SafeTensorsDType.F32, [m, rank], u));
-            tensors.Add(new WriterTensor(Linear.VName(linear) + ".weight", SafeTensorsDType.F32, [rank, n], v));
-        }
-        Directory.CreateDirectory(directory);
-        File.Copy(ckpt.ConfigPath, Path.Combine(directory, "config.json"));
-        SafeTensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors);
-        return directory;
-    }
+    // Weights only: biases are not factorised, so they count as they are.
+    private static bool IsLayerLinear(string name) => LowRankCopy.IsLayerLinear(name) && name.EndsWith(".weight", StringComparison.Ordinal);
 }

@@ -81,16 +81,7 @@ public readonly struct JsonRecord(JsonElement root, string file, int line)
         throw Error($"field '{field}' is {Describe(v)}, expected an integer label");
     }
 
-    public static string Kind(JsonElement e) => e.ValueKind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => e.ValueKind.ToString(),
-    };
+    public static string Kind(JsonElement e) => SvdLlm.Models.JsonKinds.Describe(e.ValueKind);
 
     public static string Describe(JsonElement e) => e.ValueKind is JsonValueKind.String or JsonValueKind.Number ? $"{Kind(e)} ({e.GetRawText()})" : Kind(e);
 }

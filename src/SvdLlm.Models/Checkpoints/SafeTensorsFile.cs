@@ -542,15 +542,6 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             }
         }
 
-        private static string Describe(JsonValueKind kind) => kind switch
-        {
-            JsonValueKind.Object => "an object",
-            JsonValueKind.Array => "an array",
-            JsonValueKind.String => "a string",
-            JsonValueKind.Number => "a number",
-            JsonValueKind.True or JsonValueKind.False => "a boolean",
-            JsonValueKind.Null => "null",
-            _ => kind.ToString(),
-        };
+        private static string Describe(JsonValueKind kind) => JsonKinds.Describe(kind);
     }
 }
