@@ -211,7 +211,7 @@ public sealed class MatrixLoaderTests
         var d = MatrixLoader.Load(Path.Combine(root, "experiments", "default.yaml"));
         Assert.Equal(5 * 4, d.Methods.Count * d.Ratios.Count);
         Assert.True(d.Baseline);
-        Assert.Equal(["demo_ppl_moby_dick", "demo_ppl_sotu", "demo_ppl_brown", "demo_next_sentence", "demo_cloze"], d.Tasks.Select(t => t.Name));
+        Assert.Equal(["demo_ppl_moby_dick", "demo_ppl_sotu", "demo_ppl_brown", "demo_next_sentence", "demo_cloze", "efficiency"], d.Tasks.Select(t => t.Name));
 
         // paper-table2 has only placeholder paths: each missing one is named, at its line under paths:.
         var e = Invalid(Path.Combine(root, "experiments", "paper-table2.yaml"));

@@ -244,7 +244,7 @@ public sealed class PipelineTests
         Assert.Empty(c.Seen);
         Assert.Contains(output, l => l.StartsWith("model default: not trained yet", StringComparison.Ordinal));
         Assert.Contains(output, l => l.Contains("calibration demo 128×128 seed 3 +fisher: to compute", StringComparison.Ordinal));
-        Assert.Contains("would compute: 20 compressed models, 105 evaluations", output);
+        Assert.Contains("would compute: 20 compressed models, 126 evaluations", output);
         Assert.False(Directory.Exists(Path.Combine(w.CacheDir, "models")));
     }
 

@@ -55,6 +55,10 @@ public static class SupportTables
         var metrics = data.Snapshot.Metrics.Where(m => m.Task == TaskCatalog.Efficiency && keys.Contains(m.CellKey)).Select(m => m.Metric).Distinct()
             .OrderBy(EfficiencyCatalog.Order).ThenBy(m => m, StringComparer.Ordinal).ToList();
         var labels = ReportData.RowLabelsPerRatio(cells);
+        // The papers report compressed ÷ original, not absolutes alone: one ratio column per metric when the
+        // original model was measured too.
+        var original = cells.FirstOrDefault(c => c.Method == MethodCatalog.Original);
+        var relative = original is null ? [] : metrics.Where(m => data.Metric(original.CellKey, TaskCatalog.Efficiency, m) is { Value: > 0 }).ToList();
         var rows = new List<IReadOnlyList<string>>();
         var csv = new List<IReadOnlyList<string>>();
         foreach (var cell in cells)
@@ -67,14 +71,24 @@ public static class SupportTables
                 row.Add(m is null ? TableRenderers.Missing : FormatEfficiency(metric, m.Value));
                 csvRow.Add(m is null ? "" : NumberFormat.RoundTrip(m.Value));
             }
+            foreach (string metric in relative)
+            {
+                var m = data.Metric(cell.CellKey, TaskCatalog.Efficiency, metric);
+                double? ratio = m is null ? null : m.Value / data.Metric(original!.CellKey, TaskCatalog.Efficiency, metric)!.Value;
+                row.Add(ratio is double r ? NumberFormat.Fixed(r, 2) + "×" : TableRenderers.Missing);
+                csvRow.Add(ratio is double r2 ? NumberFormat.RoundTrip(r2) : "");
+            }
             rows.Add(row);
             csv.Add(csvRow);
         }
         var protocols = data.Snapshot.Metrics.Where(m => m.Task == TaskCatalog.Efficiency && keys.Contains(m.CellKey)).Select(m => m.Protocol).Distinct().Order(StringComparer.Ordinal).ToList();
+        var notes = new List<string>();
+        if (protocols.Count > 0) notes.Add("Protocol: " + string.Join("; ", protocols) + ".");
+        if (relative.Count > 0) notes.Add("× columns: the cell's value ÷ the original model's, each measured in its own evaluation (svdllm bench-efficiency --baseline measures a pair alternately, which is steadier).");
         return new SimpleTable($"{model.Slug}_efficiency", $"{model.Display}: efficiency",
-            ["Method", "Ratio", .. metrics.Select(EfficiencyCatalog.Display)], [false, true, .. metrics.Select(_ => true)], rows,
-            ["model", "method", "ratio", "cell_key", .. metrics], csv,
-            protocols.Count > 0 ? ["Protocol: " + string.Join("; ", protocols) + "."] : []);
+            ["Method", "Ratio", .. metrics.Select(EfficiencyCatalog.Display), .. relative.Select(m => EfficiencyCatalog.Display(m) + " ×")],
+            [false, true, .. metrics.Select(_ => true), .. relative.Select(_ => true)], rows,
+            ["model", "method", "ratio", "cell_key", .. metrics, .. relative.Select(m => m + "_vs_original")], csv, notes);
     }
 
     private static string FormatEfficiency(string metric, double v) => metric switch

@@ -156,7 +156,8 @@ public class ReportGeneratorTests
         using var dir = new TempDirectory();
         TestSupport.GenerateStandard(dir);
         var (header, rows) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(dir.Path, "results", "tables", "tiny-llama_efficiency.md")));
-        Assert.Equal(["Method", "Ratio", "Params", "Weights (MiB)", "Prefill tok/s", "Decode tok/s", "Peak RSS (MiB)"], header);
+        Assert.Equal(["Method", "Ratio", "Params", "Weights (MiB)", "Prefill tok/s", "Decode tok/s", "Peak RSS (MiB)",
+            "Params ×", "Weights (MiB) ×", "Prefill tok/s ×", "Decode tok/s ×", "Peak RSS (MiB) ×"], header);
         Assert.Equal([("Original", "–"), ("SVD-LLM V2", "20%"), ("SVD-LLM V2", "40%")], rows.Select(r => (r[0], r[1])));
         var v2 = rows[2];
         Assert.Equal("900,000", v2[2]);
@@ -164,6 +165,9 @@ public class ReportGeneratorTests
         Assert.Equal((1000 / 0.6).ToString("F1", Inv), v2[4]);
         Assert.Equal((123.44 / 0.6).ToString("F1", Inv), v2[5]);
         Assert.Equal("3.0", v2[6]);
+        // Ratios to the original row: the fixture's sizes scale by 1 − R and its throughputs by 1 / (1 − R).
+        Assert.Equal(["0.60×", "0.60×", (1 / 0.6).ToString("F2", Inv) + "×", (1 / 0.6).ToString("F2", Inv) + "×", "1.00×"], v2.Skip(7));
+        Assert.Equal(["1.00×", "1.00×", "1.00×", "1.00×", "1.00×"], rows[0].Skip(7));
     }
 
     [Fact]
