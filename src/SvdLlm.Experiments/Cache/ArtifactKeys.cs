@@ -18,6 +18,9 @@ public static class ArtifactVersions
 
     /// <summary>Bump when a change to the evaluation protocols changes the numbers for the same model and task parameters.</summary>
     public const int Evaluation = 1;
+
+    /// <summary>The efficiency task's own version: 2 measures compressed cells paired with their original model.</summary>
+    public const int Efficiency = 2;
 }
 
 /// <summary>
@@ -110,16 +113,22 @@ public sealed class ArtifactKeys(string cacheRoot)
     }
 
     /// <summary>One (cell, task) evaluation: the task's name, data content and protocol parameters.</summary>
-    public string TaskKey(string cellKey, TaskSpec task) => Sha256Hex(new JsonObject
+    public string TaskKey(string cellKey, TaskSpec task)
     {
-        ["kind"] = "evaluation",
-        ["cell"] = cellKey,
-        ["task"] = task.Name,
-        ["data"] = DataKey(TaskCatalog.DataFile(task)),
-        ["limit"] = task.Limit,
-        ["seq_len"] = task.SeqLen,
-        ["evaluation_version"] = ArtifactVersions.Evaluation,
-    }.ToJsonString());
+        var o = new JsonObject
+        {
+            ["kind"] = "evaluation",
+            ["cell"] = cellKey,
+            ["task"] = task.Name,
+            ["data"] = DataKey(TaskCatalog.DataFile(task)),
+            ["limit"] = task.Limit,
+            ["seq_len"] = task.SeqLen,
+            ["evaluation_version"] = ArtifactVersions.Evaluation,
+        };
+        // Only the efficiency task's keys carry its own version, so a change to it leaves every other result current.
+        if (task.Name == TaskCatalog.Efficiency) o["efficiency_version"] = ArtifactVersions.Efficiency;
+        return Sha256Hex(o.ToJsonString());
+    }
 
     /// <summary>SHA-256 of a file, memoised by (path, length, mtime).</summary>
     public string FileHash(string path)

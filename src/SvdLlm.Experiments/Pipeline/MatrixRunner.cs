@@ -407,7 +407,7 @@ public static class MatrixRunner
                     Progress.Advance(total > 0 ? (double)done / total : 0, perplexity
                         ? $"{done}/{total} chunks, {done * (double)request.SeqLen / seconds:F0} tok/s"
                         : $"{done}/{total} items, {done / seconds:F1}/s");
-                });
+                }, c.IsOriginal ? null : EnsureModel(c.Model));
                 store.RecordEvaluation(c.Record, e.TaskKey, e.ParamsJson, result, _runId);
                 _evaluations[(c.Key, e.Task.Name)] = e.TaskKey;
                 Log($"{c.Label} {e.Task.Name}: " + string.Join(", ", result.Metrics.Select(m => $"{m.Name} {m.Value.ToString("G6", CultureInfo.InvariantCulture)}")) + $" (n {result.N}, {result.Seconds:F1} s)");

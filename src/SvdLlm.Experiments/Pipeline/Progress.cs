@@ -57,24 +57,34 @@ public interface ITaskEvaluator
 {
     /// <param name="task">the matrix's task (what it set itself, before defaults)</param>
     /// <param name="request">the request built from it</param>
-    TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskSpec task, TaskRequest request, Action<int, int>? progress);
+    /// <param name="originalDirectory">for a compressed cell, the directory of the model it was compressed from
+    /// (efficiency is measured as a pair against it); null for the original model's cell</param>
+    TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskSpec task, TaskRequest request, Action<int, int>? progress,
+        string? originalDirectory);
 }
 
 /// <summary>
 /// The tasks of <see cref="TaskRegistry"/>, and <c>efficiency</c>: <see cref="EfficiencyBenchmark.Measure"/> at
 /// its default settings (batch 1, prompt 128, 32 generated tokens) unless the task sets seq_len: then the prompt
-/// is seq_len tokens and a quarter of that is generated (so prompt + generation fits a small model). Speeds are
-/// measured once per cell and kept (like every result), so on a shared machine rerun them deliberately with
-/// a fresh database, or compare within one run.
+/// is seq_len tokens and a quarter of that is generated (so prompt + generation fits a small model). A compressed
+/// cell is measured with <see cref="EfficiencyBenchmark.MeasurePair"/> against its original model, timed runs
+/// alternating, and also stores the <c>…_ratio</c> metrics (compressed ÷ original): cells measured one after
+/// the other in one process differ by JIT warm-up and machine load far more than by compression (seen here: the
+/// first cell of a run measured at under half the speed of later ones). Speeds are measured once per cell and
+/// kept, like every result.
 /// </summary>
 public sealed class RegistryEvaluator : ITaskEvaluator
 {
     public static RegistryEvaluator Instance { get; } = new();
 
-    public TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskSpec task, TaskRequest request, Action<int, int>? progress)
+    public TaskResult Evaluate(CausalLanguageModel model, HfTokenizer tokenizer, TaskSpec task, TaskRequest request, Action<int, int>? progress,
+        string? originalDirectory)
     {
         if (request.Task != EfficiencyResult.TaskName) return TaskRegistry.Run(model, tokenizer, request, progress);
         var options = task.SeqLen is int s ? new EfficiencyOptions(Batch: 1, PromptLen: s, GenLen: Math.Max(1, s / 4)) : new EfficiencyOptions();
-        return EfficiencyBenchmark.Measure(model, options).ToTaskResult();
+        if (originalDirectory is null) return EfficiencyBenchmark.Measure(model, options).ToTaskResult();
+        var (compressed, _, ratios) = EfficiencyBenchmark.MeasurePair(model.Directory, originalDirectory, options);
+        var result = compressed.ToTaskResult();
+        return result with { Metrics = [.. result.Metrics, .. ratios.ToMetrics()], Protocol = result.Protocol + "; paired with the original model" };
     }
 }

@@ -52,13 +52,15 @@ public static class SupportTables
         var cells = Ordered(model.Cells).Where(c => data.MetricsOf(c.CellKey).Any(m => m.Task == TaskCatalog.Efficiency)).ToList();
         if (cells.Count == 0) return null;
         var keys = cells.Select(c => c.CellKey).ToHashSet();
-        var metrics = data.Snapshot.Metrics.Where(m => m.Task == TaskCatalog.Efficiency && keys.Contains(m.CellKey)).Select(m => m.Metric).Distinct()
-            .OrderBy(EfficiencyCatalog.Order).ThenBy(m => m, StringComparer.Ordinal).ToList();
+        var metrics = data.Snapshot.Metrics.Where(m => m.Task == TaskCatalog.Efficiency && keys.Contains(m.CellKey) && !m.Metric.EndsWith(RatioSuffix, StringComparison.Ordinal))
+            .Select(m => m.Metric).Distinct().OrderBy(EfficiencyCatalog.Order).ThenBy(m => m, StringComparer.Ordinal).ToList();
         var labels = ReportData.RowLabelsPerRatio(cells);
-        // The papers report compressed ÷ original, not absolutes alone: one ratio column per metric when the
-        // original model was measured too.
+        // The papers report compressed ÷ original, not absolutes alone: a ratio column per headline metric. The
+        // ratio the pipeline measured as a pair (<metric>_ratio) is used where stored; otherwise the quotient of the
+        // two cells' own measurements.
         var original = cells.FirstOrDefault(c => c.Method == MethodCatalog.Original);
-        var relative = original is null ? [] : metrics.Where(m => data.Metric(original.CellKey, TaskCatalog.Efficiency, m) is { Value: > 0 }).ToList();
+        var relative = original is null ? [] : metrics.Where(m => RatioMetrics.Contains(m) && data.Metric(original.CellKey, TaskCatalog.Efficiency, m) is { Value: > 0 }).ToList();
+        bool anyQuotient = false;
         var rows = new List<IReadOnlyList<string>>();
         var csv = new List<IReadOnlyList<string>>();
         foreach (var cell in cells)
@@ -74,7 +76,9 @@ public static class SupportTables
             foreach (string metric in relative)
             {
                 var m = data.Metric(cell.CellKey, TaskCatalog.Efficiency, metric);
-                double? ratio = m is null ? null : m.Value / data.Metric(original!.CellKey, TaskCatalog.Efficiency, metric)!.Value;
+                var paired = data.Metric(cell.CellKey, TaskCatalog.Efficiency, metric + RatioSuffix);
+                double? ratio = cell == original ? 1.0 : paired?.Value ?? (m is null ? null : m.Value / data.Metric(original!.CellKey, TaskCatalog.Efficiency, metric)!.Value);
+                if (cell != original && paired is null && m is not null) anyQuotient = true;
                 row.Add(ratio is double r ? NumberFormat.Fixed(r, 2) + "×" : TableRenderers.Missing);
                 csvRow.Add(ratio is double r2 ? NumberFormat.RoundTrip(r2) : "");
             }
@@ -84,12 +88,20 @@ public static class SupportTables
         var protocols = data.Snapshot.Metrics.Where(m => m.Task == TaskCatalog.Efficiency && keys.Contains(m.CellKey)).Select(m => m.Protocol).Distinct().Order(StringComparer.Ordinal).ToList();
         var notes = new List<string>();
         if (protocols.Count > 0) notes.Add("Protocol: " + string.Join("; ", protocols) + ".");
-        if (relative.Count > 0) notes.Add("× columns: the cell's value ÷ the original model's, each measured in its own evaluation (svdllm bench-efficiency --baseline measures a pair alternately, which is steadier).");
+        if (relative.Count > 0)
+            notes.Add(anyQuotient
+                ? "× columns: compressed ÷ original. Where the pipeline measured the pair (timed runs alternating) that ratio is shown; otherwise the quotient of two separate measurements, which JIT warm-up and machine load skew."
+                : "× columns: compressed ÷ original, measured as a pair (timed runs alternating between the two models).");
         return new SimpleTable($"{model.Slug}_efficiency", $"{model.Display}: efficiency",
             ["Method", "Ratio", .. metrics.Select(EfficiencyCatalog.Display), .. relative.Select(m => EfficiencyCatalog.Display(m) + " ×")],
             [false, true, .. metrics.Select(_ => true), .. relative.Select(_ => true)], rows,
             ["model", "method", "ratio", "cell_key", .. metrics, .. relative.Select(m => m + "_vs_original")], csv, notes);
     }
+
+    private const string RatioSuffix = "_ratio";
+
+    /// <summary>The metrics whose compressed ÷ original ratio the papers report.</summary>
+    private static readonly HashSet<string> RatioMetrics = ["params", "weight_bytes", "prefill_tokens_per_s", "decode_tokens_per_s", "peak_rss_bytes"];
 
     private static string FormatEfficiency(string metric, double v) => metric switch
     {

@@ -171,6 +171,28 @@ public class ReportGeneratorTests
     }
 
     [Fact]
+    public void Efficiency_ratios_measured_as_a_pair_are_shown_instead_of_the_quotient()
+    {
+        using var dir = new TempDirectory();
+        string db = dir.File("results.db");
+        using (var fixture = new FixtureDb(db))
+        {
+            StandardFixture.Write(fixture);
+            // The pipeline stores <metric>_ratio for a compressed cell measured against its original; pick a value
+            // that no quotient of the fixture's absolute numbers gives.
+            fixture.AddMetric($"k-{StandardFixture.Model}-svdllm-v2-40", "efficiency", "prefill_tokens_per_s_ratio", 1.234, n: 4);
+        }
+        ReportGenerator.Generate(db, dir.Sub("results"));
+        string md = File.ReadAllText(Path.Combine(dir.Path, "results", "tables", "tiny-llama_efficiency.md"));
+        var (header, rows) = TestSupport.ParseMarkdownTable(md);
+        Assert.DoesNotContain(header, h => h.Contains("ratio", StringComparison.Ordinal));  // ratios are not absolute columns
+        int prefill = header.IndexOf("Prefill tok/s ×");
+        Assert.Equal("1.23×", rows[2][prefill]);                               // stored pair ratio (V2 40 %)
+        Assert.Equal((1 / 0.8).ToString("F2", Inv) + "×", rows[1][prefill]);  // V2 20 %: the quotient, no pair stored
+        Assert.Contains("otherwise the quotient", md, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Svg_plots_are_well_formed_with_one_series_per_method()
     {
         using var dir = new TempDirectory();
