@@ -67,21 +67,28 @@ public static class Compressor
             var truncation0 = method.Truncation();
             int probeWindows = Math.Min(SensitivityProbeWindows, windows.Length / seqLen);
             var probeTokens = windows.AsSpan(0, probeWindows * seqLen).ToArray();
-            allocation = SensitivityAllocation.Allocate(targets, ratio, (t, k) =>
+            allocation = SensitivityAllocation.Allocate(targets, ratio, (t, ranks) =>
             {
                 var l = byName[t.Name];
                 using var w = Weight(model, l);
-                using var f = truncation0.Truncate(w, k, Inputs(l));
-                var dense = l.Weight.Clone();
-                l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias);
-                try
+                var ppls = new List<double>(ranks.Count);
+                foreach (var f in truncation0.TruncateAtRanks(w, ranks, Inputs(l)))
                 {
-                    return Math.Exp(model.TokenNll(probeTokens, probeWindows, seqLen).Average());
+                    using (f)
+                    {
+                        var dense = l.Weight.Clone();
+                        l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias);
+                        try
+                        {
+                            ppls.Add(Math.Exp(model.TokenNll(probeTokens, probeWindows, seqLen).Average()));
+                        }
+                        finally
+                        {
+                            l.SetDense(dense, l.Bias);
+                        }
+                    }
                 }
-                finally
-                {
-                    l.SetDense(dense, l.Bias);
-                }
+                return ppls;
             }, out var probes);
             report.Notes.Add($"ASVD sensitivity search: {probes.Count} probes on {probeWindows} calibration windows; " +
                              $"candidate kept ratios {string.Join(", ", SensitivityAllocation.CandidateKeptRatios)}");

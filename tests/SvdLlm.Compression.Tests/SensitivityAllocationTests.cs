@@ -29,7 +29,7 @@ public class SensitivityAllocationTests
         foreach (var t in targets)
             foreach (double k in Kept) ppl[(t.Name, RankAt(t, k))] = 10 + 50 * rng.NextDouble();
 
-        var alloc = SensitivityAllocation.Allocate(targets, ratio, (t, k) => ppl[(t.Name, k)], out var probes);
+        var alloc = SensitivityAllocation.Allocate(targets, ratio, (t, ks) => ks.Select(k => ppl[(t.Name, k)]).ToList(), out var probes);
         Assert.Equal(targets.Count * Kept.Length, probes.Count);
 
         // Brute force: every probe perplexity as threshold; each matrix takes the smallest kept ratio under it.
@@ -63,7 +63,7 @@ public class SensitivityAllocationTests
             double kept = Kept.First(x => RankAt(t, x) == k);
             return t.Name.StartsWith("l0.", StringComparison.Ordinal) ? 10 + 100 * (1 - kept) : 10 + 1 * (1 - kept);
         }
-        var alloc = SensitivityAllocation.Allocate(targets, 0.4, Ppl, out _).ToDictionary(a => a.Name);
+        var alloc = SensitivityAllocation.Allocate(targets, 0.4, (t, ks) => ks.Select(k => Ppl(t, k)).ToList(), out _).ToDictionary(a => a.Name);
         foreach (string type in new[] { "q", "k", "up" })
             Assert.True(alloc[$"l0.{type}"].Rank > alloc[$"l1.{type}"].Rank, $"{type}: l0 rank {alloc[$"l0.{type}"].Rank}, l1 rank {alloc[$"l1.{type}"].Rank}");
     }
@@ -71,7 +71,7 @@ public class SensitivityAllocationTests
     [Fact]
     public void Non_finite_probe_is_an_error()
     {
-        var e = Assert.Throws<ArithmeticException>(() => SensitivityAllocation.Allocate(Targets(), 0.4, (t, k) => t.Name == "l1.k" ? double.NaN : 5, out _));
+        var e = Assert.Throws<ArithmeticException>(() => SensitivityAllocation.Allocate(Targets(), 0.4, (t, ks) => ks.Select(_ => t.Name == "l1.k" ? double.NaN : 5.0).ToList(), out _));
         Assert.Contains("l1.k", e.Message);
     }
 }

@@ -143,6 +143,39 @@ public class TruncationTests
     }
 
     [Fact]
+    public void Asvd_at_several_ranks_from_one_decomposition_meets_eckart_young_at_each()
+    {
+        var r = new Random(7);
+        int m = 10, n = 8;
+        using var w = Random(r, m, n);
+        var mean = Enumerable.Range(0, n).Select(j => 0.3 + 0.7 * j).ToArray();
+        var s = mean.Select(x => Math.Sqrt(x) + 1e-6).ToArray();
+        using var ws = w.Clone();
+        for (int i = 0; i < m; i++) for (int j = 0; j < n; j++) ws[i, j] *= s[j];
+        using var svd = Lapack.Svd(ws);
+        int[] ranks = [1, 4, 7];
+        var all = new AsvdTruncation().TruncateAtRanks(w, ranks, new TruncationInputs { MeanAbsInput = mean }).ToList();
+        try
+        {
+            Assert.Equal(ranks, all.Select(f => f.Rank));
+            for (int q = 0; q < ranks.Length; q++)
+            {
+                // Each rank's W' is the best rank-k fit of W·S₀ mapped back: its weighted error is the singular-value tail.
+                using var p = all[q].Product();
+                double objective = 0;
+                for (int i = 0; i < m; i++) for (int j = 0; j < n; j++) objective += Math.Pow((w[i, j] - p[i, j]) * s[j], 2);
+                double tail = Math.Sqrt(svd.S.Skip(ranks[q]).Sum(x => x * x));
+                Assert.Equal(tail, Math.Sqrt(objective), 1e-10);
+                Assert.Equal(tail, all[q].TheoreticalLoss, 1e-10);
+            }
+        }
+        finally
+        {
+            all.ForEach(f => f.Dispose());
+        }
+    }
+
+    [Fact]
     public void Asvd_and_fwsvd_minimise_their_weighted_objectives()
     {
         var r = new Random(6);

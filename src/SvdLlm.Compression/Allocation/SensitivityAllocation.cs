@@ -20,26 +20,31 @@ public static class SensitivityAllocation
 {
     public static IReadOnlyList<double> CandidateKeptRatios { get; } = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
-    /// <param name="pplWithOnly">calibration perplexity when only that matrix is truncated to the given rank</param>
-    public static List<RankAllocation> Allocate(IReadOnlyList<MatrixTarget> targets, double ratio, Func<MatrixTarget, int, double> pplWithOnly,
-        out List<SensitivityProbe> probes)
+    /// <param name="pplWithOnly">calibration perplexity when only that matrix is truncated, at each of the given
+    /// ranks (one call per matrix, so the caller can decompose it once)</param>
+    public static List<RankAllocation> Allocate(IReadOnlyList<MatrixTarget> targets, double ratio,
+        Func<MatrixTarget, IReadOnlyList<int>, IReadOnlyList<double>> pplWithOnly, out List<SensitivityProbe> probes)
     {
         if (!(ratio > 0 && ratio < 1)) throw new ArgumentOutOfRangeException(nameof(ratio), $"ratio {ratio} must be in (0, 1)");
         probes = [];
         var table = new Dictionary<string, (double Kept, int Rank, double Ppl)[]>();
         foreach (var t in targets)
         {
+            var candidates = CandidateKeptRatios
+                .Select(kept => (Kept: kept, Rank: Math.Min(Ranks.ForRemovedRatio(t.M, t.N, 1 - kept), Math.Min(t.M, t.N))))
+                .Where(c => c.Rank >= 1).ToList();
+            if (candidates.Count == 0) throw new ArgumentException($"{t.Name} ({t.M}×{t.N}) has no valid rank at any candidate ratio");
+            var ppls = pplWithOnly(t, candidates.Select(c => c.Rank).ToList());
+            if (ppls.Count != candidates.Count) throw new InvalidOperationException($"{t.Name}: {ppls.Count} probe perplexities for {candidates.Count} ranks");
             var row = new List<(double, int, double)>();
-            foreach (double kept in CandidateKeptRatios)
+            for (int i = 0; i < candidates.Count; i++)
             {
-                int k = Math.Min(Ranks.ForRemovedRatio(t.M, t.N, 1 - kept), Math.Min(t.M, t.N));
-                if (k < 1) continue;
-                double ppl = pplWithOnly(t, k);
+                var (kept, k) = candidates[i];
+                double ppl = ppls[i];
                 if (!double.IsFinite(ppl)) throw new ArithmeticException($"ASVD sensitivity probe of {t.Name} at rank {k} gave perplexity {ppl}");
                 row.Add((kept, k, ppl));
                 probes.Add(new SensitivityProbe(t.Name, kept, k, ppl));
             }
-            if (row.Count == 0) throw new ArgumentException($"{t.Name} ({t.M}×{t.N}) has no valid rank at any candidate ratio");
             table[t.Name] = row.ToArray();
         }
 

@@ -49,4 +49,11 @@ public interface ITruncation
 {
     string Name { get; }
     LowRankFactors Truncate(Tensor<double> w, int k, TruncationInputs inputs);
+
+    /// <summary>
+    /// The factors of one W at each of several ranks, in order (ASVD's sensitivity search probes nine). A
+    /// truncation whose decomposition does not depend on k overrides this to decompose once.
+    /// </summary>
+    IEnumerable<LowRankFactors> TruncateAtRanks(Tensor<double> w, IReadOnlyList<int> ranks, TruncationInputs inputs)
+        => ranks.Select(k => Truncate(w, k, inputs));
 }

@@ -38,18 +38,27 @@ public sealed class AsvdTruncation(double alpha = 0.5) : ITruncation
     public string Name => "asvd";
     public double Alpha { get; } = alpha;
 
-    public LowRankFactors Truncate(Tensor<double> w, int k, TruncationInputs inputs)
+    public LowRankFactors Truncate(Tensor<double> w, int k, TruncationInputs inputs) => TruncateAtRanks(w, [k], inputs).Single();
+
+    /// <summary>SVD(W S₀) does not depend on k: decomposed once, then split at every rank.</summary>
+    public IEnumerable<LowRankFactors> TruncateAtRanks(Tensor<double> w, IReadOnlyList<int> ranks, TruncationInputs inputs)
     {
-        Ranks.Check(w, k);
+        foreach (int k in ranks) Ranks.Check(w, k);
         var mean = inputs.MeanAbsInput ?? throw new ArgumentException("ASVD needs the mean |x| of the linear's input");
         if (mean.Length != w.Cols) throw new ArgumentException($"mean |x| has {mean.Length} entries, W has {w.Cols} columns");
         var s = mean.Select(x => Math.Pow(x, Alpha) + 1e-6).ToArray();
+        var inverse = s.Select(x => 1 / x).ToArray();
         using var ws = w.Clone();
         DenseMath.ScaleColumns(ws, s);
         using var svd = Lapack.Svd(ws);
-        var f = PlainSvdTruncation.SplitSqrt(svd, k, DenseMath.TailNorm(svd.S, k), "‖(W−W')S₀‖_F");
-        DenseMath.ScaleColumns(f.V, s.Select(x => 1 / x).ToArray());
-        return f;
+        var result = new List<LowRankFactors>(ranks.Count);
+        foreach (int k in ranks)
+        {
+            var f = PlainSvdTruncation.SplitSqrt(svd, k, DenseMath.TailNorm(svd.S, k), "‖(W−W')S₀‖_F");
+            DenseMath.ScaleColumns(f.V, inverse);
+            result.Add(f);
+        }
+        return result;
     }
 }
 
