@@ -141,13 +141,13 @@ public static class MatrixRunner
         }
 
         /// <summary>
-        /// Re-reads what other processes on the same database stored since this run planned its work, so that
+        /// Re-reads what other processes on the same database stored for this cell since this run planned its work, so that
         /// two unsharded runs do not both compress or evaluate what one of them has finished meanwhile.
         /// </summary>
-        private void Refresh()
+        private void Refresh(CellPlan c)
         {
-            foreach (var (k, v) in store.Evaluations()) _evaluations[k] = v;
-            _compressed.UnionWith(store.CompressedCells());
+            foreach (var (task, key) in store.EvaluationsOf(c.Key)) _evaluations[(c.Key, task)] = key;
+            if (store.IsCompressed(c.Key)) _compressed.Add(c.Key);
         }
 
         private List<EvaluationPlan> Pending(CellPlan c) =>
@@ -354,7 +354,7 @@ public static class MatrixRunner
             string dir = CompressedDir(c);
             using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process compressing {c.Label}"));
             options.Cancellation.ThrowIfCancellationRequested();
-            Refresh();
+            Refresh(c);
             if (CompressedReady(c)) return;
             if (_compressed.Contains(c.Key) && Pending(c).Count == 0)
             {
@@ -389,7 +389,7 @@ public static class MatrixRunner
                 // One evaluation at a time across processes: the second waits, then finds the stored result.
                 using var held = ArtifactLock.Acquire(Path.Combine(cacheRoot, "locks", "evaluation-" + e.TaskKey[..32]), options.Cancellation,
                     () => Log($"waiting for another process evaluating {c.Label} on {e.Task.Name}"));
-                Refresh();
+                Refresh(c);
                 if (_evaluations.TryGetValue((c.Key, e.Task.Name), out string? stored) && stored == e.TaskKey)
                 {
                     Log($"{c.Label} {e.Task.Name}: evaluated by another process meanwhile");

@@ -110,6 +110,23 @@ public sealed class ResultStore : IDisposable
         return result;
     }
 
+    /// <summary>The stored evaluations of one cell: task → task key.</summary>
+    public Dictionary<string, string> EvaluationsOf(string cellKey)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        using var cmd = Command(null, "SELECT task, task_key FROM evaluations WHERE cell_key = $cell;", ("$cell", cellKey));
+        using var r = cmd.ExecuteReader();
+        while (r.Read()) result[r.GetString(0)] = r.GetString(1);
+        return result;
+    }
+
+    /// <summary>Are the compression statistics of this cell stored?</summary>
+    public bool IsCompressed(string cellKey)
+    {
+        using var cmd = Command(null, "SELECT 1 FROM compression WHERE cell_key = $cell;", ("$cell", cellKey));
+        return cmd.ExecuteScalar() is not null;
+    }
+
     /// <summary>Cells whose compression statistics are stored.</summary>
     public HashSet<string> CompressedCells()
     {
