@@ -42,7 +42,7 @@ public static class Compressor
         {
             Gram = Stats(stats, l).Gram,
             MeanAbsInput = Stats(stats, l).MeanAbs(),
-            Fisher = stats.Fisher.GetValueOrDefault(l.Name),
+            FisherRowSums = stats.FisherRowSums(l.Name),
         };
 
         // 1. Rank allocation.

@@ -195,7 +195,7 @@ public class TruncationTests
 
         using var fisher = Random(r, m, n);
         for (int i = 0; i < fisher.Length; i++) fisher.Span[i] = fisher.Span[i] * fisher.Span[i] * (1 + i % 5);
-        using var fw = new FisherWeightedTruncation().Truncate(w, k, new TruncationInputs { Fisher = fisher });
+        using var fw = new FisherWeightedTruncation().Truncate(w, k, new TruncationInputs { FisherRowSums = Enumerable.Range(0, m).Select(i => fisher.Row(i).ToArray().Sum()).ToArray() });
         using var pf = fw.Product();
         var rowImportance = Enumerable.Range(0, m).Select(i => Math.Sqrt(fisher.Row(i).ToArray().Sum())).ToArray();
         double fobj = 0;

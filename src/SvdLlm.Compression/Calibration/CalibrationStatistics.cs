@@ -30,16 +30,28 @@ public sealed class InputStatistics(int features) : IDisposable
 /// Saved in our own format: magic "SVDLLMCS", a format version, a JSON table of contents, then raw
 /// little-endian float64 data — written to a temp file and renamed, so a cache entry is whole or absent.
 /// </summary>
-public sealed class CalibrationStatistics : IDisposable
+public sealed class CalibrationStatistics : IStatisticsSource, IDisposable
 {
     private static readonly byte[] Magic = "SVDLLMCS"u8.ToArray();
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
 
     public Dictionary<string, InputStatistics> Inputs { get; } = new(StringComparer.Ordinal);
-    public Dictionary<string, Tensor<double>> Fisher { get; } = new(StringComparer.Ordinal);
+    /// <summary>Per linear, FWSVD's row Fisher Σ_windows Σ_j (∂L/∂W_ij)² [out_features] (all FWSVD uses of Î).</summary>
+    public Dictionary<string, double[]> Fisher { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Free-form provenance (model, dataset, samples, seed, key) stored with the data.</summary>
     public Dictionary<string, string> Metadata { get; } = new(StringComparer.Ordinal);
+
+    IReadOnlyDictionary<string, string> IStatisticsSource.Metadata => Metadata;
+    public IReadOnlyCollection<string> InputKeys => Inputs.Keys;
+    public bool HasFisher => Fisher.Count > 0;
+
+    public InputStatistics Input(string key)
+        => Inputs.TryGetValue(key, out var s) ? s : throw new KeyNotFoundException($"no calibration statistics for input '{key}'; were they collected on this model?");
+
+    public void Release(string key) { }
+
+    public double[]? FisherRowSums(string linearName) => Fisher.GetValueOrDefault(linearName);
 
     public InputStatistics GetOrAdd(string key, int features)
     {
@@ -62,7 +74,7 @@ public sealed class CalibrationStatistics : IDisposable
             Entry("gram", k, [s.Features, s.Features], s.Gram.Length);
             Entry("abs_sum", k, [s.Features], s.Features);
         }
-        foreach (var (k, f) in Fisher.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Entry("fisher", k, f.Shape, f.Length);
+        foreach (var (k, f) in Fisher.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Entry("fisher_rows", k, [f.Length], f.Length);
         var header = JsonSerializer.SerializeToUtf8Bytes(new
         {
             entries = toc,
@@ -87,7 +99,7 @@ public sealed class CalibrationStatistics : IDisposable
                     fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(s.AbsSum.AsSpan()));
                 }
                 foreach (var (_, f) in Fisher.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                    fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.Span));
+                    fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()));
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, path, overwrite: true);
@@ -127,7 +139,7 @@ public sealed class CalibrationStatistics : IDisposable
                 {
                     "gram" => stats.GetOrAdd(name, shape[0]).Gram.Span,
                     "abs_sum" => stats.GetOrAdd(name, shape[0]).AbsSum,
-                    "fisher" => (stats.Fisher[name] = Tensor<double>.Zeros(shape)).Span,
+                    "fisher_rows" => stats.Fisher[name] = new double[shape[0]],
                     _ => throw new InvalidDataException($"{path}: unknown entry kind '{kind}'"),
                 };
                 fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(target));
@@ -146,6 +158,5 @@ public sealed class CalibrationStatistics : IDisposable
     public void Dispose()
     {
         foreach (var s in Inputs.Values) s.Dispose();
-        foreach (var f in Fisher.Values) f.Dispose();
     }
 }

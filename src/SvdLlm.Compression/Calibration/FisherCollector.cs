@@ -35,13 +35,16 @@ public static class FisherCollector
         public void OnLinearBackward(string name, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows)
         {
             var l = linears[name];
-            if (!stats.Fisher.TryGetValue(name, out var fisher)) stats.Fisher[name] = fisher = Tensor<double>.Zeros(l.OutFeatures, l.InFeatures);
-            // This window's weight gradient dW = dyᵀ·x [out, in], squared into the running sum.
+            if (!stats.Fisher.TryGetValue(name, out var rows_)) stats.Fisher[name] = rows_ = new double[l.OutFeatures];
+            // This window's weight gradient dW = dyᵀ·x [out, in]; only its squared row sums are kept (FWSVD's I_i).
             using var g = Tensor<float>.Uninitialized(l.OutFeatures, l.InFeatures);
             Blas.Sgemm(Transpose.Yes, Transpose.No, l.OutFeatures, l.InFeatures, rows, 1f, dy, l.OutFeatures, x, l.InFeatures, 0f, g.Span, l.InFeatures);
-            var f = fisher.Span;
-            var gs = g.Span;
-            for (int i = 0; i < f.Length; i++) f[i] += (double)gs[i] * gs[i];
+            for (int i = 0; i < l.OutFeatures; i++)
+            {
+                double sum = 0;
+                foreach (float v in g.Row(i)) sum += (double)v * v;
+                rows_[i] += sum;
+            }
         }
     }
 }

@@ -40,8 +40,8 @@ public sealed class TruncationInputs
     /// <summary>mean over tokens of |x_j| [n].</summary>
     public double[]? MeanAbsInput { get; init; }
 
-    /// <summary>Σ over calibration batches of (∂L/∂W_ij)² [m, n].</summary>
-    public Tensor<double>? Fisher { get; init; }
+    /// <summary>FWSVD's row Fisher Σ_batches Σ_j (∂L/∂W_ij)² [m].</summary>
+    public double[]? FisherRowSums { get; init; }
 }
 
 /// <summary>A way to pick W' of rank k given W and calibration statistics.</summary>

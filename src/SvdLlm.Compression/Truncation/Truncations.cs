@@ -74,15 +74,9 @@ public sealed class FisherWeightedTruncation : ITruncation
     public LowRankFactors Truncate(Tensor<double> w, int k, TruncationInputs inputs)
     {
         Ranks.Check(w, k);
-        var fisher = inputs.Fisher ?? throw new ArgumentException("FWSVD needs the Fisher information of the weight (Σ g²)");
-        if (fisher.Rows != w.Rows || fisher.Cols != w.Cols) throw new ArgumentException($"Fisher {fisher.ShapeString} does not match W {w.ShapeString}");
-        var importance = new double[w.Rows];
-        for (int i = 0; i < w.Rows; i++)
-        {
-            double sum = 0;
-            foreach (double value in fisher.Row(i)) sum += value;
-            importance[i] = Math.Sqrt(sum);
-        }
+        var fisher = inputs.FisherRowSums ?? throw new ArgumentException("FWSVD needs the row sums of the Fisher information of the weight (Σ_j g_ij²)");
+        if (fisher.Length != w.Rows) throw new ArgumentException($"Fisher row sums have {fisher.Length} entries, W {w.ShapeString} has {w.Rows} rows");
+        var importance = fisher.Select(Math.Sqrt).ToArray();
         double max = importance.Max();
         if (!(max > 0)) throw new ArgumentException("FWSVD: the Fisher information is zero for every row (no gradient reached this linear)");
         double floor = 1e-8 * max;
