@@ -146,6 +146,16 @@ public static class Compressor
         return report;
     }
 
+    /// <summary>
+    /// Layer-streamed compression of a checkpoint into a sharded Hugging Face directory at <paramref name="outDir"/>
+    /// (one shard per decoder layer plus one for the rest, and model.safetensors.index.json): one decoder layer's
+    /// statistics, weights and factors are in memory at a time. Two-pass methods keep only spectra between passes
+    /// (and the eigenvectors they will reuse, in a workspace file under <paramref name="workspaceDir"/>).
+    /// </summary>
+    public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, string outDir,
+        Action<string>? log = null, string? workspaceDir = null)
+        => throw new NotImplementedException("streamed compression lands with issue 11");
+
     internal static InputStatistics Stats(CalibrationStatistics stats, Linear l)
         => stats.Inputs.TryGetValue(l.InputKey, out var s) ? s
             : throw new ArgumentException($"no calibration statistics for the input of {l.Name} (key '{l.InputKey}'); were they collected on this model?");
