@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SvdLlm.Models.Architectures;
 using SvdLlm.Models.Checkpoints;
+using SvdLlm.Numerics;
 
 namespace SvdLlm.Compression;
 
@@ -19,45 +20,132 @@ public static class CompressedCheckpoint
     private static readonly string[] CopiedFiles =
         ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model"];
 
+    /// <summary>Writes a model compressed in memory (its low-rank linears) through the same layer-sharded writer.</summary>
     public static void Write(CausalLanguageModel model, string outDir, CompressionReport report)
     {
-        outDir = Path.GetFullPath(outDir);
-        if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite (delete it or choose another --out)");
-        string staging = outDir + ".partial";
-        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-        Directory.CreateDirectory(staging);
-        try
+        using var writer = new Writer(model, outDir);
+        foreach (int layer in writer.Layers)
         {
-            var reader = model.Reader;
-            var lowRank = model.Linears.Where(l => l.IsLowRank).ToDictionary(l => l.Name);
+            var factors = model.Linears.Where(l => l.IsLowRank && writer.LayerOf(l.Name) == layer)
+                .ToDictionary(l => l.Name, l => (l.U, l.V));
+            writer.WriteLayer(layer, factors);
+        }
+        writer.Commit(report);
+    }
+
+    /// <summary>
+    /// The layer-streamed writer: one safetensors shard per decoder layer, written as soon as that layer's factors exist
+    /// (so no finished layer stays in memory), one shard for everything else, and model.safetensors.index.json, the
+    /// standard sharded Hugging Face layout. Everything goes to DIR.partial and is renamed by <see cref="Commit"/>; a
+    /// writer disposed without Commit deletes it.
+    /// </summary>
+    public sealed class Writer : IDisposable
+    {
+        private readonly CausalLanguageModel _model;
+        private readonly string _outDir, _staging;
+        private readonly Dictionary<string, int> _layerOfTensor = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, string> _shardOfTensor = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, int> _ranks = new(StringComparer.Ordinal);
+        private readonly HashSet<int> _written = [];
+        private readonly int _shards;
+        private long _bytes;
+        private bool _committed;
+
+        public Writer(CausalLanguageModel model, string outDir)
+        {
+            _model = model;
+            _outDir = Path.GetFullPath(outDir);
+            if (System.IO.Directory.Exists(_outDir)) throw new IOException($"{_outDir} already exists; refusing to overwrite (delete it or choose another --out)");
+            _staging = _outDir + ".partial";
+            if (System.IO.Directory.Exists(_staging)) System.IO.Directory.Delete(_staging, recursive: true);
+            System.IO.Directory.CreateDirectory(_staging);
+            foreach (string name in model.Reader.TensorNames)
+                if (LayerIndex(name) is int layer) _layerOfTensor[name] = layer;
+            Layers = _layerOfTensor.Values.Distinct().Order().ToList();
+            _shards = Layers.Count + 1;
+        }
+
+        /// <summary>Decoder layer indices present in the checkpoint, in order.</summary>
+        public IReadOnlyList<int> Layers { get; }
+
+        /// <summary>The decoder layer a tensor or module name belongs to (".layers.{i}."), or null.</summary>
+        public int? LayerOf(string name) => LayerIndex(name + ".");
+
+        internal static int? LayerIndex(string name)
+        {
+            int at = name.IndexOf(".layers.", StringComparison.Ordinal);
+            if (at < 0) return null;
+            int start = at + ".layers.".Length, end = name.IndexOf('.', start);
+            return end > start && int.TryParse(name.AsSpan(start, end - start), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i) ? i : null;
+        }
+
+        private string ShardName(int index) => $"model-{index + 1:D5}-of-{_shards:D5}.safetensors";
+
+        /// <summary>Writes layer <paramref name="layer"/>'s shard: its tensors, with each compressed linear replaced by its factors.</summary>
+        public void WriteLayer(int layer, IReadOnlyDictionary<string, (Tensor<float> U, Tensor<float> V)> factors)
+        {
+            int index = Layers.ToList().IndexOf(layer);
+            if (index < 0) throw new ArgumentException($"the checkpoint has no decoder layer {layer}");
+            if (!_written.Add(layer)) throw new InvalidOperationException($"layer {layer} written twice");
+            var names = _layerOfTensor.Where(kv => kv.Value == layer).Select(kv => kv.Key);
+            Write(ShardName(index), names, factors);
+        }
+
+        private void Write(string shard, IEnumerable<string> names, IReadOnlyDictionary<string, (Tensor<float> U, Tensor<float> V)> factors)
+        {
+            var reader = _model.Reader;
             var tensors = new List<WriterTensor>();
-            foreach (string name in reader.TensorNames)
+            foreach (string name in names)
             {
                 var info = reader.GetInfo(name);
                 var dtype = info.DType.IsLoadableAsFloat32() ? info.DType : throw new CheckpointFormatException(reader.Directory, $"dtype {info.DType} cannot be rewritten", name, "dtype");
                 int dot = name.LastIndexOf('.');
                 string module = dot < 0 ? name : name[..dot], suffix = dot < 0 ? "" : name[(dot + 1)..];
-                if (lowRank.TryGetValue(module, out var l))
+                if (factors.TryGetValue(module, out var f))
                 {
+                    var l = _model.GetLinear(module);
                     if (suffix == "weight")
                     {
-                        tensors.Add(WriterTensor.Lazy(Linear.UName(l.Name) + ".weight", dtype, [l.OutFeatures, l.Rank!.Value], () => l.U.Span.ToArray()));
-                        tensors.Add(WriterTensor.Lazy(Linear.VName(l.Name) + ".weight", dtype, [l.Rank!.Value, l.InFeatures], () => l.V.Span.ToArray()));
+                        var (u, v) = f;
+                        Add(tensors, WriterTensor.Lazy(Linear.UName(module) + ".weight", dtype, [l.OutFeatures, u.Cols], () => u.Span.ToArray()), shard);
+                        Add(tensors, WriterTensor.Lazy(Linear.VName(module) + ".weight", dtype, [v.Rows, l.InFeatures], () => v.Span.ToArray()), shard);
+                        _ranks[module] = u.Cols;
                         continue;
                     }
                     if (suffix == "bias")
                     {
-                        tensors.Add(WriterTensor.Lazy(Linear.UName(l.Name) + ".bias", dtype, info.Shape, () => reader.ReadAsFloat32(name)));
+                        Add(tensors, WriterTensor.Lazy(Linear.UName(module) + ".bias", dtype, info.Shape, () => reader.ReadAsFloat32(name)), shard);
                         continue;
                     }
                 }
-                tensors.Add(WriterTensor.Lazy(name, dtype, info.Shape, () => reader.ReadAsFloat32(name)));
+                Add(tensors, WriterTensor.Lazy(name, dtype, info.Shape, () => reader.ReadAsFloat32(name)), shard);
             }
-            SafeTensorsWriter.Write(Path.Combine(staging, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+            string path = Path.Combine(_staging, shard);
+            SafeTensorsWriter.Write(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
+            _bytes += new FileInfo(path).Length;
+        }
 
-            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model.Directory, "config.json")))!.AsObject();
+        private void Add(List<WriterTensor> tensors, WriterTensor t, string shard)
+        {
+            tensors.Add(t);
+            _shardOfTensor[t.Name] = shard;
+        }
+
+        /// <summary>Writes the non-layer shard, the index, config.json (with svd_compression), tokenizer files and the report; renames into place.</summary>
+        public void Commit(CompressionReport report)
+        {
+            var missing = Layers.Where(l => !_written.Contains(l)).ToList();
+            if (missing.Count > 0) throw new InvalidOperationException($"layers {string.Join(", ", missing)} were never written");
+            Write(ShardName(Layers.Count), _model.Reader.TensorNames.Where(n => !_layerOfTensor.ContainsKey(n)), new Dictionary<string, (Tensor<float>, Tensor<float>)>());
+            var weightMap = new JsonObject();
+            foreach (var (name, shard) in _shardOfTensor.OrderBy(kv => kv.Key, StringComparer.Ordinal)) weightMap[name] = shard;
+            var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = _bytes }, ["weight_map"] = weightMap };
+            var options = new JsonSerializerOptions { WriteIndented = true };
+            File.WriteAllText(Path.Combine(_staging, CheckpointReader.IndexFileName), index.ToJsonString(options));
+
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(_model.Directory, "config.json")))!.AsObject();
             var ranks = new JsonObject();
-            foreach (var l in model.Linears.Where(l => l.IsLowRank)) ranks[l.Name] = l.Rank!.Value;
+            foreach (var l in _model.Linears.Where(l => _ranks.ContainsKey(l.Name))) ranks[l.Name] = _ranks[l.Name];
             config["svd_compression"] = new JsonObject
             {
                 ["method"] = report.Method,
@@ -68,20 +156,20 @@ public static class CompressedCheckpoint
                 ["factor_names"] = "<name>_u_proj.weight [out, k] and <name>_v_proj.weight [k, in]; y = U (V x); bias on <name>_u_proj.bias",
                 ["ranks"] = ranks,
             };
-            var options = new JsonSerializerOptions { WriteIndented = true };
-            File.WriteAllText(Path.Combine(staging, "config.json"), config.ToJsonString(options));
+            File.WriteAllText(Path.Combine(_staging, "config.json"), config.ToJsonString(options));
             foreach (string f in CopiedFiles)
             {
-                string src = Path.Combine(model.Directory, f);
-                if (File.Exists(src)) File.Copy(src, Path.Combine(staging, f));
+                string src = Path.Combine(_model.Directory, f);
+                if (File.Exists(src)) File.Copy(src, Path.Combine(_staging, f));
             }
-            File.WriteAllText(Path.Combine(staging, "compression-report.json"), ReportJson(report).ToJsonString(options));
-            Directory.Move(staging, outDir);
+            File.WriteAllText(Path.Combine(_staging, "compression-report.json"), ReportJson(report).ToJsonString(options));
+            System.IO.Directory.Move(_staging, _outDir);
+            _committed = true;
         }
-        catch
+
+        public void Dispose()
         {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-            throw;
+            if (!_committed && System.IO.Directory.Exists(_staging)) System.IO.Directory.Delete(_staging, recursive: true);
         }
     }
 
@@ -105,6 +193,7 @@ public static class CompressedCheckpoint
                 ["params_after"] = m.ParamsAfter,
                 ["seconds"] = Math.Round(m.Seconds, 4),
                 ["note"] = m.Note,
+                ["route"] = m.Route,
             });
         }
         var stages = new JsonObject();

@@ -14,7 +14,11 @@ public sealed record MatrixReport(
     long ParamsAfter,
     double Seconds,
     double? AllocationLoss,
-    string? Note);
+    string? Note)
+{
+    /// <summary>Which decomposition produced the factors (e.g. "L: eig(W C Wᵀ) 4096"), see WeightedLowRank.</summary>
+    public string? Route { get; init; }
+}
 
 /// <summary>compression-report.json: per-matrix ranks and losses, totals, and wall time per stage.</summary>
 public sealed class CompressionReport

@@ -7,85 +7,178 @@ using SvdLlm.Numerics;
 namespace SvdLlm.Compression;
 
 /// <summary>
-/// Applies a <see cref="CompressionMethod"/> at ratio R (fraction of the decoder linears' parameters
-/// removed) to a loaded model in memory: allocate ranks, truncate every linear with its calibration
-/// statistics, replace it by its factors, and measure ‖WX − W'X‖_F on the calibration Gram.
+/// Applies a <see cref="CompressionMethod"/> at ratio R (fraction of the decoder linears' parameters removed): allocate
+/// ranks, truncate every linear with its calibration statistics, and measure ‖WX − W'X‖_F on the calibration Gram.
+/// Work goes one decoder layer at a time: that layer's statistics are read from the <see cref="IStatisticsSource"/>,
+/// its weights from the checkpoint, and its factors go to a sink (the model in memory, or one shard of the output
+/// directory) before the next layer starts. V2's allocation needs every layer's spectrum before any truncation, so it
+/// makes a first pass that keeps the spectra (a few KB per matrix) and writes each matrix's kept singular vectors to a
+/// workspace file, which the second pass reads back instead of decomposing again. Every decomposition goes through
+/// <see cref="WeightedLowRank"/> (one symmetric eigenproblem of size min(m, n) per matrix, shared whitenings per input).
 /// </summary>
 public static class Compressor
 {
     /// <summary>
     /// Bump when a change to allocation, truncation or the checkpoint writer changes the compressed model
     /// produced from the same statistics; the experiment pipeline's cell keys hash it.
+    /// v2: one eigenproblem per matrix (projection W' = U_k U_kᵀ W), balanced factors, sharded output.
     /// </summary>
-    public const int CodeVersion = 1;
+    public const int CodeVersion = 2;
 
     /// <summary>Calibration windows the ASVD sensitivity search evaluates each probe on (it runs |linears| × 9 forward passes).</summary>
     public const int SensitivityProbeWindows = 8;
 
-    public static CompressionReport Compress(CausalLanguageModel model, CalibrationStatistics stats, string methodName, double ratio,
-        Action<string>? log = null, int[]? windows = null, int seqLen = 0)
+    /// <summary>Rows of E = W − W' used to measure the loss when the exact tr(E C Eᵀ) would cost more than <see cref="ExactLossBudget"/> multiply-adds.</summary>
+    public const int MeasuredLossRows = 512;
+
+    internal const double ExactLossBudget = 2e9;
+
+    /// <summary>Compresses the model in memory (its linears become low-rank); see <see cref="CompressedCheckpoint.Write"/> to save it.</summary>
+    public static CompressionReport Compress(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio,
+        Action<string>? log = null, int[]? windows = null, int seqLen = 0, string? workspaceDir = null)
+    {
+        var method = Validate(model, stats, methodName, ratio);
+        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, seqLen, workspaceDir, streamed: false, (layer, done) =>
+        {
+            foreach (var (l, f) in done) l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias?.Clone());
+        });
+    }
+
+    /// <summary>
+    /// Layer-streamed compression of a checkpoint into a sharded Hugging Face directory at <paramref name="outDir"/>
+    /// (one shard per decoder layer plus one for the rest, and model.safetensors.index.json): one decoder layer's
+    /// statistics, weights and factors are in memory at a time. Two-pass methods keep only spectra between passes
+    /// (and the singular vectors they will reuse, in a workspace under <paramref name="workspaceDir"/>). Methods that
+    /// run the model between truncations (asvd-search's probes, svdllm-update's local update) compress in memory.
+    /// </summary>
+    public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, string outDir,
+        Action<string>? log = null, string? workspaceDir = null, int[]? windows = null, int seqLen = 0)
+    {
+        var method = Validate(model, stats, methodName, ratio);
+        log ??= _ => { };
+        if (NeedsModelInMemory(method))
+        {
+            var inMemory = Compress(model, stats, methodName, ratio, log, windows, seqLen, workspaceDir);
+            var clock = Stopwatch.StartNew();
+            CompressedCheckpoint.Write(model, outDir, inMemory);
+            inMemory.StageSeconds["write"] = clock.Elapsed.TotalSeconds;
+            return inMemory;
+        }
+        using var writer = new CompressedCheckpoint.Writer(model, outDir);
+        double writeSeconds = 0;
+        var report = Run(model, stats, method, ratio, log, windows, seqLen, workspaceDir, streamed: true, (layer, done) =>
+        {
+            var clock = Stopwatch.StartNew();
+            var factors = new Dictionary<string, (Tensor<float>, Tensor<float>)>(StringComparer.Ordinal);
+            try
+            {
+                foreach (var (l, f) in done) factors[l.Name] = (DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V));
+                writer.WriteLayer(layer, factors);
+            }
+            finally
+            {
+                foreach (var (u, v) in factors.Values)
+                {
+                    u.Dispose();
+                    v.Dispose();
+                }
+            }
+            writeSeconds += clock.Elapsed.TotalSeconds;
+        });
+        var commit = Stopwatch.StartNew();
+        writer.Commit(report);
+        report.StageSeconds["write"] = writeSeconds + commit.Elapsed.TotalSeconds;
+        report.StageSeconds["truncation"] -= writeSeconds;
+        return report;
+    }
+
+    /// <summary>Methods whose allocation or update runs forward passes of the partly compressed model.</summary>
+    public static bool NeedsModelInMemory(CompressionMethod method) => method.Allocation == AllocationKind.Sensitivity || method.LocalUpdate;
+
+    private static CompressionMethod Validate(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio)
     {
         var method = CompressionMethod.Get(methodName);
         if (!(ratio > 0 && ratio < 1)) throw new ArgumentOutOfRangeException(nameof(ratio), $"ratio {ratio} must be in (0, 1): the fraction of the linears' parameters removed");
         if (model.Linears.Any(l => l.IsLowRank)) throw new InvalidOperationException($"{model.Directory} is already compressed (it has low-rank linears); compress the original model");
-        if (method.NeedsFisher && stats.Fisher.Count == 0) throw new ArgumentException($"method '{methodName}' needs Fisher statistics; calibrate with Fisher enabled");
-        log ??= _ => { };
-        var report = new CompressionReport { Method = methodName, Ratio = ratio };
+        if (method.NeedsFisher && !stats.HasFisher) throw new ArgumentException($"method '{methodName}' needs Fisher statistics; calibrate with Fisher enabled");
+        return method;
+    }
+
+    private static CompressionReport Run(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
+        int[]? windows, int seqLen, string? workspaceDir, bool streamed, Action<int, List<(Linear, LowRankFactors)>> sink)
+    {
+        var report = new CompressionReport { Method = method.Name, Ratio = ratio };
         report.LinearParamsBefore = model.LinearParameterCount;
         report.ModelParamsBefore = model.ParameterCount;
         foreach (var (k, v) in stats.Metadata) report.Calibration[k] = v;
-
-        var targets = model.Linears.Select(l => new MatrixTarget(l.Name, l.OutFeatures, l.InFeatures, l.Kind)).ToList();
+        var layers = model.Linears.GroupBy(l => CompressedCheckpoint.Writer.LayerIndex(l.Name + ".") ?? -1).OrderBy(g => g.Key)
+            .Select(g => (Index: g.Key, Linears: g.ToList())).ToList();
+        var targets = layers.SelectMany(g => g.Linears).Select(l => new MatrixTarget(l.Name, l.OutFeatures, l.InFeatures, l.Kind)).ToList();
         var byName = model.Linears.ToDictionary(l => l.Name);
+        var seconds = model.Linears.ToDictionary(l => l.Name, _ => 0.0);
+        var routes = new Dictionary<string, string>(StringComparer.Ordinal);
         var clock = Stopwatch.StartNew();
-        TruncationInputs Inputs(Linear l) => new()
-        {
-            Gram = Stats(stats, l).Gram,
-            MeanAbsInput = Stats(stats, l).MeanAbs(),
-            FisherRowSums = stats.FisherRowSums(l.Name),
-        };
+        Tensor<double> Weight(Linear l) => streamed ? DenseMath.ToDouble(model.Reader.ReadAsFloat32(l.Name + ".weight"), l.OutFeatures, l.InFeatures) : Compressor.Weight(model, l);
+
+        // Singular vectors kept between V2's passes when its truncation is the allocation's own decomposition.
+        bool reuse = method.Allocation == AllocationKind.TheoreticalLoss && method.Truncation == TruncationKind.EigenWhitening;
+        using var workspace = reuse ? new BasisWorkspace(workspaceDir, CompactWorkspace(model)) : null;
 
         // 1. Rank allocation.
         List<RankAllocation> allocation;
         if (method.Allocation == AllocationKind.TheoreticalLoss)
         {
-            var v2 = new EigenWhiteningTruncation();
+            var spectra = new Dictionary<string, (double[] Lambda, double Dropped)>(StringComparer.Ordinal);
+            foreach (var (index, linears) in layers)
+            {
+                var layerClock = Stopwatch.StartNew();
+                using var inputs = new LayerInputs(stats, TruncationKind.EigenWhitening);
+                foreach (var l in linears)
+                {
+                    var sw = Stopwatch.StartNew();
+                    using var w = Weight(l);
+                    using var basis = WeightedLowRank.Decompose(w, inputs.For(l), reuse ? WeightedLowRank.MaxUsefulRank(l.OutFeatures, l.InFeatures) : 0);
+                    spectra[l.Name] = (basis.Lambda, basis.DroppedSquared);
+                    routes[l.Name] = basis.Route;
+                    workspace?.Write(l.Name, basis);
+                    seconds[l.Name] += sw.Elapsed.TotalSeconds;
+                }
+                log($"allocation pass: layer {index} ({linears.Count} matrices) in {layerClock.Elapsed.TotalSeconds:F1} s");
+            }
             allocation = TheoreticalLossAllocation.Allocate(targets, ratio, (t, k) =>
             {
-                var l = byName[t.Name];
-                using var w = Weight(model, l);
-                using var d = v2.WhitenedWeight(w, Inputs(l), out var us, out _, out double dropped, out _);
-                us.Dispose();
-                using var svd = Lapack.Svd(d);
-                return Math.Sqrt(Math.Pow(DenseMath.TailNorm(svd.S, Math.Min(k, svd.S.Length)), 2) + dropped);
+                var (lambda, dropped) = spectra[t.Name];
+                double tail = dropped;
+                for (int i = lambda.Length - 1; i >= k; i--) tail += Math.Max(0, lambda[i]);
+                return Math.Sqrt(tail);
             });
             foreach (var a in allocation.Where(a => a.Note is not null)) report.Notes.Add($"{a.Name}: {a.Note}");
         }
         else if (method.Allocation == AllocationKind.Sensitivity)
         {
-            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{methodName}' needs the calibration windows for its sensitivity search");
-            var truncation0 = method.Truncation();
+            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{method.Name}' needs the calibration windows for its sensitivity search");
             int probeWindows = Math.Min(SensitivityProbeWindows, windows.Length / seqLen);
             var probeTokens = windows.AsSpan(0, probeWindows * seqLen).ToArray();
             allocation = SensitivityAllocation.Allocate(targets, ratio, (t, ranks) =>
             {
                 var l = byName[t.Name];
-                using var w = Weight(model, l);
+                using var inputs = new LayerInputs(stats, method.Truncation, release: false);
+                var weighting = inputs.For(l);
+                using var w = Weight(l);
+                using var basis = WeightedLowRank.Decompose(w, weighting, ranks.Max());
                 var ppls = new List<double>(ranks.Count);
-                foreach (var f in truncation0.TruncateAtRanks(w, ranks, Inputs(l)))
+                foreach (int k in ranks)
                 {
-                    using (f)
+                    using var f = WeightedLowRank.Truncate(w, basis, k, weighting);
+                    var dense = l.Weight.Clone();
+                    l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias);
+                    try
                     {
-                        var dense = l.Weight.Clone();
-                        l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias);
-                        try
-                        {
-                            ppls.Add(Math.Exp(model.TokenNll(probeTokens, probeWindows, seqLen).Average()));
-                        }
-                        finally
-                        {
-                            l.SetDense(dense, l.Bias);
-                        }
+                        ppls.Add(Math.Exp(model.TokenNll(probeTokens, probeWindows, seqLen).Average()));
+                    }
+                    finally
+                    {
+                        l.SetDense(dense, l.Bias);
                     }
                 }
                 return ppls;
@@ -100,65 +193,104 @@ public static class Compressor
         report.StageSeconds["allocation"] = clock.Elapsed.TotalSeconds;
         log($"allocation ({method.Allocation}) done in {clock.Elapsed.TotalSeconds:F1} s");
 
-        // 2. Truncation, matrix by matrix.
+        // 2. Truncation, layer by layer; each finished layer goes to the sink.
         clock.Restart();
-        var truncation = method.Truncation();
+        var byAllocation = allocation.ToDictionary(a => a.Name);
         long largest = -1;
-        foreach (var a in allocation)
+        foreach (var (index, linears) in layers)
         {
-            var l = byName[a.Name];
-            var sw = Stopwatch.StartNew();
-            using var w = Weight(model, l);
-            var inputs = Inputs(l);
-            using var factors = truncation.Truncate(w, a.Rank, inputs);
-            double seconds = sw.Elapsed.TotalSeconds;
-            using var approx = factors.Product();
-            double measured = DenseMath.MeasuredLoss(w, approx, inputs.Gram!);
-            long before = l.ParameterCount;
-            var bias = l.Bias?.Clone();
-            l.SetLowRank(DenseMath.ToFloat(factors.U), DenseMath.ToFloat(factors.V), bias);
-            if ((long)l.OutFeatures * l.InFeatures > largest)
+            var layerClock = Stopwatch.StartNew();
+            using var inputs = new LayerInputs(stats, method.Truncation);
+            var done = new List<(Linear, LowRankFactors)>();
+            try
             {
-                largest = (long)l.OutFeatures * l.InFeatures;
-                report.LargestSvdMatrix = $"{l.Name} [{l.OutFeatures}×{l.InFeatures}]";
-                report.LargestSvdSeconds = seconds;
+                foreach (var l in linears)
+                {
+                    var a = byAllocation[l.Name];
+                    var sw = Stopwatch.StartNew();
+                    using var w = Weight(l);
+                    var weighting = inputs.For(l);
+                    LowRankFactors factors;
+                    if (workspace is not null)
+                    {
+                        using var basis = workspace.Read(l.Name);
+                        factors = WeightedLowRank.Truncate(w, basis, a.Rank, weighting);
+                    }
+                    else
+                    {
+                        factors = WeightedLowRank.DecomposeAndTruncate(w, weighting, a.Rank, out string route);
+                        routes[l.Name] = route;
+                    }
+                    done.Add((l, factors));
+                    seconds[l.Name] += sw.Elapsed.TotalSeconds;
+                    double measured = MeasuredLoss(w, factors, inputs.Gram(l));
+                    if ((long)l.OutFeatures * l.InFeatures > largest)
+                    {
+                        largest = (long)l.OutFeatures * l.InFeatures;
+                        report.LargestSvdMatrix = $"{l.Name} [{l.OutFeatures}×{l.InFeatures}]";
+                        report.LargestSvdSeconds = seconds[l.Name];
+                    }
+                    string? note = string.Join("; ", new[] { a.Note, factors.Note }.Where(n => n is not null));
+                    long after = (long)factors.Rank * (l.InFeatures + l.OutFeatures) + (l.HasBias ? l.OutFeatures : 0);
+                    report.Matrices.Add(new MatrixReport(l.Name, [l.OutFeatures, l.InFeatures], a.Group, a.Ratio, a.Rank, factors.TheoreticalLoss,
+                        factors.LossObjective, measured, l.DenseParameterCount, after, seconds[l.Name], a.AllocationLoss, note.Length == 0 ? null : note)
+                    { Route = routes[l.Name] });
+                    if (factors.Note is not null) report.Notes.Add($"{l.Name}: {factors.Note}");
+                }
+                sink(index, done);
             }
-            string? note = string.Join("; ", new[] { a.Note, factors.Note }.Where(n => n is not null));
-            report.Matrices.Add(new MatrixReport(l.Name, [l.OutFeatures, l.InFeatures], a.Group, a.Ratio, a.Rank, factors.TheoreticalLoss,
-                factors.LossObjective, measured, before, l.ParameterCount, sw.Elapsed.TotalSeconds, a.AllocationLoss, note.Length == 0 ? null : note));
-            if (factors.Note is not null) report.Notes.Add($"{l.Name}: {factors.Note}");
+            finally
+            {
+                foreach (var (_, f) in done) f.Dispose();
+            }
+            log($"truncation: layer {index} ({linears.Count} matrices) in {layerClock.Elapsed.TotalSeconds:F1} s");
         }
         report.StageSeconds["truncation"] = clock.Elapsed.TotalSeconds;
-        log($"truncation ({truncation.Name}) of {allocation.Count} matrices done in {clock.Elapsed.TotalSeconds:F1} s");
+        log($"truncation ({method.Truncation}) of {allocation.Count} matrices done in {clock.Elapsed.TotalSeconds:F1} s");
+        report.Notes.Add("decomposition routes: " + string.Join(", ", routes.Values.Select(r => r.Split(' ')[0] + " " + r.Split(' ', 2)[1].Split(' ')[0]).Distinct()) +
+                         " (see each matrix's route; W' = U_k U_kᵀ W, so W keeps its component on C's null space)");
 
         // 3. SVD-LLM's closed-form local update of W_u on inputs from the compressed preceding layers.
         if (method.LocalUpdate)
         {
-            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{methodName}' needs the calibration windows for its local update");
+            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{method.Name}' needs the calibration windows for its local update");
             clock.Restart();
             LocalUpdate.Apply(model, windows, seqLen, report);
             report.StageSeconds["local_update"] = clock.Elapsed.TotalSeconds;
             log($"local update done in {clock.Elapsed.TotalSeconds:F1} s");
         }
 
-        report.LinearParamsAfter = model.LinearParameterCount;
-        report.ModelParamsAfter = model.ParameterCount;
+        report.LinearParamsAfter = report.Matrices.Sum(m => m.ParamsAfter) + model.Linears.Where(l => !byAllocation.ContainsKey(l.Name)).Sum(l => l.ParameterCount);
+        report.ModelParamsAfter = report.ModelParamsBefore - (report.LinearParamsBefore - report.LinearParamsAfter);
         return report;
     }
 
     /// <summary>
-    /// Layer-streamed compression of a checkpoint into a sharded Hugging Face directory at <paramref name="outDir"/>
-    /// (one shard per decoder layer plus one for the rest, and model.safetensors.index.json): one decoder layer's
-    /// statistics, weights and factors are in memory at a time. Two-pass methods keep only spectra between passes
-    /// (and the eigenvectors they will reuse, in a workspace file under <paramref name="workspaceDir"/>).
+    /// ‖(W − W')X‖_F = sqrt(tr(E C Eᵀ)), E = W − U V, in float64. Exact when that costs at most <see cref="ExactLossBudget"/>
+    /// multiply-adds; otherwise from <see cref="MeasuredLossRows"/> evenly spaced rows of E, scaled by m / rows (an
+    /// unbiased estimate over rows; the theoretical loss is the exact figure).
     /// </summary>
-    public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, string outDir,
-        Action<string>? log = null, string? workspaceDir = null)
-        => throw new NotImplementedException("streamed compression lands with issue 11");
+    internal static double MeasuredLoss(Tensor<double> w, LowRankFactors f, Tensor<double> c)
+    {
+        int m = w.Rows, n = w.Cols, k = f.Rank;
+        int rows = (double)m * n * n <= ExactLossBudget ? m : Math.Min(m, MeasuredLossRows);
+        using var e = Tensor<double>.Uninitialized(rows, n);
+        using var us = Tensor<double>.Uninitialized(rows, k);
+        for (int r = 0; r < rows; r++)
+        {
+            int i = (int)((long)r * m / rows);
+            w.Row(i).CopyTo(e.Row(r));
+            f.U.Row(i).CopyTo(us.Row(r));
+        }
+        Blas.Dgemm(Transpose.No, Transpose.No, rows, n, k, -1.0, us.Span, k, f.V.Span, n, 1.0, e.Span, n);
+        using var ec = DenseMath.MatMul(e, false, c, false);
+        double s = System.Numerics.Tensors.TensorPrimitives.Dot<double>(e.Span, ec.Span);
+        return Math.Sqrt(Math.Max(0, s) * m / rows);
+    }
 
-    internal static InputStatistics Stats(CalibrationStatistics stats, Linear l)
-        => stats.Inputs.TryGetValue(l.InputKey, out var s) ? s
-            : throw new ArgumentException($"no calibration statistics for the input of {l.Name} (key '{l.InputKey}'); were they collected on this model?");
+    /// <summary>Float32 workspace when every linear is stored in 16 bits (its factors will be rounded far more coarsely anyway).</summary>
+    private static bool CompactWorkspace(CausalLanguageModel model)
+        => model.Linears.All(l => model.Reader.Contains(l.Name + ".weight") && model.Reader.GetInfo(l.Name + ".weight").DType is SvdLlm.Models.Checkpoints.SafeTensorsDType.BF16 or SvdLlm.Models.Checkpoints.SafeTensorsDType.F16);
 
     /// <summary>The linear's dense weight as float64, read from memory or from the checkpoint.</summary>
     internal static Tensor<double> Weight(CausalLanguageModel model, Linear l)

@@ -5,10 +5,40 @@ namespace SvdLlm.Compression;
 /// <summary>How a method picks ranks.</summary>
 public enum AllocationKind { Uniform, TheoreticalLoss, Sensitivity }
 
-/// <summary>A compression method = a rank allocation × a truncation (plus SVD-LLM's optional local update).</summary>
-public sealed record CompressionMethod(string Name, string Description, AllocationKind Allocation, Func<ITruncation> Truncation,
+/// <summary>What a truncation minimises (each maps to one <see cref="Weighting"/> of the same decomposition, see WeightedLowRank).</summary>
+public enum TruncationKind
+{
+    /// <summary>‖W − W'‖_F.</summary>
+    Svd,
+    /// <summary>‖(W − W')S₀‖_F, S₀ = diag(mean|x|^0.5 + 1e-6).</summary>
+    Asvd,
+    /// <summary>‖I(W − W')‖_F, I = diag(sqrt(Σ_j Î_ij)).</summary>
+    Fwsvd,
+    /// <summary>‖(W − W')X‖_F on C, or on C + δI when C is not positive definite (SVD-LLM's jitter).</summary>
+    CholeskyWhitening,
+    /// <summary>‖(W − W')X‖_F on C as it is (positive semi-definite is fine).</summary>
+    EigenWhitening,
+}
+
+/// <summary>
+/// A compression method = a rank allocation × a truncation (plus SVD-LLM's optional local update). The truncation runs
+/// through <see cref="WeightedLowRank"/>; <see cref="Reference"/> is the papers' literal computation, kept as the test
+/// oracle (and for `--numerics reference`).
+/// </summary>
+public sealed record CompressionMethod(string Name, string Description, AllocationKind Allocation, Func<ITruncation> Reference,
     bool NeedsFisher = false, bool LocalUpdate = false)
 {
+    /// <summary>The truncation's objective, from its reference implementation.</summary>
+    public TruncationKind Truncation => Reference() switch
+    {
+        PlainSvdTruncation => TruncationKind.Svd,
+        AsvdTruncation => TruncationKind.Asvd,
+        FisherWeightedTruncation => TruncationKind.Fwsvd,
+        CholeskyWhiteningTruncation => TruncationKind.CholeskyWhitening,
+        EigenWhiteningTruncation => TruncationKind.EigenWhitening,
+        var t => throw new InvalidOperationException($"no decomposition route for truncation {t.Name}"),
+    };
+
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =
     [

@@ -111,7 +111,7 @@ public class CompressorTests
         Assert.True(report.AchievedLinearRatio <= ratio + slack, $"{method}@{ratio}: removed {report.AchievedLinearRatio}, slack {slack}");
         Assert.All(model.Linears, l => Assert.True(l.IsLowRank));
         Assert.All(report.Matrices, x => Assert.True(double.IsFinite(x.MeasuredLoss) && x.Rank >= 1));
-        if (m.Truncation() is Truncation.EigenWhiteningTruncation || (m.Name == "svdllm" && report.Notes.Count == 0))
+        if (m.Truncation == TruncationKind.EigenWhitening || (m.Name == "svdllm" && !report.Notes.Any(n => n.Contains("not positive definite"))))
             Assert.All(report.Matrices, x => Assert.True(Math.Abs(x.MeasuredLoss - x.TheoreticalLoss) <= 1e-6 * Math.Max(1, x.TheoreticalLoss),
                 $"{x.Name}: measured {x.MeasuredLoss}, theoretical {x.TheoreticalLoss}"));
         if (m.Allocation == AllocationKind.TheoreticalLoss)
