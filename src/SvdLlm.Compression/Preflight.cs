@@ -1,0 +1,140 @@
+using SvdLlm.Compression.Truncation;
+using SvdLlm.Models.Architectures;
+
+namespace SvdLlm.Compression;
+
+/// <summary>The resources one calibrate + compress job needs, estimated from the model's shapes before any work starts.</summary>
+public sealed record ResourceEstimate(long CalibrationMemoryBytes, long CompressionMemoryBytes, long StatisticsDiskBytes, long WorkspaceDiskBytes, long OutputDiskBytes)
+{
+    public long PeakMemoryBytes => Math.Max(CalibrationMemoryBytes, CompressionMemoryBytes);
+    public long DiskBytes => StatisticsDiskBytes + WorkspaceDiskBytes + OutputDiskBytes;
+
+    public string Describe() =>
+        $"memory: calibration {Gb(CalibrationMemoryBytes)}, compression {Gb(CompressionMemoryBytes)}; " +
+        $"disk: statistics {Gb(StatisticsDiskBytes)}, workspace {Gb(WorkspaceDiskBytes)}, output {Gb(OutputDiskBytes)}";
+
+    internal static string Gb(long bytes) => $"{bytes / 1e9:F2} GB";
+}
+
+/// <summary>Thrown when the preflight finds the job does not fit the machine (a user error: exit 1, nothing written).</summary>
+public sealed class InsufficientResourcesException(string message) : Exception(message);
+
+/// <summary>
+/// Estimates memory and disk of calibration and compression from config.json's shapes (the model is not loaded) and
+/// refuses work that does not fit, unless forced. The estimates follow the layer-streamed data flow: one layer's
+/// statistics, one matrix's decomposition workspace and one layer's factors are resident at a time.
+/// </summary>
+public static class Preflight
+{
+    private const long Mb = 1L << 20;
+
+    /// <param name="statisticsCached">the statistics file exists already (no calibration memory or statistics disk)</param>
+    public static ResourceEstimate Estimate(CausalLanguageModel model, CompressionMethod method, double ratio, int samples, int seqLen, bool statisticsCached)
+    {
+        var layers = model.Linears.GroupBy(l => CompressedCheckpoint.Writer.LayerIndex(l.Name + ".") ?? -1).ToList();
+        long hidden = model.HiddenSize;
+        // Largest single tensor outside the layers (embedding or lm_head), converted to float32 when read.
+        long vocabTensor = (long)model.VocabSize * hidden * 4;
+
+        // Calibration: hidden states of all windows (spilled to disk above 1 GiB), one layer's weights in float32,
+        // its Grams (float64 [n, n] per distinct input) and a batch's activations (≈ 12 hidden-sized and 3 intermediate-sized rows per token).
+        long tokens = (long)samples * seqLen;
+        long hiddenStates = Math.Min(tokens * hidden * 4, 1L << 30);
+        long layerWeights = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures * 4));
+        long layerGrams = layers.Max(g => g.Select(l => l.InFeatures).Distinct().Sum(n => (long)n * n * 8) + g.GroupBy(l => l.InputKey).Sum(k => (long)k.First().InFeatures * k.First().InFeatures * 8) / 2);
+        int maxIntermediate = model.Linears.Max(l => Math.Max(l.InFeatures, l.OutFeatures));
+        long batchActivations = 4L * seqLen * (12 * hidden + 3L * maxIntermediate) * 4 + 4L * seqLen * seqLen * 4 * 2;
+        long calibration = statisticsCached ? 0 : hiddenStates + layerWeights + layerGrams + batchActivations + vocabTensor + 300 * Mb;
+
+        // Compression: one layer's Grams and whitenings, the largest matrix's decomposition, one layer's factors.
+        long decomposition = model.Linears.Max(l => DecompositionBytes(l.OutFeatures, l.InFeatures));
+        long layerFactors = layers.Max(g => g.Sum(l => FactorBytes(l, ratio)));
+        long compression = layerGrams * 2 + decomposition + layerFactors + vocabTensor + 300 * Mb;
+
+        long statsDisk = statisticsCached ? 0 : layers.Sum(g => g.GroupBy(l => l.InputKey).Sum(k => (long)k.First().InFeatures * (k.First().InFeatures + 1) / 2 * 8 + k.First().InFeatures * 8L));
+        bool twoPass = method.Allocation == AllocationKind.TheoreticalLoss && method.Truncation == TruncationKind.EigenWhitening;
+        int workspaceElement = model.Linears.All(l => model.Reader.Contains(l.Name + ".weight") &&
+            model.Reader.GetInfo(l.Name + ".weight").DType is SvdLlm.Models.Checkpoints.SafeTensorsDType.BF16 or SvdLlm.Models.Checkpoints.SafeTensorsDType.F16) ? 4 : 8;
+        long workspace = twoPass ? model.Linears.Sum(l => (long)l.OutFeatures * WeightedLowRank.MaxUsefulRank(l.OutFeatures, l.InFeatures) * workspaceElement) : 0;
+        long inputBytes = model.Reader.FilePaths.Sum(f => new FileInfo(f).Length);
+        long linearBytes = model.Linears.Sum(l => model.Reader.Contains(l.Name + ".weight") ? model.Reader.GetInfo(l.Name + ".weight").ByteLength : 0);
+        long output = inputBytes - (long)(linearBytes * ratio);
+        return new ResourceEstimate(calibration, compression, statsDisk, workspace, output);
+    }
+
+    /// <summary>Route L (m ≤ n): W, Ŵ, W C, G, its eigenvectors and dsyevd workspace, the kept U. Route R: W, Ŵ, B, H and eig, B V, U.</summary>
+    internal static long DecompositionBytes(int m, int n)
+    {
+        long keep = WeightedLowRank.MaxUsefulRank(m, n);
+        long r = Math.Min(m, n);
+        long common = 2L * m * n * 8;
+        return m <= n
+            ? common + (long)m * n * 8 + 4 * r * r * 8 + m * keep * 8
+            : common + (long)m * n * 8 + 4 * r * r * 8 + 2 * m * keep * 8;
+    }
+
+    private static long FactorBytes(Linear l, double ratio)
+    {
+        long k = Ranks.ForRemovedRatio(l.OutFeatures, l.InFeatures, Math.Max(0, ratio - 0.1));
+        return k * (l.OutFeatures + l.InFeatures) * (8 + 4);
+    }
+
+    /// <summary>Prints the estimate and refuses when memory (MemAvailable) or disk (free space where files go) is short.</summary>
+    public static void Check(ResourceEstimate e, string statisticsDirectory, string outputDirectory, string? workspaceDirectory, bool force, Action<string> log)
+    {
+        log($"preflight: {e.Describe()}");
+        var problems = new List<string>();
+        long? available = AvailableMemoryBytes();
+        if (available is long a && e.PeakMemoryBytes > a)
+            problems.Add($"needs about {ResourceEstimate.Gb(e.PeakMemoryBytes)} of memory, {ResourceEstimate.Gb(a)} is available (MemAvailable)");
+        var byDrive = new Dictionary<string, long>(StringComparer.Ordinal);
+        void Need(string dir, long bytes)
+        {
+            string root = ExistingAncestor(dir);
+            byDrive[root] = byDrive.GetValueOrDefault(root) + bytes;
+        }
+        Need(statisticsDirectory, e.StatisticsDiskBytes);
+        Need(workspaceDirectory ?? Path.GetTempPath(), e.WorkspaceDiskBytes);
+        Need(outputDirectory, e.OutputDiskBytes);
+        // Directories on one file system share its free space.
+        foreach (var group in byDrive.GroupBy(kv => new DriveInfo(kv.Key).RootDirectory.FullName + "|" + new DriveInfo(kv.Key).AvailableFreeSpace))
+        {
+            long need = group.Sum(kv => kv.Value);
+            long free = new DriveInfo(group.First().Key).AvailableFreeSpace;
+            if (need > free) problems.Add($"needs about {ResourceEstimate.Gb(need)} of disk under {string.Join(", ", group.Select(kv => kv.Key))}, {ResourceEstimate.Gb(free)} is free");
+        }
+        if (problems.Count == 0) return;
+        string message = "preflight: " + string.Join("; ", problems);
+        if (force)
+        {
+            log(message + " (continuing: --force)");
+            return;
+        }
+        throw new InsufficientResourcesException(message + ". Nothing was written. Use a smaller calibration (--samples/--seq-len), free space, or pass --force to try anyway.");
+    }
+
+    /// <summary>MemAvailable from /proc/meminfo, or null where there is none.</summary>
+    public static long? AvailableMemoryBytes()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
+
+    private static string ExistingAncestor(string dir)
+    {
+        string? d = Path.GetFullPath(dir);
+        while (d is not null && !Directory.Exists(d)) d = Path.GetDirectoryName(d);
+        return d ?? Path.GetPathRoot(Path.GetFullPath(dir))!;
+    }
+}
