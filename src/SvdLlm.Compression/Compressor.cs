@@ -60,8 +60,11 @@ public static class Compressor
         {
             var inMemory = Compress(model, stats, methodName, ratio, log, windows, seqLen, workspaceDir);
             var clock = Stopwatch.StartNew();
+            inMemory.StageSeconds["write"] = 0;
             CompressedCheckpoint.Write(model, outDir, inMemory);
             inMemory.StageSeconds["write"] = clock.Elapsed.TotalSeconds;
+            SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"),
+                CompressedCheckpoint.ReportJson(inMemory).ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             return inMemory;
         }
         using var writer = new CompressedCheckpoint.Writer(model, outDir);
@@ -89,6 +92,9 @@ public static class Compressor
         writer.Commit(report);
         report.StageSeconds["write"] = writeSeconds + commit.Elapsed.TotalSeconds;
         report.StageSeconds["truncation"] -= writeSeconds;
+        // The report inside the directory gets the final stage times (atomic rewrite of one small file).
+        SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"),
+            CompressedCheckpoint.ReportJson(report).ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         return report;
     }
 

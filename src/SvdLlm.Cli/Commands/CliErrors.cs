@@ -16,7 +16,7 @@ internal static class CliErrors
         }
         catch (Exception e) when (e is CheckpointFormatException or ModelConfigException or TokenIdFileException or PerplexityException
                                        or FileNotFoundException or DirectoryNotFoundException or ArgumentException or LapackException
-                                       or NonFiniteLogitsException or KeyNotFoundException
+                                       or NonFiniteLogitsException or KeyNotFoundException or SvdLlm.Compression.InsufficientResourcesException
                                        or SvdLlm.Models.Training.TrainConfigException or SvdLlm.Models.Tokenizers.TokenizerFormatException or IOException)
         {
             Console.Error.WriteLine($"error: {e.Message}");

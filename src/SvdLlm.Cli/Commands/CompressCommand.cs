@@ -60,9 +60,11 @@ internal static class CompressCommand
         var method = new Option<string>("--method") { Description = "one of: " + string.Join(", ", CompressionMethod.All.Select(m => m.Name)), Required = true };
         var ratio = new Option<double>("--ratio") { Description = "fraction of the decoder linears' parameters to remove, in (0, 1)", Required = true };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
-        var command = new Command("compress", "Compress a model with an SVD method at a ratio; writes a Hugging Face directory and compression-report.json.")
+        var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
+        var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
+        var command = new Command("compress", "Compress a model with an SVD method at a ratio, one decoder layer at a time; writes a sharded Hugging Face directory and compression-report.json.")
         {
-            o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json,
+            o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -75,19 +77,21 @@ internal static class CompressCommand
             var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             using var model = ModelLoader.Load(request.ModelDirectory);
+            string? workspaceDir = p.GetValue(workspace);
+            bool cached = File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(request)));
+            var estimate = Preflight.Estimate(model, m, r, request.Samples, request.SeqLen, cached);
+            Preflight.Check(estimate, CalibrationCache.Directory, outDir, workspaceDir, p.GetValue(force), Log);
             var windows = Calibrator.SampleWindows(request);
             var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log);
             double calibrationSeconds = clock.Elapsed.TotalSeconds;
             using (stats)
             {
-                var report = Compressor.Compress(model, stats, m.Name, r, Log, windows, request.SeqLen);
+                var report = Compressor.CompressToDirectory(model, stats, m.Name, r, outDir, Log, workspaceDir, windows, request.SeqLen);
                 report.StageSeconds["calibration"] = calibrationSeconds;
                 report.Calibration["cache_hit"] = hit.ToString();
                 report.Calibration["threads"] = NumericsRuntime.Threads.ToString();
-                clock.Restart();
-                CompressedCheckpoint.Write(model, outDir, report);
-                report.StageSeconds["write"] = clock.Elapsed.TotalSeconds;
-                // Rewritten atomically with the write time, which is only known now.
+                report.Calibration["numerics"] = NumericsRuntime.Describe();
+                // Rewritten atomically with the calibration time and provenance, known only here.
                 SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"),
                     CompressedCheckpoint.ReportJson(report).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 if (p.GetValue(o.Json))

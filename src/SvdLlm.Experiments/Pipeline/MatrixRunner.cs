@@ -364,13 +364,11 @@ public static class MatrixRunner
             string label = $"compress {c.Label}";
             var clock = Begin(ArtifactKind.Compressed, label);
             using var model = ModelLoader.Load(modelDir);
-            var report = Compressor.Compress(model, stats, c.Method.Name, c.Ratio, line => Log("compress: " + line), windows, c.Calibration!.SeqLen);
-            var write = Stopwatch.StartNew();
             Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
-            CompressedCheckpoint.Write(model, dir, report);
+            var report = Compressor.CompressToDirectory(model, stats, c.Method.Name, c.Ratio, dir, line => Log("compress: " + line), Path.GetDirectoryName(dir),
+                windows, c.Calibration!.SeqLen);
             // Recorded from the file, as an adopted directory would be, so both paths store the same numbers.
             var written = CompressionReportReader.Read(dir);
-            written.StageSeconds["write"] = write.Elapsed.TotalSeconds;
             store.RecordCompression(c.Record, written, _runId);
             _compressed.Add(c.Key);
             Log($"compressed {c.Label}: removed {report.AchievedLinearRatio:P2} of the linear parameters → {dir}");
