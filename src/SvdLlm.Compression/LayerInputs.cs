@@ -16,6 +16,7 @@ internal sealed class LayerInputs(IStatisticsSource stats, TruncationKind kind, 
     private readonly Dictionary<string, Weighting> _byKey = new(StringComparer.Ordinal);
     private readonly List<IDisposable> _owned = [];
     private readonly HashSet<string> _loaded = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _eigenWhitened = new(StringComparer.Ordinal);
 
     /// <summary>ASVD's exponent α on mean |x|.</summary>
     public const double AsvdAlpha = 0.5;
@@ -29,8 +30,11 @@ internal sealed class LayerInputs(IStatisticsSource stats, TruncationKind kind, 
         string key = l.InputKey;
         if (_byKey.TryGetValue(key, out var cached))
         {
-            if (l.OutFeatures > l.InFeatures && kind is TruncationKind.EigenWhitening && cached.SharedWhitening is null)
+            if (l.OutFeatures > l.InFeatures && kind is TruncationKind.EigenWhitening && cached.SharedWhitening is not { IsCholesky: true } && !_eigenWhitened.Contains(key))
+            {
                 _byKey[key] = cached = WithWhitening(cached);
+                _eigenWhitened.Add(key);
+            }
             return cached;
         }
         var s = Input(l);
@@ -46,7 +50,21 @@ internal sealed class LayerInputs(IStatisticsSource stats, TruncationKind kind, 
             TruncationKind.EigenWhitening => new Weighting { Gram = s.Gram, Objective = "‖(W−W')X‖_F" },
             _ => throw new InvalidOperationException($"no weighting for {kind}"),
         };
-        if (l.OutFeatures > l.InFeatures && kind is TruncationKind.EigenWhitening) w = WithWhitening(w);
+        if (kind is TruncationKind.EigenWhitening)
+        {
+            if (l.OutFeatures > l.InFeatures)
+            {
+                w = WithWhitening(w);
+                _eigenWhitened.Add(key);
+            }
+            else if (l.OutFeatures == l.InFeatures && Whitening.TryCholesky(s.Gram) is { } chol)
+            {
+                // Square linears (q/k/v/o) form G through the shared Cholesky factor when C is positive definite;
+                // a wide one (down_proj, n = 11008) would pay more for the factorisation than it saves.
+                _owned.Add(chol);
+                w = new Weighting { Gram = w.Gram, Objective = w.Objective, SharedWhitening = chol };
+            }
+        }
         _byKey[key] = w;
         return w;
     }

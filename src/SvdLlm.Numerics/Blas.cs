@@ -110,6 +110,25 @@ public static unsafe class Blas
         }
     }
 
+    /// <summary>
+    /// Triangular multiply, B[m,n] ← alpha·op(A)·B (left) or alpha·B·op(A) (right), A triangular, row-major; half the
+    /// flops of a general multiply by the same square matrix.
+    /// </summary>
+    public static void Dtrmm(bool left, bool lower, Transpose transA, bool unitDiagonal, int m, int n,
+        double alpha, ReadOnlySpan<double> a, int lda, Span<double> b, int ldb)
+    {
+        int order = left ? m : n;
+        CheckOperand("dtrmm", "A", order, order, a.Length, lda);
+        CheckOperand("dtrmm", "B", m, n, b.Length, ldb);
+        if (m == 0 || n == 0) return;
+        fixed (double* pa = a) fixed (double* pb = b)
+        {
+            OpenBlasNative.cblas_dtrmm(OpenBlasNative.RowMajor, left ? OpenBlasNative.Left : OpenBlasNative.Right,
+                lower ? OpenBlasNative.Lower : OpenBlasNative.Upper, Op(transA),
+                unitDiagonal ? OpenBlasNative.Unit : OpenBlasNative.NonUnit, m, n, alpha, pa, lda, pb, ldb);
+        }
+    }
+
     /// <summary>Float32 counterpart of <see cref="Dtrsm"/>.</summary>
     public static void Strsm(bool left, bool lower, Transpose transA, bool unitDiagonal, int m, int n,
         float alpha, ReadOnlySpan<float> a, int lda, Span<float> b, int ldb)

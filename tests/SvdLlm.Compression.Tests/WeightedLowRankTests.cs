@@ -73,6 +73,8 @@ public class WeightedLowRankTests
                     new Weighting { Rows = fisherRows.Select(Math.Sqrt).ToArray(), Objective = "" }),
                 (new CholeskyWhiteningTruncation(), new TruncationInputs { Gram = c }, new Weighting { Gram = c, Objective = "" }),
                 (new EigenWhiteningTruncation(), new TruncationInputs { Gram = c }, new Weighting { Gram = c, Objective = "" }),
+                // The same problem through a shared Cholesky factor (route L's trmm + syrk, route R's whitening).
+                (new EigenWhiteningTruncation(), new TruncationInputs { Gram = c }, new Weighting { Gram = c, Objective = "", SharedWhitening = Whitening.TryCholesky(c) }),
             };
             foreach (var (reference, inputs, weighting) in cases)
             {

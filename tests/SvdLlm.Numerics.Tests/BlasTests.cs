@@ -102,4 +102,19 @@ public class BlasTests
         Blas.Dtrsm(left: true, lower: true, Transpose.No, unitDiagonal: false, n, nrhs, 1.0, l, n, b, nrhs);
         Assert.True(MaxAbsDiff(b, x) < 1e-12);
     }
+
+    [Fact]
+    public void Dtrmm_from_the_right_equals_a_naive_product_that_reads_only_the_lower_triangle()
+    {
+        var rng = new Random(6);
+        int m = 5, n = 7;
+        var l = RandomArray(rng, n * n);   // junk above the diagonal must be ignored
+        var lower = (double[])l.Clone();
+        for (int i = 0; i < n; i++)
+            for (int j = i + 1; j < n; j++) lower[i * n + j] = 0;
+        var b = RandomArray(rng, m * n);
+        var expected = NaiveMatMul(b, false, lower, false, m, n, n, n, n);
+        Blas.Dtrmm(left: false, lower: true, Transpose.No, unitDiagonal: false, m, n, 1.0, l, n, b, n);
+        Assert.True(MaxAbsDiff(b, expected) < 1e-12);
+    }
 }

@@ -46,6 +46,22 @@ public sealed class Whitening(Tensor<double> s, string route, double droppedEige
     /// <summary>
     /// Cholesky when it succeeds (n³/3 flops); otherwise the eigen-support factor with ε = <paramref name="relativeThreshold"/>·λ_max.
     /// </summary>
+    /// <summary>The Cholesky whitening, or null when C is not positive definite.</summary>
+    public static Whitening? TryCholesky(Tensor<double> c)
+    {
+        try
+        {
+            return new Whitening(Lapack.Cholesky(c), "chol(C)");
+        }
+        catch (LapackException e) when (e.Info > 0)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether S is C's lower-triangular Cholesky factor (square, no null space).</summary>
+    public bool IsCholesky => NullBasis is null && S.Rows == S.Cols && Route.StartsWith("chol", StringComparison.Ordinal);
+
     public static Whitening Of(Tensor<double> c, double relativeThreshold = 1e-10)
     {
         try
@@ -191,7 +207,16 @@ public static class WeightedLowRank
         int m = wa.Rows, n = wa.Cols;
         using var gm = Tensor<double>.Uninitialized(m, m);
         string route;
-        if (g.Gram is { } c)
+        if (g.Gram is not null && g.SharedWhitening is { IsCholesky: true } chol)
+        {
+            // G = (Ŵ S)(Ŵ S)ᵀ with the shared Cholesky factor: a triangular multiply and a syrk, half the flops of two GEMMs.
+            using var ws = wa.Clone();
+            Blas.Dtrmm(left: false, lower: true, Transpose.No, unitDiagonal: false, m, n, 1.0, chol.S.Span, n, ws.Span, n);
+            Blas.Dsyrk(lower: true, Transpose.No, m, n, 1.0, ws.Span, n, 0.0, gm.Span, m);
+            Blas.SymmetrizeFromLower(gm.Span, m);
+            route = $"L: {chol.Route}, eig(W C Wᵀ) {m}";
+        }
+        else if (g.Gram is { } c)
         {
             // G = (Ŵ C) Ŵᵀ: two GEMMs, no factorisation of C.
             using var t = Tensor<double>.Uninitialized(m, n);

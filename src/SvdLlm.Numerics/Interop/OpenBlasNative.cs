@@ -48,6 +48,10 @@ internal static unsafe class OpenBlasNative
         double alpha, double* a, int lda, double* b, int ldb);
 
     [DllImport(Library)]
+    public static extern void cblas_dtrmm(int order, int side, int uplo, int transA, int diag, int m, int n,
+        double alpha, double* a, int lda, double* b, int ldb);
+
+    [DllImport(Library)]
     public static extern void sgesdd_(byte* jobz, int* m, int* n, float* a, int* lda, float* s, float* u, int* ldu,
         float* vt, int* ldvt, float* work, int* lwork, int* iwork, int* info, nint jobzLen);
 
