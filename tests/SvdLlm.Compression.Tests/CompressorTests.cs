@@ -173,7 +173,7 @@ public class CompressorTests
         var second = CalibrationCache.GetOrCollect(model, windows, request, cacheDirectory: cache);
         Assert.True(second.Hit);
         Assert.Equal(first.Key, second.Key);
-        var g = second.Stats.Inputs["model.layers.1.mlp.input"];
+        var g = second.Stats.Input("model.layers.1.mlp.input");
         Assert.Equal(Samples * SeqLen, g.Tokens);
         second.Stats.Dispose();
 
@@ -192,7 +192,7 @@ public class CompressorTests
         using var dir = new TempDirectory();
         using var stats = new CalibrationStatistics();
         var s = stats.GetOrAdd("x", 3);
-        for (int i = 0; i < 9; i++) s.Gram.Span[i] = i * 0.5 + 1e-17;
+        for (int i = 0; i < 9; i++) s.Gram.Span[i] = Math.Max(i / 3, i % 3) * 1.5 + Math.Min(i / 3, i % 3) * 0.5 + 1e-17; // symmetric, as Grams are
         s.AbsSum[1] = 2.25;
         s.Tokens = 7;
         stats.Fisher["w"] = [1, 2, 6];

@@ -1,6 +1,3 @@
-using System.Buffers.Binary;
-using System.Text;
-using System.Text.Json;
 using SvdLlm.Numerics;
 
 namespace SvdLlm.Compression.Calibration;
@@ -27,12 +24,11 @@ public sealed class InputStatistics(int features) : IDisposable
 /// <summary>
 /// Everything calibration measured for one (model, tokenizer, dataset, sampling) tuple: per input key the
 /// Gram matrix, Σ|x| and the token count, and per linear (when requested) the Fisher information Σ g_W².
-/// Saved in our own format: magic "SVDLLMCS", a format version, a JSON table of contents, then raw
-/// little-endian float64 data — written to a temp file and renamed, so a cache entry is whole or absent.
+/// Saved in our own format (version 2: packed lower-triangle Grams, Σ|x|, Fisher rows, a JSON table of contents in a
+/// footer; see <see cref="CalibrationStatisticsFile"/>) — written to a temp file and renamed, so a cache entry is whole or absent.
 /// </summary>
 public sealed class CalibrationStatistics : IStatisticsSource, IDisposable
 {
-    private static readonly byte[] Magic = "SVDLLMCS"u8.ToArray();
     public const int FormatVersion = 2;
 
     public Dictionary<string, InputStatistics> Inputs { get; } = new(StringComparer.Ordinal);
@@ -60,99 +56,20 @@ public sealed class CalibrationStatistics : IStatisticsSource, IDisposable
         return s;
     }
 
+    /// <summary>Writes the statistics file (format 2, see <see cref="CalibrationStatisticsWriter"/>); every Gram must be symmetric.</summary>
     public void Save(string path)
     {
-        var toc = new List<object>();
-        long offset = 0;
-        void Entry(string kind, string name, int[] shape, long length)
-        {
-            toc.Add(new { kind, name, shape, offset, length });
-            offset += length;
-        }
-        foreach (var (k, s) in Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-        {
-            Entry("gram", k, [s.Features, s.Features], s.Gram.Length);
-            Entry("abs_sum", k, [s.Features], s.Features);
-        }
-        foreach (var (k, f) in Fisher.OrderBy(kv => kv.Key, StringComparer.Ordinal)) Entry("fisher_rows", k, [f.Length], f.Length);
-        var header = JsonSerializer.SerializeToUtf8Bytes(new
-        {
-            entries = toc,
-            tokens = Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value.Tokens),
-            metadata = Metadata,
-        });
-        string tmp = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                Span<byte> intBuf = stackalloc byte[8];
-                fs.Write(Magic);
-                BinaryPrimitives.WriteInt32LittleEndian(intBuf, FormatVersion);
-                fs.Write(intBuf[..4]);
-                BinaryPrimitives.WriteInt64LittleEndian(intBuf, header.Length);
-                fs.Write(intBuf);
-                fs.Write(header);
-                foreach (var (_, s) in Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                {
-                    fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(s.Gram.Span));
-                    fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(s.AbsSum.AsSpan()));
-                }
-                foreach (var (_, f) in Fisher.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-                    fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()));
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        using var writer = new CalibrationStatisticsWriter(path);
+        foreach (var (k, s) in Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal)) writer.WriteInput(k, s);
+        foreach (var (k, f) in Fisher.OrderBy(kv => kv.Key, StringComparer.Ordinal)) writer.WriteFisher(k, f);
+        writer.Commit(Metadata);
     }
 
+    /// <summary>Reads a whole statistics file into memory (small models; large ones use <see cref="CalibrationStatisticsFile"/>).</summary>
     public static CalibrationStatistics Load(string path)
     {
-        using var fs = File.OpenRead(path);
-        var magic = new byte[8];
-        var intBuf = new byte[8];
-        if (fs.Read(magic) != 8 || !magic.AsSpan().SequenceEqual(Magic))
-            throw new InvalidDataException($"{path}: not a calibration statistics file (bad magic)");
-        fs.ReadExactly(intBuf.AsSpan(0, 4));
-        int version = BinaryPrimitives.ReadInt32LittleEndian(intBuf);
-        if (version != FormatVersion) throw new InvalidDataException($"{path}: statistics format version {version}, this build reads {FormatVersion}");
-        fs.ReadExactly(intBuf);
-        long headerLength = BinaryPrimitives.ReadInt64LittleEndian(intBuf);
-        if (headerLength <= 0 || headerLength > 100_000_000) throw new InvalidDataException($"{path}: bad header length {headerLength}");
-        var header = new byte[headerLength];
-        fs.ReadExactly(header);
-        using var doc = JsonDocument.Parse(header);
-        var stats = new CalibrationStatistics();
-        try
-        {
-            foreach (var m in doc.RootElement.GetProperty("metadata").EnumerateObject()) stats.Metadata[m.Name] = m.Value.GetString() ?? "";
-            var tokens = doc.RootElement.GetProperty("tokens");
-            foreach (var e in doc.RootElement.GetProperty("entries").EnumerateArray())
-            {
-                string kind = e.GetProperty("kind").GetString()!, name = e.GetProperty("name").GetString()!;
-                var shape = e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt32()).ToArray();
-                Span<double> target = kind switch
-                {
-                    "gram" => stats.GetOrAdd(name, shape[0]).Gram.Span,
-                    "abs_sum" => stats.GetOrAdd(name, shape[0]).AbsSum,
-                    "fisher_rows" => stats.Fisher[name] = new double[shape[0]],
-                    _ => throw new InvalidDataException($"{path}: unknown entry kind '{kind}'"),
-                };
-                fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(target));
-                if (kind == "gram") stats.Inputs[name].Tokens = tokens.GetProperty(name).GetInt64();
-            }
-            if (fs.Position != fs.Length) throw new InvalidDataException($"{path}: {fs.Length - fs.Position} trailing bytes");
-            return stats;
-        }
-        catch
-        {
-            stats.Dispose();
-            throw;
-        }
+        using var file = CalibrationStatisticsFile.Open(path);
+        return file.ReadAll();
     }
 
     public void Dispose()
