@@ -45,7 +45,7 @@ internal static class CompressCommand
             using (stats)
             {
                 if (p.GetValue(o.Json))
-                    Console.WriteLine(new JsonObject { ["key"] = key, ["path"] = path, ["cached"] = hit, ["inputs"] = stats.Inputs.Count, ["fisher"] = stats.Fisher.Count }.ToJsonString());
+                    Console.WriteLine(new JsonObject { ["key"] = key, ["path"] = path, ["cached"] = hit, ["inputs"] = stats.InputKeys.Count, ["fisher"] = stats.FisherNames.Count }.ToJsonString());
                 else
                     Console.WriteLine($"{(hit ? "cached" : "collected")}: {key}\n{path}");
             }
@@ -82,7 +82,7 @@ internal static class CompressCommand
             var estimate = Preflight.Estimate(model, m, r, request.Samples, request.SeqLen, cached);
             Preflight.Check(estimate, CalibrationCache.Directory, outDir, workspaceDir, p.GetValue(force), Log);
             var windows = Calibrator.SampleWindows(request);
-            var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log);
+            var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log, force: p.GetValue(force));
             double calibrationSeconds = clock.Elapsed.TotalSeconds;
             using (stats)
             {

@@ -17,7 +17,7 @@ public sealed record CalibrationRequest(string ModelDirectory, string TextFile, 
 public static class CalibrationCache
 {
     /// <summary>Bump when a change alters the statistics computed for the same inputs.</summary>
-    public const int StatisticsVersion = 1;
+    public const int StatisticsVersion = 2;
 
     private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
 
@@ -42,29 +42,41 @@ public static class CalibrationCache
 
     public static string PathFor(string key, string? cacheDirectory = null) => Path.Combine(cacheDirectory ?? Directory, key + ".svdstats");
 
-    /// <summary>Loads the statistics for <paramref name="request"/> if cached, otherwise collects and stores them.</summary>
-    public static (CalibrationStatistics Stats, string Key, string Path, bool Hit) GetOrCollect(CausalLanguageModel model, int[] windows, CalibrationRequest request,
-        Action<string>? log = null, string? cacheDirectory = null)
+    /// <summary>
+    /// Opens the statistics for <paramref name="request"/> if cached, otherwise collects them straight into the cache
+    /// file (layer by layer, <see cref="Calibrator.CollectToFile(CausalLanguageModel, int[], int, string, IReadOnlyDictionary{string, string}, int, Action{int, int}?)"/>;
+    /// Fisher row sums first, in memory, when requested) and opens that. The returned file reads one input at a time.
+    /// </summary>
+    /// <param name="force">run the Fisher pass even when its memory estimate exceeds what is available</param>
+    public static (CalibrationStatisticsFile Stats, string Key, string Path, bool Hit) GetOrCollect(CausalLanguageModel model, int[] windows, CalibrationRequest request,
+        Action<string>? log = null, string? cacheDirectory = null, bool force = false)
     {
         string key = Key(request);
         string path = PathFor(key, cacheDirectory);
         if (File.Exists(path))
         {
             log?.Invoke($"calibration statistics cached: {path}");
-            return (CalibrationStatistics.Load(path), key, path, true);
+            return (CalibrationStatisticsFile.Open(path), key, path, true);
         }
-        log?.Invoke($"collecting calibration statistics ({request.Samples} × {request.SeqLen} tokens, seed {request.Seed}{(request.Fisher ? ", with Fisher" : "")})");
-        var stats = Calibrator.Collect(model, windows, request.SeqLen, progress: (l, n) => log?.Invoke($"calibration: layer {l}/{n}"));
-        if (request.Fisher) FisherCollector.Collect(model, windows, request.SeqLen, stats);
-        stats.Metadata["key"] = key;
-        stats.Metadata["model"] = Path.GetFullPath(request.ModelDirectory);
-        stats.Metadata["text_file"] = Path.GetFullPath(request.TextFile);
-        stats.Metadata["samples"] = request.Samples.ToString();
-        stats.Metadata["seq_len"] = request.SeqLen.ToString();
-        stats.Metadata["seed"] = request.Seed.ToString();
-        stats.Metadata["fisher"] = request.Fisher.ToString();
-        System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
-        stats.Save(path);
-        return (stats, key, path, false);
+        log?.Invoke($"collecting calibration statistics ({request.Samples} × {request.SeqLen} tokens, seed {request.Seed}{(request.Fisher ? ", with Fisher" : "")}) into {path}");
+        Dictionary<string, double[]>? fisher = null;
+        if (request.Fisher)
+        {
+            fisher = new(StringComparer.Ordinal);
+            FisherCollector.Collect(model, windows, request.SeqLen, fisher, force: force);
+        }
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["key"] = key,
+            ["model"] = System.IO.Path.GetFullPath(request.ModelDirectory),
+            ["text_file"] = System.IO.Path.GetFullPath(request.TextFile),
+            ["samples"] = request.Samples.ToString(),
+            ["seq_len"] = request.SeqLen.ToString(),
+            ["seed"] = request.Seed.ToString(),
+            ["fisher"] = request.Fisher.ToString(),
+        };
+        Calibrator.CollectToFile(model, windows, request.SeqLen, path, metadata, batchSize: 4,
+            (l, n) => log?.Invoke($"calibration: layer {l}/{n}"), fisher, Calibrator.DefaultHiddenInMemoryLimit);
+        return (CalibrationStatisticsFile.Open(path), key, path, false);
     }
 }

@@ -41,41 +41,27 @@ public static class Calibrator
         return SampleWindows(ids, request.Samples, request.SeqLen, request.Seed);
     }
 
-    /// <summary>Accumulates the input statistics of every linear, layer by layer.</summary>
+    /// <summary>Hidden states of all windows up to this size stay in memory; larger ones go to a temporary file.</summary>
+    internal const long DefaultHiddenInMemoryLimit = 1L << 30;
+
+    /// <summary>Accumulates the input statistics of every linear, layer by layer, in memory.</summary>
     /// <param name="batchSize">windows per forward call (memory/speed trade-off; does not change the sums beyond rounding)</param>
     public static CalibrationStatistics Collect(CausalLanguageModel model, int[] windows, int seqLen, int batchSize = 4, Action<int, int>? progress = null)
+        => Collect(model, windows, seqLen, batchSize, progress, DefaultHiddenInMemoryLimit);
+
+    internal static CalibrationStatistics Collect(CausalLanguageModel model, int[] windows, int seqLen, int batchSize, Action<int, int>? progress, long hiddenInMemoryLimit)
     {
-        int samples = windows.Length / seqLen;
         var stats = new CalibrationStatistics();
-        var observer = new GramObserver(stats);
-        var previousObserver = model.Observer;
-        bool previousStreaming = model.StreamWeights;
-        model.StreamWeights = true;
-        using var hidden = model.Embed(windows, samples, seqLen);
-        int h = hidden.Cols;
         try
         {
-            model.Observer = observer;
-            for (int layer = 0; layer < model.NumLayers; layer++)
-            {
-                for (int s0 = 0; s0 < samples; s0 += batchSize)
-                {
-                    int b = Math.Min(batchSize, samples - s0);
-                    using var part = Tensor<float>.From(hidden.RowRange(s0 * seqLen, b * seqLen), b * seqLen, h);
-                    observer.BeginCall();
-                    model.ForwardLayer(layer, part, b, seqLen);
-                    part.Span.CopyTo(hidden.RowRange(s0 * seqLen, b * seqLen));
-                }
-                progress?.Invoke(layer + 1, model.NumLayers);
-            }
+            Run(model, windows, seqLen, batchSize, progress, hiddenInMemoryLimit, Path.GetTempPath(), (key, s) => stats.Inputs.Add(key, s));
+            return stats;
         }
-        finally
+        catch
         {
-            model.Observer = previousObserver;
-            model.StreamWeights = previousStreaming;
+            stats.Dispose();
+            throw;
         }
-        foreach (var s in stats.Inputs.Values) Blas.SymmetrizeFromLower(s.Gram.Span, s.Features);
-        return stats;
     }
 
     /// <summary>
@@ -85,31 +71,198 @@ public static class Calibrator
     /// </summary>
     public static void CollectToFile(CausalLanguageModel model, int[] windows, int seqLen, string path, IReadOnlyDictionary<string, string> metadata,
         int batchSize = 4, Action<int, int>? progress = null)
-        => throw new NotImplementedException("streamed calibration lands with issue 11");
+        => CollectToFile(model, windows, seqLen, path, metadata, batchSize, progress, fisher: null, DefaultHiddenInMemoryLimit);
 
-    /// <summary>Adds each distinct input once per forward call: q/k/v (and gate/up) share one Gram.</summary>
-    private sealed class GramObserver(CalibrationStatistics stats) : ILinearObserver
+    /// <param name="fisher">FWSVD's row sums per linear, written after the layer entries (they are small)</param>
+    /// <param name="hiddenInMemoryLimit">bytes of hidden states kept in memory; above, they go to a temporary file next to <paramref name="path"/></param>
+    internal static void CollectToFile(CausalLanguageModel model, int[] windows, int seqLen, string path, IReadOnlyDictionary<string, string> metadata,
+        int batchSize, Action<int, int>? progress, IReadOnlyDictionary<string, double[]>? fisher, long hiddenInMemoryLimit)
+    {
+        using var writer = new CalibrationStatisticsWriter(path);
+        Run(model, windows, seqLen, batchSize, progress, hiddenInMemoryLimit, Path.GetDirectoryName(writer.TargetPath)!, (key, s) =>
+        {
+            using (s) writer.WriteInput(key, s);
+        });
+        if (fisher is not null)
+            foreach (var (name, rows) in fisher.OrderBy(kv => kv.Key, StringComparer.Ordinal)) writer.WriteFisher(name, rows);
+        writer.Commit(metadata);
+    }
+
+    /// <summary>
+    /// The one layer loop: layer i's forward over every window (in batches, the layer's weights loaded once and released
+    /// after its last batch), its inputs' Grams symmetrised and handed to <paramref name="layerDone"/> (which takes
+    /// ownership) before layer i + 1 starts. An input belongs to the layer during whose forward the observer saw it,
+    /// so every key handed over is complete.
+    /// </summary>
+    private static void Run(CausalLanguageModel model, int[] windows, int seqLen, int batchSize, Action<int, int>? progress,
+        long hiddenInMemoryLimit, string spillDirectory, Action<string, InputStatistics> layerDone)
+    {
+        if (seqLen <= 0 || windows.Length == 0 || windows.Length % seqLen != 0)
+            throw new ArgumentException($"{windows.Length} window tokens are not a positive multiple of seq_len {seqLen}");
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "must be positive");
+        int samples = windows.Length / seqLen;
+        int h = model.HiddenSize;
+        var observer = new GramObserver();
+        var previousObserver = model.Observer;
+        bool previousStreaming = model.StreamWeights;
+        var done = new HashSet<string>(StringComparer.Ordinal);
+        long hiddenBytes = (long)windows.Length * h * sizeof(float);
+        using var hidden = hiddenBytes <= hiddenInMemoryLimit ? (HiddenStore)new MemoryHiddenStore(windows.Length, h) : new FileHiddenStore(spillDirectory, h);
+        using var part = Tensor<float>.Uninitialized(Math.Min(batchSize, samples) * seqLen, h);
+        try
+        {
+            for (int s0 = 0; s0 < samples; s0 += batchSize)
+            {
+                int b = Math.Min(batchSize, samples - s0);
+                using var e = model.Embed(windows.AsSpan(s0 * seqLen, b * seqLen), b, seqLen);
+                hidden.Write(s0 * seqLen, e.Span);
+            }
+            model.Observer = observer;
+            for (int layer = 0; layer < model.NumLayers; layer++)
+            {
+                for (int s0 = 0; s0 < samples; s0 += batchSize)
+                {
+                    int b = Math.Min(batchSize, samples - s0);
+                    int rows = b * seqLen;
+                    using var x = rows == part.Rows ? null : Tensor<float>.Uninitialized(rows, h);
+                    var t = x ?? part;
+                    hidden.Read(s0 * seqLen, t.Span);
+                    observer.BeginCall();
+                    // One load of the layer's weights (and one BF16→float32 conversion) for all batches; released after the last.
+                    model.StreamWeights = s0 + batchSize >= samples;
+                    model.ForwardLayer(layer, t, b, seqLen);
+                    hidden.Write(s0 * seqLen, t.Span);
+                }
+                foreach (var (key, s) in observer.TakeLayer())
+                {
+                    if (!done.Add(key)) { s.Dispose(); throw new InvalidOperationException($"input '{key}' seen again in layer {layer}; inputs must belong to one layer"); }
+                    Blas.SymmetrizeFromLower(s.Gram.Span, s.Features);
+                    layerDone(key, s);
+                }
+                progress?.Invoke(layer + 1, model.NumLayers);
+            }
+        }
+        finally
+        {
+            observer.Dispose();
+            model.Observer = previousObserver;
+            model.StreamWeights = previousStreaming;
+        }
+    }
+
+    /// <summary>The hidden states of all windows [samples·seqLen, hidden] float32, read and written one batch at a time.</summary>
+    private abstract class HiddenStore : IDisposable
+    {
+        public abstract void Read(long row, Span<float> into);
+        public abstract void Write(long row, ReadOnlySpan<float> from);
+        public abstract void Dispose();
+    }
+
+    private sealed class MemoryHiddenStore(int rows, int cols) : HiddenStore
+    {
+        private readonly Tensor<float> _t = Tensor<float>.Uninitialized(rows, cols);
+        public override void Read(long row, Span<float> into) => _t.Span.Slice(checked((int)(row * cols)), into.Length).CopyTo(into);
+        public override void Write(long row, ReadOnlySpan<float> from) => from.CopyTo(_t.Span.Slice(checked((int)(row * cols)), from.Length));
+        public override void Dispose() => _t.Dispose();
+    }
+
+    /// <summary>Spilled hidden states (8.6 GB for 256×2048 tokens at hidden 4096): a temporary file, deleted on disposal.</summary>
+    private sealed class FileHiddenStore : HiddenStore
+    {
+        private readonly string _path;
+        private readonly FileStream _fs;
+        private readonly int _cols;
+
+        public FileHiddenStore(string directory, int cols)
+        {
+            Directory.CreateDirectory(directory);
+            _path = Path.Combine(directory, $".calibration-hidden-{Guid.NewGuid():N}.tmp");
+            _fs = new FileStream(_path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20, FileOptions.DeleteOnClose);
+            _cols = cols;
+        }
+
+        public string FilePath => _path;
+
+        public override void Read(long row, Span<float> into)
+        {
+            _fs.Position = row * _cols * sizeof(float);
+            _fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(into));
+        }
+
+        public override void Write(long row, ReadOnlySpan<float> from)
+        {
+            _fs.Position = row * _cols * sizeof(float);
+            _fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(from));
+        }
+
+        public override void Dispose()
+        {
+            _fs.Dispose();
+            if (File.Exists(_path)) File.Delete(_path);
+        }
+    }
+
+    /// <summary>
+    /// Adds each distinct input once per forward call (q/k/v and gate/up share one Gram) into the current layer's
+    /// statistics. Precision: C += xᵀx by dsyrk in float64 on the float32 activations converted exactly to float64
+    /// (products of two float32 are exact in float64), so the only rounding is float64 accumulation, relative
+    /// ≈ T·u₆₄ ≈ 1e-12 over T = 10⁶ tokens. Float32 blocks (ssyrk per call, added into float64) would have per-entry
+    /// error ≤ T_b·u₃₂·√(C_ii C_jj) for a block of T_b = batch·seq_len rows (≈ 1.2e-4 relative at T_b = 2048, Cauchy–Schwarz
+    /// carrying the bound across blocks); LLaMA Grams are ill-conditioned far beyond 10⁴ (SVD-LLM needs jitter for
+    /// Cholesky even in float64), so that would perturb the very eigen-directions whitening weights most, and measured at
+    /// 7B shape it saves only 0.8 of ≈ 4.7 ms per token-layer. We keep float64.
+    /// </summary>
+    private sealed class GramObserver : ILinearObserver, IDisposable
     {
         private readonly HashSet<string> _seenThisCall = [];
+        private Dictionary<string, InputStatistics> _layer = new(StringComparer.Ordinal);
+        private Tensor<double>? _scratch;
 
         public void BeginCall() => _seenThisCall.Clear();
+
+        /// <summary>The finished layer's inputs (ownership passes to the caller), in the order the forward pass saw them.</summary>
+        public List<(string Key, InputStatistics S)> TakeLayer()
+        {
+            var list = _layer.Select(kv => (kv.Key, kv.Value)).ToList();
+            _layer = new(StringComparer.Ordinal);
+            return list;
+        }
 
         public void OnInput(Linear linear, ReadOnlySpan<float> x, int rows)
         {
             if (!_seenThisCall.Add(linear.InputKey)) return;
             int n = linear.InFeatures;
-            var s = stats.GetOrAdd(linear.InputKey, n);
-            using var xd = Tensor<double>.Uninitialized(rows, n);
-            var d = xd.Span;
-            for (int i = 0; i < d.Length; i++)
+            if (!_layer.TryGetValue(linear.InputKey, out var s)) _layer[linear.InputKey] = s = new InputStatistics(n);
+            else if (s.Features != n) throw new InvalidOperationException($"input '{linear.InputKey}' seen with {n} features, earlier with {s.Features}");
+            // One scratch reused across calls: a fresh 180 MB buffer per call costs its page faults every time.
+            if (_scratch is null || _scratch.Length < (long)rows * n)
             {
-                double v = x[i];
-                d[i] = v;
-                s.AbsSum[i % n] += Math.Abs(v);
+                _scratch?.Dispose();
+                _scratch = Tensor<double>.Uninitialized(rows, n);
             }
-            // C += xᵀx (lower triangle; symmetrised once at the end).
+            var d = _scratch.Span[..(rows * n)];
+            var abs = s.AbsSum.AsSpan();
+            for (int r = 0; r < rows; r++)
+            {
+                var xr = x.Slice(r * n, n);
+                var dr = d.Slice(r * n, n);
+                for (int j = 0; j < n; j++)
+                {
+                    double v = xr[j];
+                    dr[j] = v;
+                    abs[j] += Math.Abs(v);
+                }
+            }
+            // C += xᵀx (lower triangle; symmetrised when the layer is done).
             Blas.Dsyrk(lower: true, Transpose.Yes, n, rows, 1.0, d, n, 1.0, s.Gram.Span, n);
             s.Tokens += rows;
+        }
+
+        public void Dispose()
+        {
+            _scratch?.Dispose();
+            foreach (var s in _layer.Values) s.Dispose();
+            _layer.Clear();
         }
     }
 }

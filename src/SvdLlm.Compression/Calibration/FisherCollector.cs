@@ -7,17 +7,26 @@ namespace SvdLlm.Compression.Calibration;
 /// <summary>
 /// FWSVD's Fisher information Î_ij = Σ_windows (∂L/∂W_ij)², L the next-token loss of one calibration window,
 /// from backward passes of the training model (LLaMA family, dense checkpoints, no sliding window).
-/// Each window is its own batch, so Î is the empirical Fisher over the calibration set.
+/// Each window is its own batch, so Î is the empirical Fisher over the calibration set. Only the row sums
+/// Σ_j Î_ij are kept (all FWSVD uses), [out_features] per linear.
+/// The training model holds every parameter and its gradient in float32 plus one window's activations of every
+/// layer, so it is checked against the available memory first (<see cref="EstimateBytes"/>).
 /// </summary>
 public static class FisherCollector
 {
-    public static void Collect(CausalLanguageModel model, int[] windows, int seqLen, CalibrationStatistics stats, Action<int, int>? progress = null)
+    /// <summary>Adds the row sums into <paramref name="stats"/>.Fisher.</summary>
+    public static void Collect(CausalLanguageModel model, int[] windows, int seqLen, CalibrationStatistics stats, Action<int, int>? progress = null, bool force = false)
+        => Collect(model, windows, seqLen, stats.Fisher, progress, force);
+
+    /// <summary>Adds the row sums per linear name into <paramref name="rowSums"/> (created on first use).</summary>
+    public static void Collect(CausalLanguageModel model, int[] windows, int seqLen, Dictionary<string, double[]> rowSums, Action<int, int>? progress = null, bool force = false)
     {
         if (model is not LlamaForCausalLM llama)
             throw new NotSupportedException($"Fisher statistics need the backward pass, which exists for the LLaMA family only (this model is {model.Architecture})");
+        CheckMemory(llama.Config, seqLen, force);
         using var train = new LlamaTrainingModel(llama.Config);
         train.LoadFrom(model.Reader);
-        var observer = new SquaredGradientObserver(stats, model.Linears.ToDictionary(l => l.Name));
+        var observer = new SquaredGradientObserver(rowSums, model.Linears.ToDictionary(l => l.Name));
         train.GradientObserver = observer;
         int samples = windows.Length / seqLen;
         for (int s = 0; s < samples; s++)
@@ -30,12 +39,46 @@ public static class FisherCollector
         }
     }
 
-    private sealed class SquaredGradientObserver(CalibrationStatistics stats, Dictionary<string, Linear> linears) : IGradientObserver
+    /// <summary>
+    /// Bytes the Fisher pass allocates for a window of <paramref name="seqLen"/> tokens (one batch of seqLen − 1
+    /// positions), from <see cref="LlamaTrainingModel"/>'s buffers: parameters and gradients (float32 each), every
+    /// layer's forward activations (input, ln1, q, k, v, attention probabilities NH·T², attention output, res2, ln2,
+    /// gate, up, act, two rstd), the final norm's buffers and dlogits [T, V], the backward's temporaries (dres, dln,
+    /// dact/dgate/dup, datty/dq, dk/dv, a T² scratch, the forward's delta) and this collector's per-linear gradient [out, in].
+    /// </summary>
+    public static long EstimateBytes(LlamaConfig config, int seqLen)
+    {
+        long t = Math.Max(1, seqLen - 1);
+        long h = config.HiddenSize, d = config.HeadDim, qw = config.NumAttentionHeads * d, kvw = config.NumKeyValueHeads * d;
+        long inter = config.IntermediateSize, v = config.VocabSize, heads = config.NumAttentionHeads, layers = config.NumHiddenLayers;
+        long perLayerParams = 2 * h + qw * h + 2 * kvw * h + h * qw + 3 * h * inter
+            + (config.QkvBias ? qw + 2 * kvw : 0) + (config.OutputBias ? h : 0) + (config.MlpBias ? 2 * inter + h : 0);
+        long parameters = v * h + layers * perLayerParams + h + (config.TieWordEmbeddings ? 0 : v * h);
+        long perLayerActs = 4 * t * h + 2 * t + 2 * t * qw + 2 * t * kvw + heads * t * t + 3 * t * inter;
+        long global = 2 * t * h + t + t * v;
+        long backward = 2 * t * h + 3 * t * inter + 2 * t * qw + 2 * t * kvw + t * t + t * h;
+        long gradient = Math.Max(Math.Max(qw * h, inter * h), kvw * h);
+        return 4 * (2 * parameters + layers * perLayerActs + global + backward + gradient);
+    }
+
+    /// <summary>Refuses (unless forced) when the estimate exceeds MemAvailable.</summary>
+    internal static void CheckMemory(LlamaConfig config, int seqLen, bool force, long? available = null)
+    {
+        long need = EstimateBytes(config, seqLen);
+        available ??= Preflight.AvailableMemoryBytes();
+        if (available is not long a || need <= a || force) return;
+        throw new InsufficientResourcesException(
+            $"Fisher statistics need the whole training model (float32 parameters and gradients plus one window's activations of every layer): "
+            + $"about {need / 1e9:F1} GB for seq_len {seqLen}, but only {a / 1e9:F1} GB is available (MemAvailable). "
+            + "Use a smaller model or seq_len, free memory, or force it (--force) to try anyway.");
+    }
+
+    private sealed class SquaredGradientObserver(Dictionary<string, double[]> fisher, Dictionary<string, Linear> linears) : IGradientObserver
     {
         public void OnLinearBackward(string name, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows)
         {
             var l = linears[name];
-            if (!stats.Fisher.TryGetValue(name, out var rows_)) stats.Fisher[name] = rows_ = new double[l.OutFeatures];
+            if (!fisher.TryGetValue(name, out var rows_)) fisher[name] = rows_ = new double[l.OutFeatures];
             // This window's weight gradient dW = dyᵀ·x [out, in]; only its squared row sums are kept (FWSVD's I_i).
             using var g = Tensor<float>.Uninitialized(l.OutFeatures, l.InFeatures);
             Blas.Sgemm(Transpose.Yes, Transpose.No, l.OutFeatures, l.InFeatures, rows, 1f, dy, l.OutFeatures, x, l.InFeatures, 0f, g.Span, l.InFeatures);

@@ -263,7 +263,7 @@ public static class MatrixRunner
                     Evaluate(c, modelDir);
                 foreach (var g in plan.Calibrations.Where(g => g.Model == model))
                 {
-                    CalibrationStatistics? stats = null;
+                    CalibrationStatisticsFile? stats = null;
                     int[]? windows = null;
                     try
                     {
@@ -322,17 +322,17 @@ public static class MatrixRunner
             return dir;
         }
 
-        private CalibrationStatistics Statistics(CalibrationPlan g, string modelDir)
+        private CalibrationStatisticsFile Statistics(CalibrationPlan g, string modelDir)
         {
             var request = Request(g, modelDir);
             string path = CalibrationCache.PathFor(CalibrationCache.Key(request), StatsDirectory);
-            if (File.Exists(path)) return CalibrationStatistics.Load(path);
+            if (File.Exists(path)) return CalibrationStatisticsFile.Open(path);
             // Statistics with Fisher hold everything those without do (the same Gram sums from the same windows).
             string withFisher = CalibrationCache.PathFor(CalibrationCache.Key(request with { Fisher = true }), StatsDirectory);
-            if (!request.Fisher && File.Exists(withFisher)) return CalibrationStatistics.Load(withFisher);
+            if (!request.Fisher && File.Exists(withFisher)) return CalibrationStatisticsFile.Open(withFisher);
             using var held = ArtifactLock.Acquire(path, options.Cancellation, () => Log($"waiting for another process collecting {path}"));
             options.Cancellation.ThrowIfCancellationRequested();
-            if (File.Exists(path)) return CalibrationStatistics.Load(path);
+            if (File.Exists(path)) return CalibrationStatisticsFile.Open(path);
             string label = $"calibrate {g.Model.Name} on {(g.Calibration.IsDemo ? "demo" : Path.GetFileName(g.Calibration.Dataset))} {g.Calibration.Samples}×{g.Calibration.SeqLen}{(g.Fisher ? " +fisher" : "")}";
             var clock = Begin(ArtifactKind.Calibration, label);
             using var model = ModelLoader.Load(modelDir);
@@ -348,7 +348,7 @@ public static class MatrixRunner
             return stats;
         }
 
-        private void Compress(CellPlan c, string modelDir, CalibrationStatistics stats, int[]? windows)
+        private void Compress(CellPlan c, string modelDir, IStatisticsSource stats, int[]? windows)
         {
             options.Cancellation.ThrowIfCancellationRequested();
             string dir = CompressedDir(c);
