@@ -66,11 +66,12 @@ public class LapackTests
             }
     }
 
-    [Fact]
-    public void SymmetricEigen_pairs_satisfy_Cv_equals_lambda_v()
+    [Theory]
+    [InlineData(10)]
+    [InlineData(75)]   // more than two 32×32 transpose tiles, with a partial one
+    public void SymmetricEigen_pairs_satisfy_Cv_equals_lambda_v(int n)
     {
         var rng = new Random(9);
-        int n = 10;
         var x = RandomArray(rng, n * 25);
         using var c = Tensor<double>.From(NaiveMatMul(x, false, x, true, n, n, 25, 25, 25), n, n);
         using var eig = Lapack.SymmetricEigen(c);
