@@ -43,6 +43,10 @@ public static class KnownOptions
             IsValid: v => v.Split('/') is [var i, var n] && int.TryParse(i, out int a) && int.TryParse(n, out int b) && a >= 1 && a <= b,
             Requirement: "I/N with 1 ≤ I ≤ N"),
         new("from", OptionKind.Value, "MergeResults: comma-separated shard databases", ValueName: "A.db,B.db"),
+        new("scale", OptionKind.Flag, "Bench: the 7B-shape scale benchmark (calibration and compression per layer, peak RSS, floor) instead of forward throughput"),
+        new("layers", OptionKind.Value, "Bench --scale: comma-separated depths (default: 1,3)", ValueName: "A,B",
+            IsValid: v => v.Split(',').All(x => int.TryParse(x, out int n) && n > 0), Requirement: "positive integers separated by commas"),
+        new("methods", OptionKind.Value, "Bench --scale: comma-separated methods (default: svdllm-v2,svdllm,asvd)", ValueName: "A,B"),
         new("filter", OptionKind.Value, "test filter expression for Test (dotnet test --filter)", ValueName: "EXPR"),
     ];
 

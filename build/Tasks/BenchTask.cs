@@ -1,7 +1,7 @@
 namespace SvdLlm.Build.Tasks;
 
 [TaskName("Bench")]
-[TaskDescription("Measured forward-pass throughput beside sgemm (--threads=T; more arguments after --)")]
+[TaskDescription("Measured forward-pass throughput beside sgemm, or with --scale the 7B-shape scale benchmark (--layers=1,3 --methods=…; more arguments after --)")]
 [IsDependentOn(typeof(BuildTask))]
 public sealed class BenchTask : FrostingTask
 {
@@ -13,6 +13,12 @@ public sealed class BenchTask : FrostingTask
         ];
         if (context.Option("threads") is { } threads)
             arguments.AddRange(["--threads", threads]);
+        if (context.HasFlag("scale"))
+        {
+            arguments.Add("--scale");
+            if (context.Option("layers") is { } layers) arguments.AddRange(["--layers", layers]);
+            if (context.Option("methods") is { } methods) arguments.AddRange(["--methods", methods]);
+        }
         arguments.AddRange(context.PassThroughArguments);
         context.Run("dotnet", arguments);
     }

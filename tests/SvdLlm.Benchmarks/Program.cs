@@ -22,6 +22,15 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "--scale-child") return ScaleBenchmark.Child(args);
+        if (args.Contains("--scale"))
+        {
+            int t = Environment.ProcessorCount;
+            int at = Array.IndexOf(args, "--threads");
+            if (at >= 0 && at + 1 < args.Length) t = int.Parse(args[at + 1]);
+            NumericsRuntime.SetThreads(t);
+            return ScaleBenchmark.Run(args, t);
+        }
         int threads = Environment.ProcessorCount, repeats = 3;
         int[] seqLens = [512, 1024];
         for (int i = 0; i < args.Length; i++)

@@ -1,0 +1,237 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SvdLlm.Compression;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Checkpoints;
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Benchmarks;
+
+/// <summary>
+/// The scale benchmark (issue "Real-model scale"): LLaMA-2-7B-shaped checkpoints (hidden 4096, intermediate 11008,
+/// 32 heads, vocab 32000, BF16, one shard per layer) with N layers and random weights of decaying spectrum, calibrated
+/// and compressed at 20 % by each method in a child process (so peak RSS is per run), beside the floor measured in the
+/// same run: 7 float64 eigendecompositions (dsyevd) of size 4096 per layer, the one eigenproblem per matrix every
+/// method needs (docs/NUMERICS.md). Prints per-layer seconds, the ratio to the floor and peak RSS per depth.
+/// Usage: --scale [--layers 1,3] [--methods svdllm-v2,svdllm,asvd] [--samples 8] [--seq-len 512] [--work DIR] [--only-generate]
+/// </summary>
+internal static class ScaleBenchmark
+{
+    private const int Hidden = 4096, Intermediate = 11008, Heads = 32, Vocab = 32000;
+
+    public static int Run(string[] args, int threads)
+    {
+        int[] depths = [1, 3];
+        string[] methods = ["svdllm-v2", "svdllm", "asvd"];
+        int samples = 8, seqLen = 512;
+        string work = Path.Combine(Path.GetTempPath(), "svdllm-scale");
+        bool onlyGenerate = false;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--scale": break;
+                case "--threads": i++; break;
+                case "--layers": depths = args[++i].Split(',').Select(int.Parse).ToArray(); break;
+                case "--methods": methods = args[++i].Split(','); break;
+                case "--samples": samples = int.Parse(args[++i]); break;
+                case "--seq-len": seqLen = int.Parse(args[++i]); break;
+                case "--work": work = args[++i]; break;
+                case "--only-generate": onlyGenerate = true; break;
+                default:
+                    Console.Error.WriteLine($"unknown argument '{args[i]}' (known with --scale: --layers, --methods, --samples, --seq-len, --work, --only-generate)");
+                    return 2;
+            }
+        }
+        foreach (string m in methods) CompressionMethod.Get(m);
+        Directory.CreateDirectory(work);
+        Console.WriteLine($"scale bench: {NumericsRuntime.Describe()}");
+        Console.WriteLine($"LLaMA-2-7B shape (hidden {Hidden}, intermediate {Intermediate}, {Heads} heads, vocab {Vocab}, BF16); calibration {samples} × {seqLen} random token ids; ratio 0.2");
+
+        var floor = MeasureFloor();
+        Console.WriteLine($"floor: dsyevd(4096) {floor.Eig:F2} s (min of 2) → {7 * floor.Eig:F1} s per layer; dgemm 4096³ {floor.GemmRate:F0} GFLOP/s");
+
+        var rows = new JsonArray();
+        Console.WriteLine();
+        Console.WriteLine($"{"layers",6} {"method",-10} {"calib s/layer",13} {"ms/tok/layer",12} {"compress s/layer",16} {"floor s/layer",13} {"ratio",6} {"peak RSS GB",11}");
+        foreach (int depth in depths)
+        {
+            string model = Checkpoint(work, depth);
+            if (onlyGenerate) continue;
+            string stats = Path.Combine(work, $"stats-{depth}-{samples}x{seqLen}.svdstats");
+            foreach (string method in methods)
+            {
+                var child = RunChild(model, stats, method, samples, seqLen, work, threads);
+                double calib = child["calibration_seconds"]!.GetValue<double>();
+                double compress = child["compression_seconds"]!.GetValue<double>();
+                double rss = child["peak_rss_bytes"]!.GetValue<long>() / 1e9;
+                double perLayer = compress / depth, floorLayer = 7 * floor.Eig;
+                string calibText = calib > 0 ? $"{calib / depth,13:F1} {calib * 1000 / ((double)samples * seqLen * depth),12:F2}" : $"{"(cached)",13} {"",12}";
+                Console.WriteLine($"{depth,6} {method,-10} {calibText} {perLayer,16:F1} {floorLayer,13:F1} {perLayer / floorLayer,6:F2} {rss,11:F2}");
+                child["layers"] = depth;
+                child["method"] = method;
+                child["floor_seconds_per_layer"] = floorLayer;
+                rows.Add(child);
+            }
+        }
+        string outFile = Path.Combine(work, "scale-bench.json");
+        File.WriteAllText(outFile, new JsonObject { ["numerics"] = NumericsRuntime.Describe(), ["floor_eig_seconds"] = floor.Eig, ["runs"] = rows }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"\nfigures: {outFile}; calibration at the paper's 256 × 2048 tokens × 32 layers ≈ (ms/tok/layer) × 16.8e6 / 1000 s");
+        return 0;
+    }
+
+    private static (double Eig, double GemmRate) MeasureFloor()
+    {
+        const int n = 4096;
+        var rng = new Random(1);
+        using var x = Tensor<double>.Uninitialized(n, n);
+        var xs = x.Span;
+        for (int i = 0; i < xs.Length; i++) xs[i] = rng.NextDouble() - 0.5;
+        using var c = Tensor<double>.Zeros(n, n);
+        var sw = Stopwatch.StartNew();
+        Blas.Dgemm(Transpose.No, Transpose.Yes, n, n, n, 1.0, x.Span, n, x.Span, n, 0.0, c.Span, n);
+        double gemm = 2.0 * n * n * n / sw.Elapsed.TotalSeconds / 1e9;
+        double best = double.MaxValue;
+        for (int r = 0; r < 2; r++)
+        {
+            sw.Restart();
+            using var eig = Lapack.SymmetricEigen(c);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return (best, gemm);
+    }
+
+    /// <summary>Runs calibration (cached per depth and sampling) and one compression in a fresh process; returns its JSON line.</summary>
+    private static JsonObject RunChild(string model, string stats, string method, int samples, int seqLen, string work, int threads)
+    {
+        var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
+        string self = typeof(ScaleBenchmark).Assembly.Location;
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") psi.ArgumentList.Add(self);
+        foreach (string a in new[] { "--scale-child", model, stats, method, samples.ToString(), seqLen.ToString(), work, threads.ToString() }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        JsonObject? result = null;
+        string? line;
+        while ((line = p.StandardOutput.ReadLine()) is not null)
+        {
+            if (line.StartsWith("{", StringComparison.Ordinal)) result = JsonNode.Parse(line)!.AsObject();
+            else Console.Error.WriteLine("  " + line);
+        }
+        p.WaitForExit();
+        if (p.ExitCode != 0 || result is null) throw new InvalidOperationException($"scale child for {method} on {model} failed (exit {p.ExitCode})");
+        return result;
+    }
+
+    /// <summary>The child: calibrate if the statistics are missing, compress to a scratch directory, report times and VmHWM.</summary>
+    public static int Child(string[] a)
+    {
+        string model = a[1], stats = a[2], method = a[3], work = a[6];
+        int samples = int.Parse(a[4]), seqLen = int.Parse(a[5]);
+        NumericsRuntime.SetThreads(int.Parse(a[7]));
+        using var m = ModelLoader.Load(model);
+        double calibration = 0;
+        if (!File.Exists(stats))
+        {
+            var rng = new Random(3);
+            var windows = Enumerable.Range(0, samples * seqLen).Select(_ => rng.Next(Vocab)).ToArray();
+            var sw = Stopwatch.StartNew();
+            Calibrator.CollectToFile(m, windows, seqLen, stats, new Dictionary<string, string> { ["bench"] = "scale" }, progress: (l, n) => Console.WriteLine($"calibration layer {l}/{n}"));
+            calibration = sw.Elapsed.TotalSeconds;
+        }
+        string outDir = Path.Combine(work, $"out-{Environment.ProcessId}");
+        var clock = Stopwatch.StartNew();
+        using var source = CalibrationStatisticsFile.Open(stats);
+        var report = Compressor.CompressToDirectory(m, source, method, 0.2, outDir, line => Console.WriteLine(line), work);
+        double compression = clock.Elapsed.TotalSeconds;
+        Directory.Delete(outDir, recursive: true);
+        Console.WriteLine(new JsonObject
+        {
+            ["calibration_seconds"] = calibration,
+            ["compression_seconds"] = compression,
+            ["stage_seconds"] = JsonSerializer.SerializeToNode(report.StageSeconds),
+            ["achieved_linear_ratio"] = report.AchievedLinearRatio,
+            ["peak_rss_bytes"] = PeakRss(),
+        }.ToJsonString());
+        return 0;
+    }
+
+    private static long PeakRss()
+    {
+        foreach (string line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return -1;
+    }
+
+    /// <summary>A 7B-shaped checkpoint with <paramref name="layers"/> layers under <paramref name="work"/>, written once (temp dir + rename) and reused.</summary>
+    private static string Checkpoint(string work, int layers)
+    {
+        string dir = Path.Combine(work, $"llama7b-shape-{layers}");
+        if (Directory.Exists(dir)) return dir;
+        long need = (long)layers * 2 * (4L * Hidden * Hidden + 3L * Hidden * Intermediate) + 2L * 2 * Vocab * Hidden;
+        long free = new DriveInfo(Path.GetFullPath(work)).AvailableFreeSpace;
+        if (need > free) throw new IOException($"a {layers}-layer 7B-shaped checkpoint needs {need / 1e9:F1} GB under {work}, {free / 1e9:F1} GB is free");
+        string tmp = dir + ".partial";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        Directory.CreateDirectory(tmp);
+        File.WriteAllText(Path.Combine(tmp, "config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["architectures"] = new[] { "LlamaForCausalLM" }, ["model_type"] = "llama", ["hidden_size"] = Hidden, ["intermediate_size"] = Intermediate,
+            ["num_hidden_layers"] = layers, ["num_attention_heads"] = Heads, ["num_key_value_heads"] = Heads, ["vocab_size"] = Vocab,
+            ["max_position_embeddings"] = 4096, ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["tie_word_embeddings"] = false,
+            ["hidden_act"] = "silu", ["torch_dtype"] = "bfloat16",
+        }));
+        var map = new JsonObject();
+        int shards = layers + 1;
+        WriterTensor T(string name, int seed, string shard, params int[] shape)
+        {
+            map[name] = shard;
+            return WriterTensor.Lazy(name, SafeTensorsDType.BF16, shape.Select(x => (long)x).ToArray(), () => RandomWeight(shape, seed));
+        }
+        var sw = Stopwatch.StartNew();
+        for (int l = 0; l < layers; l++)
+        {
+            string shard = $"model-{l + 1:D5}-of-{shards:D5}.safetensors", p = $"model.layers.{l}.";
+            int s0 = 1000 * l;
+            SafeTensorsWriter.Write(Path.Combine(tmp, shard),
+            [
+                T(p + "input_layernorm.weight", 0, shard, Hidden), T(p + "self_attn.q_proj.weight", s0 + 1, shard, Hidden, Hidden),
+                T(p + "self_attn.k_proj.weight", s0 + 2, shard, Hidden, Hidden), T(p + "self_attn.v_proj.weight", s0 + 3, shard, Hidden, Hidden),
+                T(p + "self_attn.o_proj.weight", s0 + 4, shard, Hidden, Hidden), T(p + "post_attention_layernorm.weight", 0, shard, Hidden),
+                T(p + "mlp.gate_proj.weight", s0 + 5, shard, Intermediate, Hidden), T(p + "mlp.up_proj.weight", s0 + 6, shard, Intermediate, Hidden),
+                T(p + "mlp.down_proj.weight", s0 + 7, shard, Hidden, Intermediate),
+            ]);
+        }
+        string last = $"model-{shards:D5}-of-{shards:D5}.safetensors";
+        SafeTensorsWriter.Write(Path.Combine(tmp, last),
+            [T("model.embed_tokens.weight", 7, last, Vocab, Hidden), T("model.norm.weight", 0, last, Hidden), T("lm_head.weight", 8, last, Vocab, Hidden)]);
+        File.WriteAllText(Path.Combine(tmp, CheckpointReader.IndexFileName), new JsonObject { ["metadata"] = new JsonObject(), ["weight_map"] = map }.ToJsonString());
+        Directory.Move(tmp, dir);
+        Console.Error.WriteLine($"  wrote {dir} in {sw.Elapsed.TotalSeconds:F0} s");
+        return dir;
+    }
+
+    /// <summary>
+    /// W = G·diag(d), G uniform in [−1, 1], d_j ∝ (1 + π(j))^−½ over a random column permutation π: singular values decay
+    /// like a trained model's, so the ranks the allocation picks matter. Norm weights are 1.
+    /// </summary>
+    private static ReadOnlyMemory<float> RandomWeight(int[] shape, int seed)
+    {
+        int n = shape.Aggregate(1, (x, y) => x * y);
+        var data = new float[n];
+        if (shape.Length == 1)
+        {
+            Array.Fill(data, 1f);
+            return data;
+        }
+        var rng = new Random(seed);
+        int cols = shape[1];
+        var perm = Enumerable.Range(0, cols).OrderBy(_ => rng.Next()).ToArray();
+        var d = new float[cols];
+        for (int j = 0; j < cols; j++) d[j] = 0.034f * MathF.Pow(1 + perm[j], -0.5f) * MathF.Sqrt(cols) / 8f;
+        for (int i = 0; i < shape[0]; i++)
+            for (int j = 0; j < cols; j++) data[(long)i * cols + j] = (float)(rng.NextDouble() * 2 - 1) * d[j];
+        return data;
+    }
+}
