@@ -2,7 +2,7 @@ using SvdLlm.Numerics;
 
 namespace SvdLlm.Compression.Truncation;
 
-// The truncations of the compared methods, in the papers' notation (see ../shared/design/ALGORITHMS.md):
+// The truncations of the compared methods, in the papers' notation (see docs/NUMERICS.md; these literal forms are the oracles of WeightedLowRank):
 // W [m, n] = out × in, C = X Xᵀ [n, n], rank k, factors W_u [m, k], W_v [k, n].
 
 /// <summary>Plain SVD: W = U Σ Vᵀ, W_u = U_k Σ_k^½, W_v = Σ_k^½ V_kᵀ. Objective ‖W − W'‖_F (data-free).</summary>

@@ -5,7 +5,7 @@ namespace SvdLlm.Evaluation.Tasks;
 
 /// <summary>
 /// The perplexity datasets read from their release files, each turned into the one text SVD-LLM's evaluator
-/// tokenizes (see /work/shared/design/ALGORITHMS.md, "Evaluation protocols"): the dataset's rows joined with "\n\n".
+/// tokenizes (SVD-LLM's evaluation protocol; docs/ARCHITECTURE.md, SvdLlm.Evaluation): the dataset's rows joined with "\n\n".
 /// </summary>
 public static class PerplexityDatasets
 {
