@@ -151,13 +151,7 @@ public static class Compressor
                 }
                 log($"allocation pass: layer {index} ({linears.Count} matrices) in {layerClock.Elapsed.TotalSeconds:F1} s");
             }
-            allocation = TheoreticalLossAllocation.Allocate(targets, ratio, (t, k) =>
-            {
-                var (lambda, dropped) = spectra[t.Name];
-                double tail = dropped;
-                for (int i = lambda.Length - 1; i >= k; i--) tail += Math.Max(0, lambda[i]);
-                return Math.Sqrt(tail);
-            });
+            allocation = TheoreticalLossAllocation.Allocate(targets, ratio, (t, k) => WeightedBasis.LossAtRank(spectra[t.Name].Lambda, spectra[t.Name].Dropped, k));
             foreach (var a in allocation.Where(a => a.Note is not null)) report.Notes.Add($"{a.Name}: {a.Note}");
         }
         else if (method.Allocation == AllocationKind.Sensitivity)
@@ -206,7 +200,8 @@ public static class Compressor
         foreach (var (index, linears) in layers)
         {
             var layerClock = Stopwatch.StartNew();
-            using var inputs = new LayerInputs(stats, method.Truncation);
+            // From the workspace, the decomposition is done: only the Gram (for the measured loss) is read, no whitening is built.
+            using var inputs = new LayerInputs(stats, method.Truncation, decomposes: workspace is null);
             var done = new List<(Linear, LowRankFactors)>();
             try
             {
@@ -253,8 +248,8 @@ public static class Compressor
         }
         report.StageSeconds["truncation"] = clock.Elapsed.TotalSeconds;
         log($"truncation ({method.Truncation}) of {allocation.Count} matrices done in {clock.Elapsed.TotalSeconds:F1} s");
-        report.Notes.Add("decomposition routes: " + string.Join(", ", routes.Values.Select(r => r.Split(' ')[0] + " " + r.Split(' ', 2)[1].Split(' ')[0]).Distinct()) +
-                         " (see each matrix's route; W' = U_k U_kᵀ W, so W keeps its component on C's null space)");
+        report.Notes.Add("decomposition routes: " + string.Join(", ", routes.Values.Distinct()) +
+                         " (each matrix's route is in its entry; W' = U_k U_kᵀ W, so W keeps its component on C's null space)");
 
         // 3. SVD-LLM's closed-form local update of W_u on inputs from the compressed preceding layers.
         if (method.LocalUpdate)
@@ -276,10 +271,10 @@ public static class Compressor
     /// multiply-adds; otherwise from <see cref="MeasuredLossRows"/> evenly spaced rows of E, scaled by m / rows (an
     /// unbiased estimate over rows; the theoretical loss is the exact figure).
     /// </summary>
-    internal static double MeasuredLoss(Tensor<double> w, LowRankFactors f, Tensor<double> c)
+    internal static double MeasuredLoss(Tensor<double> w, LowRankFactors f, Tensor<double> c, double exactBudget = ExactLossBudget)
     {
         int m = w.Rows, n = w.Cols, k = f.Rank;
-        int rows = (double)m * n * n <= ExactLossBudget ? m : Math.Min(m, MeasuredLossRows);
+        int rows = (double)m * n * n <= exactBudget ? m : Math.Min(m, MeasuredLossRows);
         using var e = Tensor<double>.Uninitialized(rows, n);
         using var us = Tensor<double>.Uninitialized(rows, k);
         for (int r = 0; r < rows; r++)
@@ -295,7 +290,7 @@ public static class Compressor
     }
 
     /// <summary>Float32 workspace when every linear is stored in 16 bits (its factors will be rounded far more coarsely anyway).</summary>
-    private static bool CompactWorkspace(CausalLanguageModel model)
+    internal static bool CompactWorkspace(CausalLanguageModel model)
         => model.Linears.All(l => model.Reader.Contains(l.Name + ".weight") && model.Reader.GetInfo(l.Name + ".weight").DType is SvdLlm.Models.Checkpoints.SafeTensorsDType.BF16 or SvdLlm.Models.Checkpoints.SafeTensorsDType.F16);
 
     /// <summary>The linear's dense weight as float64, read from memory or from the checkpoint.</summary>

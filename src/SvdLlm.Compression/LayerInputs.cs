@@ -11,7 +11,8 @@ namespace SvdLlm.Compression;
 /// linears that read it (q/k/v, gate/up): the Gram, SVD-LLM's jittered Gram and whitening, V2's whitening for the
 /// route that needs one. Disposing releases the layer's statistics from the source.
 /// </summary>
-internal sealed class LayerInputs(IStatisticsSource stats, TruncationKind kind, bool release = true) : IDisposable
+/// <param name="decomposes">false when the caller truncates from stored bases: whitenings (Cholesky, eigen-support) are then skipped</param>
+internal sealed class LayerInputs(IStatisticsSource stats, TruncationKind kind, bool release = true, bool decomposes = true) : IDisposable
 {
     private readonly Dictionary<string, Weighting> _byKey = new(StringComparer.Ordinal);
     private readonly List<IDisposable> _owned = [];
@@ -30,7 +31,7 @@ internal sealed class LayerInputs(IStatisticsSource stats, TruncationKind kind, 
         string key = l.InputKey;
         if (_byKey.TryGetValue(key, out var cached))
         {
-            if (l.OutFeatures > l.InFeatures && kind is TruncationKind.EigenWhitening && cached.SharedWhitening is not { IsCholesky: true } && !_eigenWhitened.Contains(key))
+            if (decomposes && l.OutFeatures > l.InFeatures && kind is TruncationKind.EigenWhitening && cached.SharedWhitening is not { IsCholesky: true } && !_eigenWhitened.Contains(key))
             {
                 _byKey[key] = cached = WithWhitening(cached);
                 _eigenWhitened.Add(key);
@@ -50,7 +51,7 @@ internal sealed class LayerInputs(IStatisticsSource stats, TruncationKind kind, 
             TruncationKind.EigenWhitening => new Weighting { Gram = s.Gram, Objective = "‖(W−W')X‖_F" },
             _ => throw new InvalidOperationException($"no weighting for {kind}"),
         };
-        if (kind is TruncationKind.EigenWhitening)
+        if (decomposes && kind is TruncationKind.EigenWhitening)
         {
             if (l.OutFeatures > l.InFeatures)
             {

@@ -41,7 +41,8 @@ public static class Preflight
         long tokens = (long)samples * seqLen;
         long hiddenStates = Math.Min(tokens * hidden * 4, 1L << 30);
         long layerWeights = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures * 4));
-        long layerGrams = layers.Max(g => g.Select(l => l.InFeatures).Distinct().Sum(n => (long)n * n * 8) + g.GroupBy(l => l.InputKey).Sum(k => (long)k.First().InFeatures * k.First().InFeatures * 8) / 2);
+        // One full float64 Gram per distinct input key of a layer (the file's packed triangles are unpacked on read).
+        long layerGrams = layers.Max(g => g.GroupBy(l => l.InputKey).Sum(k => (long)k.First().InFeatures * k.First().InFeatures * 8));
         int maxIntermediate = model.Linears.Max(l => Math.Max(l.InFeatures, l.OutFeatures));
         long batchActivations = 4L * seqLen * (12 * hidden + 3L * maxIntermediate) * 4 + 4L * seqLen * seqLen * 4 * 2;
         long calibration = statisticsCached ? 0 : hiddenStates + layerWeights + layerGrams + batchActivations + vocabTensor + 300 * Mb;
@@ -49,12 +50,14 @@ public static class Preflight
         // Compression: one layer's Grams and whitenings, the largest matrix's decomposition, one layer's factors.
         long decomposition = model.Linears.Max(l => DecompositionBytes(l.OutFeatures, l.InFeatures));
         long layerFactors = layers.Max(g => g.Sum(l => FactorBytes(l, ratio)));
-        long compression = layerGrams * 2 + decomposition + layerFactors + vocabTensor + 300 * Mb;
+        // Whitenings: one [n, n] factor per input some square or tall linear reads (LayerInputs builds them for those only).
+        long layerWhitenings = layers.Max(g => g.GroupBy(l => l.InputKey).Where(k => k.Any(l => l.OutFeatures >= l.InFeatures))
+            .Sum(k => (long)k.First().InFeatures * k.First().InFeatures * 8));
+        long compression = layerGrams + layerWhitenings + decomposition + layerFactors + vocabTensor + 300 * Mb;
 
         long statsDisk = statisticsCached ? 0 : layers.Sum(g => g.GroupBy(l => l.InputKey).Sum(k => (long)k.First().InFeatures * (k.First().InFeatures + 1) / 2 * 8 + k.First().InFeatures * 8L));
         bool twoPass = method.Allocation == AllocationKind.TheoreticalLoss && method.Truncation == TruncationKind.EigenWhitening;
-        int workspaceElement = model.Linears.All(l => model.Reader.Contains(l.Name + ".weight") &&
-            model.Reader.GetInfo(l.Name + ".weight").DType is SvdLlm.Models.Checkpoints.SafeTensorsDType.BF16 or SvdLlm.Models.Checkpoints.SafeTensorsDType.F16) ? 4 : 8;
+        int workspaceElement = Compressor.CompactWorkspace(model) ? 4 : 8;
         long workspace = twoPass ? model.Linears.Sum(l => (long)l.OutFeatures * WeightedLowRank.MaxUsefulRank(l.OutFeatures, l.InFeatures) * workspaceElement) : 0;
         long inputBytes = model.Reader.FilePaths.Sum(f => new FileInfo(f).Length);
         long linearBytes = model.Linears.Sum(l => model.Reader.Contains(l.Name + ".weight") ? model.Reader.GetInfo(l.Name + ".weight").ByteLength : 0);
