@@ -285,6 +285,8 @@ public static unsafe class Lapack
             "dgesdd" or "sgesdd" => "the bidiagonal SVD (DBDSDC) did not converge",
             "dsyevd" or "ssyevd" => $"the eigen solver failed to converge ({info} off-diagonal elements did not reach zero)",
             "dgesv" => $"U({info},{info}) is exactly zero: the matrix is singular",
+            "dsterf" => $"the QL/QR iteration did not converge ({info} off-diagonal elements did not reach zero)",
+            "dstemr" => $"MRRR failed (internal error code {info})",
             _ => $"info = {info}",
         };
         throw new LapackException(routine, info, $"LAPACK {routine} ({what}) failed: {reason}");

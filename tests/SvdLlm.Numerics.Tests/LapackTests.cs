@@ -189,11 +189,4 @@ public class LapackTests
         float q = 16777217f;
         Assert.True(Lapack.RoundUpWorkspace(q) >= 16777217);
     }
-
-    private static double[] Identity(int n)
-    {
-        var id = new double[n * n];
-        for (int i = 0; i < n; i++) id[i * n + i] = 1;
-        return id;
-    }
 }

@@ -36,6 +36,13 @@ internal static class TestUtil
         return c;
     }
 
+    public static double[] Identity(int n)
+    {
+        var id = new double[n * n];
+        for (int i = 0; i < n; i++) id[i * n + i] = 1;
+        return id;
+    }
+
     public static double MaxAbsDiff(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
     {
         Assert.Equal(a.Length, b.Length);

@@ -75,4 +75,20 @@ internal static unsafe class OpenBlasNative
 
     [DllImport(Library)]
     public static extern void dgesv_(int* n, int* nrhs, double* a, int* lda, int* ipiv, double* b, int* ldb, int* info);
+
+    [DllImport(Library)]
+    public static extern void dsytrd_(byte* uplo, int* n, double* a, int* lda, double* d, double* e, double* tau,
+        double* work, int* lwork, int* info, nint uploLen);
+
+    [DllImport(Library)]
+    public static extern void dsterf_(int* n, double* d, double* e, int* info);
+
+    [DllImport(Library)]
+    public static extern void dstemr_(byte* jobz, byte* range, int* n, double* d, double* e, double* vl, double* vu, int* il, int* iu,
+        int* m, double* w, double* z, int* ldz, int* nzc, int* isuppz, int* tryrac, double* work, int* lwork, int* iwork, int* liwork,
+        int* info, nint jobzLen, nint rangeLen);
+
+    [DllImport(Library)]
+    public static extern void dormtr_(byte* side, byte* uplo, byte* trans, int* m, int* n, double* a, int* lda, double* tau,
+        double* c, int* ldc, double* work, int* lwork, int* info, nint sideLen, nint uploLen, nint transLen);
 }
