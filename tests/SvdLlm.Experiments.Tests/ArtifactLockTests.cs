@@ -36,4 +36,25 @@ public sealed class ArtifactLockTests
         cts.Cancel();
         Assert.Throws<OperationCanceledException>(() => ArtifactLock.Acquire(dir.File("a"), cts.Token));
     }
+
+    [Fact]
+    public void ReadersShareTheLockAndKeepTheExclusiveOneOut()
+    {
+        using var dir = new TempDirectory();
+        string artifact = dir.File("artifact");
+        var reader1 = ArtifactLock.AcquireShared(artifact, CancellationToken.None);
+        var reader2 = ArtifactLock.AcquireShared(artifact, CancellationToken.None);
+        Assert.Null(ArtifactLock.TryAcquire(artifact));
+        reader1.Dispose();
+        Assert.Null(ArtifactLock.TryAcquire(artifact));
+        reader2.Dispose();
+        using (var writer = ArtifactLock.TryAcquire(artifact))
+        {
+            Assert.NotNull(writer);
+            // A reader waits for the writer.
+            using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+            Assert.Throws<OperationCanceledException>(() => ArtifactLock.AcquireShared(artifact, cts.Token));
+        }
+        using var reader3 = ArtifactLock.AcquireShared(artifact, CancellationToken.None);
+    }
 }

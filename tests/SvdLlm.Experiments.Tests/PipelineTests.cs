@@ -152,6 +152,57 @@ public sealed class PipelineTests
     }
 
     [Fact]
+    public void ACompressedModelIsNotDeletedWhileAnotherProcessReadsIt()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "false"));
+        string db = w.Temp.File("results.db");
+        Run(matrix, db, new Counter(), PipelineStage.Compress);
+        var spec = MatrixLoader.Load(matrix);
+        var dirs = MatrixPlan.Build(spec, new SvdLlm.Experiments.Cache.ArtifactKeys(w.CacheDir)).Cells
+            .Where(c => !c.IsOriginal).Select(c => MatrixRunner.CompressedDirectory(w.CacheDir, c.Key)).ToList();
+        Assert.All(dirs, d => Assert.True(Directory.Exists(d)));
+
+        // Another process reading the models (its shared lock, as its evaluations hold it): this run evaluates
+        // beside it, but leaves the directories that keep_compressed: false would otherwise delete.
+        var readers = dirs.Select(d => SvdLlm.Experiments.Cache.ArtifactLock.AcquireShared(d, CancellationToken.None)).ToList();
+        var evaluated = new Counter();
+        Run(matrix, db, evaluated);
+        Assert.Equal(3, evaluated.Count("evaluation"));
+        Assert.All(dirs, d => Assert.True(Directory.Exists(d)));
+
+        // Once the reader is gone, the next run drops them and computes nothing.
+        readers.ForEach(r => r.Dispose());
+        var after = new Counter();
+        Run(matrix, db, after);
+        Assert.Empty(after.Seen);
+        Assert.All(dirs, d => Assert.False(Directory.Exists(d)));
+    }
+
+    [Fact]
+    public void LeftoversOfDeadRunsAreSwept()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "false"));
+        var spec = MatrixLoader.Load(matrix);
+        var cell = MatrixPlan.Build(spec, new SvdLlm.Experiments.Cache.ArtifactKeys(w.CacheDir)).Cells.First(c => !c.IsOriginal);
+        string dir = MatrixRunner.CompressedDirectory(w.CacheDir, cell.Key);
+        using var gone = System.Diagnostics.Process.Start("true")!;
+        gone.WaitForExit();
+        string deleting = dir + ".deleting-" + gone.Id, partial = dir + "0.partial";
+        Directory.CreateDirectory(deleting);
+        File.WriteAllText(Path.Combine(deleting, "model.safetensors"), "half deleted");
+        Directory.CreateDirectory(partial);
+        // A live process's deletion is its own business.
+        string live = dir + "1.deleting-" + Environment.ProcessId;
+        Directory.CreateDirectory(live);
+        Run(matrix, w.Temp.File("r.db"), new Counter(), PipelineStage.Calibrate);
+        Assert.False(Directory.Exists(deleting));
+        Assert.False(Directory.Exists(partial));
+        Assert.True(Directory.Exists(live));
+    }
+
+    [Fact]
     public void AStagePartialRunThenTheRestComputesEachArtifactOnce()
     {
         using var w = new MicroWorld();

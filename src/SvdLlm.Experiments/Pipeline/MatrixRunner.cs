@@ -157,37 +157,55 @@ public static class MatrixRunner
 
         /// <summary>
         /// The compressed model is on disk (the directory appears only complete: written as DIR.partial, then
-        /// renamed) and its statistics are in this database, adopted from its report if another run made it.
+        /// renamed) and either recorded in this database or holding a readable report of this cell. No side effects:
+        /// the planning decisions use it; only <see cref="Adopt"/>, under the cell's lock, records or deletes.
         /// </summary>
-        private bool CompressedReady(CellPlan c) => Directory.Exists(CompressedDir(c)) && (_compressed.Contains(c.Key) || Adopt(c));
+        private bool ReadyOnDisk(CellPlan c) => Directory.Exists(CompressedDir(c)) && (_compressed.Contains(c.Key) || ReadReport(c, out _) is null);
 
-        private bool Adopt(CellPlan c)
+        /// <summary>The cell's report from its directory, or why it cannot be used (null when it can).</summary>
+        private string? ReadReport(CellPlan c, out CompressionReport? report)
         {
             string dir = CompressedDir(c);
+            report = null;
             try
             {
-                var report = CompressionReportReader.Read(dir);
-                if (report.Method != c.Method.Name || report.Ratio != c.Ratio) throw new InvalidDataException($"{dir} holds {report.Method} at {report.Ratio}, not {c.Label}");
-                if (options.DryRun) return true;
-                store.RecordCompression(c.Record, report, _runId);
-                _compressed.Add(c.Key);
-                Log($"adopted the cached compressed model of {c.Label} ({dir})");
-                return true;
+                report = CompressionReportReader.Read(dir);
+                return report.Method != c.Method.Name || report.Ratio != c.Ratio ? $"{dir} holds {report.Method} at {report.Ratio}, not {c.Label}" : null;
             }
-            catch (InvalidDataException e)
+            catch (Exception e) when (e is InvalidDataException or IOException)
             {
-                if (!options.DryRun)
+                return e.Message;
+            }
+        }
+
+        /// <summary>
+        /// Under the cell's lock (shared or exclusive): is the compressed model on disk and recorded in this database?
+        /// A directory another run made is adopted from its report; an unusable one is deleted, but only by the
+        /// holder of the exclusive lock (a reader leaves it to the next compression).
+        /// </summary>
+        private bool Adopt(CellPlan c, bool exclusive)
+        {
+            string dir = CompressedDir(c);
+            if (!Directory.Exists(dir)) return false;
+            if (_compressed.Contains(c.Key)) return true;
+            if (ReadReport(c, out var report) is { } problem)
+            {
+                if (exclusive)
                 {
-                    Log($"discarding {dir}: {e.Message}");
+                    Log($"discarding {dir}: {problem}");
                     Directory.Delete(dir, recursive: true);
                 }
                 return false;
             }
+            store.RecordCompression(c.Record, report!, _runId);
+            _compressed.Add(c.Key);
+            Log($"adopted the cached compressed model of {c.Label} ({dir})");
+            return true;
         }
 
         /// <summary>A compressed cell needs its model built when the stage goes that far and something still needs it.</summary>
         private bool NeedsCompression(CellPlan c) =>
-            !c.IsOriginal && options.Stage >= PipelineStage.Compress && !CompressedReady(c) && (!_compressed.Contains(c.Key) || Pending(c).Count > 0);
+            !c.IsOriginal && options.Stage >= PipelineStage.Compress && !ReadyOnDisk(c) && (!_compressed.Contains(c.Key) || Pending(c).Count > 0);
 
         private bool NeedsEvaluation(CellPlan c) => options.Stage >= PipelineStage.Evaluate && Pending(c).Count > 0;
 
@@ -236,7 +254,7 @@ public static class MatrixRunner
             o($"{"cell",-34} {"key",-12}  {"compressed",-18} evaluations");
             foreach (var c in cells)
             {
-                string comp = c.IsOriginal ? "-" : CompressedReady(c) ? "cached" : _compressed.Contains(c.Key) ? "stored (dir gone)" : "missing";
+                string comp = c.IsOriginal ? "-" : ReadyOnDisk(c) ? "cached" : _compressed.Contains(c.Key) ? "stored (dir gone)" : "missing";
                 if (NeedsCompression(c)) { comp += " → compute"; toCompress++; }
                 var pending = Pending(c);
                 int done = c.Evaluations.Count - pending.Count;
@@ -248,6 +266,7 @@ public static class MatrixRunner
 
         public void Execute()
         {
+            SweepLeftovers();
             int planned = plan.Matrix.Models.Count(m => ModelHasWork(m) && ExistingModelDir(m) is null)
                 + plan.Calibrations.Count(g => NeedsCalibration(g) && !StatsCached(g, ExistingModelDir(g.Model)))
                 + cells.Count(NeedsCompression)
@@ -275,13 +294,12 @@ public static class MatrixRunner
                         // Statistics are loaded only when a cell of the group still has to be compressed.
                         foreach (var c in CellsOf(g))
                         {
-                            if (NeedsCompression(c))
+                            RunCell(c, modelDir, () =>
                             {
                                 stats ??= Statistics(g, modelDir);
                                 if (CompressionMethod.Get(c.Method.Name).LocalUpdate) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
-                                Compress(c, modelDir, stats, windows);
-                            }
-                            if (NeedsEvaluation(c)) Evaluate(c, CompressedDir(c));
+                                return (stats, windows);
+                            });
                             DropIfDone(c);
                         }
                     }
@@ -293,6 +311,79 @@ public static class MatrixRunner
             }
             if (options.Stage >= PipelineStage.Evaluate)
                 foreach (var c in cells.Where(c => !c.IsOriginal)) DropIfDone(c);
+        }
+
+        /// <summary>
+        /// Builds (or adopts) a compressed cell's model and evaluates it. The evaluations hold the cell's shared lock
+        /// from the check that the model is there to their end, and deleting needs the exclusive one, so another
+        /// process with keep_compressed: false cannot delete the directory under them; if it went before the shared
+        /// lock was taken, it is built again (or nothing is left to do).
+        /// </summary>
+        private void RunCell(CellPlan c, string modelDir, Func<(IStatisticsSource Stats, int[]? Windows)> inputs)
+        {
+            string dir = CompressedDir(c);
+            while (true)
+            {
+                options.Cancellation.ThrowIfCancellationRequested();
+                if (NeedsCompression(c))
+                {
+                    var (stats, windows) = inputs();
+                    Compress(c, modelDir, stats, windows);
+                }
+                if (_compressed.Contains(c.Key) && !NeedsEvaluation(c)) return;
+                using var reading = ArtifactLock.AcquireShared(dir, options.Cancellation, () => Log($"waiting for another process writing {c.Label}"));
+                Refresh(c);
+                if (!Adopt(c, exclusive: false))
+                {
+                    if (_compressed.Contains(c.Key) && Pending(c).Count == 0) return;
+                    continue;
+                }
+                if (NeedsEvaluation(c)) Evaluate(c, dir);
+                return;
+            }
+        }
+
+        /// <summary>
+        /// Removes what killed runs left in the compressed-model cache: DIR.deleting-PID whose process is gone, and a
+        /// DIR.partial that nobody is writing (its cell's exclusive lock is free; a live writer holds it).
+        /// </summary>
+        private void SweepLeftovers()
+        {
+            string root = Path.Combine(cacheRoot, "compressed");
+            if (!Directory.Exists(root)) return;
+            foreach (string path in Directory.EnumerateDirectories(root))
+            {
+                string name = Path.GetFileName(path);
+                int deleting = name.LastIndexOf(".deleting-", StringComparison.Ordinal);
+                if (deleting > 0 && int.TryParse(name.AsSpan(deleting + ".deleting-".Length), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
+                {
+                    if (ProcessAlive(pid)) continue;
+                }
+                else if (name.EndsWith(".partial", StringComparison.Ordinal))
+                {
+                    using var held = ArtifactLock.TryAcquire(path[..^".partial".Length]);
+                    if (held is null) continue;
+                    Directory.Delete(path, recursive: true);
+                    Log($"removed {path}, left by a run that stopped while writing it");
+                    continue;
+                }
+                else continue;
+                Directory.Delete(path, recursive: true);
+                Log($"removed {path}, left by a run that stopped while deleting it");
+            }
+        }
+
+        private static bool ProcessAlive(int pid)
+        {
+            try
+            {
+                using var p = Process.GetProcessById(pid);
+                return !p.HasExited;
+            }
+            catch (ArgumentException)
+            {
+                return false;
+            }
         }
 
         private string EnsureModel(ModelSpec m)
@@ -355,7 +446,7 @@ public static class MatrixRunner
             using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process compressing {c.Label}"));
             options.Cancellation.ThrowIfCancellationRequested();
             Refresh(c);
-            if (CompressedReady(c)) return;
+            if (Adopt(c, exclusive: true)) return;
             if (_compressed.Contains(c.Key) && Pending(c).Count == 0)
             {
                 Log($"{c.Label} was finished by another process meanwhile");
@@ -414,12 +505,19 @@ public static class MatrixRunner
             }
         }
 
-        /// <summary>Without keep_compressed, a compressed model goes once every evaluation of its cell is stored.</summary>
+        /// <summary>
+        /// Without keep_compressed, a compressed model goes once every evaluation of its cell is stored, by whoever
+        /// gets the exclusive lock: while another process reads it (shared lock), it stays, and that reader drops it.
+        /// </summary>
         private void DropIfDone(CellPlan c)
         {
             if (plan.Matrix.Run.KeepCompressed || c.IsOriginal || Pending(c).Count > 0 || !_compressed.Contains(c.Key)) return;
             string dir = CompressedDir(c);
             if (!Directory.Exists(dir)) return;
+            using var held = ArtifactLock.TryAcquire(dir);
+            if (held is null) return;
+            Refresh(c);
+            if (Pending(c).Count > 0 || !Directory.Exists(dir)) return;
             // Renamed first, so a kill during the delete leaves a name that no lookup mistakes for a complete model.
             string doomed = dir + ".deleting-" + Environment.ProcessId;
             Directory.Move(dir, doomed);
