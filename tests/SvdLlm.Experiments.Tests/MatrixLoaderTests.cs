@@ -227,4 +227,47 @@ public sealed class MatrixLoaderTests
         while (dir is not null && !File.Exists(Path.Combine(dir, "SvdLlm.Experiments.sln"))) dir = Path.GetDirectoryName(dir);
         return dir ?? throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
     }
+
+    [Fact]
+    public void HostileYamlIsRefusedWithAnErrorNotExecuted()
+    {
+        using var dir = new TempDirectory();
+        // A self-referencing anchor: a cycle once aliases resolve (the old loader overflowed the stack).
+        string recursive = dir.File("recursive.yaml");
+        File.WriteAllText(recursive, "name: r\npaths: &p {x: *p}\n");
+        Assert.Contains("recursive", Invalid(recursive).Message, StringComparison.Ordinal);
+
+        // "Billion laughs": ten levels of ten aliases each name 10¹⁰ values in under a kilobyte.
+        var laughs = new System.Text.StringBuilder("a0: &a0 [lol]\n");
+        for (int l = 1; l <= 10; l++)
+            laughs.Append($"a{l}: &a{l} [{string.Join(", ", Enumerable.Repeat($"*a{l - 1}", 10))}]\n");
+        string bomb = dir.File("laughs.yaml");
+        File.WriteAllText(bomb, laughs.ToString());
+        Assert.Contains("more than 100000 values", Invalid(bomb).Message, StringComparison.Ordinal);
+
+        // Deep nesting is refused by a depth limit, not by the stack.
+        string deep = dir.File("deep.yaml");
+        File.WriteAllText(deep, "name: " + new string('[', 200) + new string(']', 200) + "\n");
+        Assert.Contains("nested deeper than 64", Invalid(deep).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void InvalidUtf8IsAnErrorNamingTheByteOffset()
+    {
+        using var dir = new TempDirectory();
+        string f = dir.File("bad.yaml");
+        byte[] head = System.Text.Encoding.UTF8.GetBytes("name: ok\nmethods: [svd]\n# caf");
+        File.WriteAllBytes(f, [.. head, 0xC3, 0x28, (byte)'\n']);
+        var e = Invalid(f);
+        Assert.Contains($"{f}:3:1: invalid UTF-8 at byte offset {head.Length}", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AnOversizedFileIsRefusedBeforeParsing()
+    {
+        using var dir = new TempDirectory();
+        string f = dir.File("big.yaml");
+        File.WriteAllText(f, "name: big\n# " + new string('x', 2 << 20) + "\n");
+        Assert.Contains("a matrix is at most 1048576", Invalid(f).Message, StringComparison.Ordinal);
+    }
 }

@@ -75,27 +75,62 @@ public static class YamlTree
             var second = stream.Documents[1].RootNode.Start;
             throw new MatrixValidationException([new MatrixError(new SourcePosition(file, second.Line, second.Column), "a matrix file holds one YAML document; found a second")]);
         }
-        return Convert(stream.Documents[0].RootNode, file);
+        return Convert(stream.Documents[0].RootNode, file, new Expansion());
     }
 
-    private static YNode Convert(YamlNode node, string file)
+    /// <summary>
+    /// Limits on what aliases can expand to. YamlDotNet resolves an alias to the anchored node itself, so a
+    /// self-referencing anchor is a cycle and nested aliases multiply (a 775-byte "billion laughs" names 10⁹ nodes):
+    /// without limits the first overflows the stack and the second exhausts memory. A matrix has a few hundred nodes.
+    /// </summary>
+    private sealed class Expansion
+    {
+        public const int MaxDepth = 64;
+        public const int MaxNodes = 100_000;
+        public int Nodes;
+        public readonly HashSet<YamlNode> Open = new(ReferenceEqualityComparer.Instance);
+    }
+
+    private static YNode Convert(YamlNode node, string file, Expansion x)
     {
         var pos = new SourcePosition(file, node.Start.Line, node.Start.Column);
+        if (node is YamlSequenceNode or YamlMappingNode)
+        {
+            if (!x.Open.Add(node))
+                throw new MatrixValidationException([new MatrixError(pos, "YAML: an alias refers to the node that contains it (a recursive structure); a matrix is a finite tree")]);
+            if (x.Open.Count > Expansion.MaxDepth)
+                throw new MatrixValidationException([new MatrixError(pos, $"YAML: nested deeper than {Expansion.MaxDepth} levels; a matrix needs a handful")]);
+            try
+            {
+                return ConvertNode(node, pos, file, x);
+            }
+            finally
+            {
+                x.Open.Remove(node);
+            }
+        }
+        return ConvertNode(node, pos, file, x);
+    }
+
+    private static YNode ConvertNode(YamlNode node, SourcePosition pos, string file, Expansion x)
+    {
+        if (++x.Nodes > Expansion.MaxNodes)
+            throw new MatrixValidationException([new MatrixError(pos, $"YAML: aliases expand to more than {Expansion.MaxNodes} values; a matrix needs a few hundred")]);
         string? anchor = node.Anchor.IsEmpty ? null : node.Anchor.Value;
         switch (node)
         {
             case YamlScalarNode s:
                 return new YScalar(s.Value ?? "", s.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted or ScalarStyle.Literal or ScalarStyle.Folded, pos, anchor);
             case YamlSequenceNode q:
-                return new YSequence(q.Children.Select(c => Convert(c, file)).ToList(), pos, anchor);
+                return new YSequence(q.Children.Select(c => Convert(c, file, x)).ToList(), pos, anchor);
             case YamlMappingNode m:
                 var entries = new List<KeyValuePair<YScalar, YNode>>();
                 var merged = new List<YMapping>();
                 foreach (var (k, v) in m.Children)
                 {
-                    if (Convert(k, file) is not YScalar key)
+                    if (Convert(k, file, x) is not YScalar key)
                         throw new MatrixValidationException([new MatrixError(new SourcePosition(file, k.Start.Line, k.Start.Column), "mapping keys must be plain strings")]);
-                    var value = Convert(v, file);
+                    var value = Convert(v, file, x);
                     if (key.Value == "<<" && !key.Quoted)
                     {
                         // YAML merge key: the merged mappings supply the keys this mapping does not write itself.
