@@ -212,6 +212,7 @@ public sealed class PipelineTests
         var none = new Counter();
         Run(matrix, db, none, dryRun: true, output: dry);
         Assert.Empty(none.Seen);
+        Assert.False(File.Exists(db), "a dry run created the database");
         Assert.Contains(dry, l => l.StartsWith("would compute: 2 compressed models, 3 evaluations", StringComparison.Ordinal));
 
         var cal = new Counter();

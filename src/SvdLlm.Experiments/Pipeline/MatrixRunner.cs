@@ -63,7 +63,7 @@ public static class MatrixRunner
         var plan = MatrixPlan.Build(matrix, keys);
         var cells = plan.Cells.Where(c => options.Shard.Contains(c.Key)).ToList();
 
-        using var store = ResultStore.Open(dbPath);
+        using var store = options.DryRun ? ResultStore.OpenExistingOrEmpty(dbPath) : ResultStore.Open(dbPath);
         var work = new Work(plan, cells, store, options, cacheRoot);
         if (options.DryRun)
         {

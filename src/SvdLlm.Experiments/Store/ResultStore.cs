@@ -51,6 +51,21 @@ public sealed class ResultStore : IDisposable
         return new ResultStore(db) { Path = full };
     }
 
+    /// <summary>
+    /// For looking only (a dry run): the database at <paramref name="path"/> when it exists, else an empty one in
+    /// memory with the current schema, so that asking what a run would do never creates a file.
+    /// </summary>
+    public static ResultStore OpenExistingOrEmpty(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        if (File.Exists(full)) return Open(full);
+        var db = new SqliteConnection("Data Source=:memory:;Pooling=False");
+        db.Open();
+        Exec(db, "PRAGMA foreign_keys = ON;");
+        Migrate(db, full);
+        return new ResultStore(db) { Path = full };
+    }
+
     public static int UserVersion(SqliteConnection db) => Convert.ToInt32(Scalar(db, "PRAGMA user_version;"), CultureInfo.InvariantCulture);
 
     private static void Migrate(SqliteConnection db, string path)
