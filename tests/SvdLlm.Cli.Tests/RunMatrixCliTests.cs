@@ -39,6 +39,8 @@ public class RunMatrixCliTests
         Assert.True(exit == 0, err);
         Assert.Contains("3 cells", output, StringComparison.Ordinal);
         Assert.Contains("would compute: 2 compressed models, 3 evaluations", output, StringComparison.Ordinal);
+        Assert.False(File.Exists(dir.File("r.db")), "the dry run created the database");
+        SvdLlm.Experiments.Store.ResultStore.Open(dir.File("r.db")).Dispose();
 
         var (bad, _, badErr) = CliRunner.Run("run-matrix", "--matrix", matrix, "--db", dir.File("r.db"), "--shard", "3/2");
         Assert.Equal(1, bad);
