@@ -156,4 +156,14 @@ public class CalibrationStreamingTests
         FisherCollector.CheckMemory(l7, 2048, force: true, available: 24L << 30);
         FisherCollector.CheckMemory(model.Config, SeqLen, force: false, available: estimate);
     }
+
+    [Theory]
+    [InlineData(67108865, 64)]        // wrapped to 64 tokens in int arithmetic
+    [InlineData(1000000000, 512)]
+    public void TooManyCalibrationTokensAreRefusedNotWrapped(int samples, int seqLen)
+    {
+        int[] stream = Enumerable.Range(0, 4096).ToArray();
+        var e = Assert.Throws<ArgumentException>(() => Calibrator.SampleWindows(stream, samples, seqLen, 1));
+        Assert.Contains($"= {(long)samples * seqLen} calibration tokens", e.Message, StringComparison.Ordinal);
+    }
 }

@@ -15,12 +15,19 @@ public static class Calibrator
     /// <paramref name="samples"/> windows of <paramref name="seqLen"/> tokens at random offsets of
     /// <paramref name="stream"/> (seeded; the same seed gives the same windows), as one [samples·seqLen] array.
     /// </summary>
+    /// <summary>The most calibration tokens one request may ask for (2²⁸: the window ids alone are 1 GB).</summary>
+    public const long MaxCalibrationTokens = 1L << 28;
+
     public static int[] SampleWindows(ReadOnlySpan<int> stream, int samples, int seqLen, int seed)
     {
         if (samples <= 0 || seqLen <= 0) throw new ArgumentException($"samples ({samples}) and seq_len ({seqLen}) must be positive");
         if (stream.Length <= seqLen) throw new ArgumentException($"the calibration text has {stream.Length} tokens, not more than one window of {seqLen}");
+        // Checked in long: samples × seq_len beyond int silently wrapped (67108865 × 64 gave 64 tokens).
+        long tokens = (long)samples * seqLen;
+        if (tokens > MaxCalibrationTokens)
+            throw new ArgumentException($"samples × seq_len = {samples} × {seqLen} = {tokens} calibration tokens; at most {MaxCalibrationTokens} are supported (the paper uses 256 × 2048 = 524288)");
         var rng = new Random(seed);
-        var windows = new int[samples * seqLen];
+        var windows = new int[tokens];
         for (int s = 0; s < samples; s++)
         {
             int at = rng.Next(0, stream.Length - seqLen);
