@@ -24,8 +24,16 @@ public static class NumericsRuntime
     }
 
     /// <summary>Sets the thread count for OpenBLAS and our kernels; 0 or less means "all cores".</summary>
+    /// <summary>
+    /// The most threads any setting may ask for. Far above every core count this project runs on; a larger value is a
+    /// typo (threads: 100000 was accepted and ran 4× slower, oversubscribed).
+    /// </summary>
+    public const int MaxThreads = 512;
+
     public static void SetThreads(int threads)
     {
+        if (threads > MaxThreads)
+            throw new ArgumentException($"threads: {threads} is more than {MaxThreads} (this machine has {Environment.ProcessorCount} cores; 0 means all of them)");
         int t = threads <= 0 ? Environment.ProcessorCount : threads;
         lock (Gate)
         {

@@ -71,7 +71,7 @@ public sealed class MatrixLoaderTests
               - {name: wikitext2, data: /nonexistent/wiki.test.raw}
               - wikitext2
               - {name: pbt, data: {text}}
-            run: {keep_compressed: maybe}
+            run: {keep_compressed: maybe, threads: 100000}
             """;
         var e = Invalid(w.Matrix(yaml));
         string f = w.Temp.File("matrix.yaml");
@@ -89,6 +89,7 @@ public sealed class MatrixLoaderTests
             $"{At(f, 7, "wikitext2")}: tasks[1]: task 'wikitext2' needs data: (the dataset file or directory)",
             $"{At(f, 7, "wikitext2")}: tasks[1]: duplicate cell: task 'wikitext2' is already listed at line 6",
             $"{At(f, 9, "maybe")}: run.keep_compressed: expected true or false, got 'maybe'",
+            $"{At(f, 9, "100000")}: run.threads: 100000 must be ≤ 512",
         ];
         foreach (string line in expected) Assert.Contains(line, e.Errors.Select(x => x.ToString()));
         Assert.Contains(e.Errors, x => x.Position.Line == 8 && x.Message.StartsWith("tasks[2]: unknown task 'pbt'; did you mean 'ptb'?", StringComparison.Ordinal));

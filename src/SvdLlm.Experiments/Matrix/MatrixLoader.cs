@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using SvdLlm.Compression;
 using SvdLlm.Models;
+using SvdLlm.Numerics;
 
 namespace SvdLlm.Experiments.Matrix;
 
@@ -361,7 +362,7 @@ public static class MatrixLoader
             if (rn is YMapping rm)
             {
                 e.CheckKeys(rm, RunKeys, "run.");
-                threads = e.OptionalInt(rm["threads"], "run.threads", 1);
+                threads = e.OptionalInt(rm["threads"], "run.threads", 1, NumericsRuntime.MaxThreads);
                 batchSize = e.Int(rm["batch_size"], "run.batch_size", 4, min: 1);
                 if (rm["keep_compressed"] is { } kn) keep = e.Bool(kn, "run.keep_compressed") ?? false;
                 if (rm["cache_dir"] is { } cn)
@@ -445,13 +446,13 @@ public static class MatrixLoader
 
         public int Int(YNode? node, string field, int fallback, int min) => OptionalInt(node, field, min) ?? fallback;
 
-        public int? OptionalInt(YNode? node, string field, int min)
+        public int? OptionalInt(YNode? node, string field, int min, int max = int.MaxValue)
         {
             if (node is null || node is YScalar { IsNull: true }) return null;
             if (node is YScalar s && !s.Quoted && int.TryParse(s.Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v))
             {
-                if (v >= min) return v;
-                Add(node.Position, $"{field}: {v} must be ≥ {min}");
+                if (v >= min && v <= max) return v;
+                Add(node.Position, v < min ? $"{field}: {v} must be ≥ {min}" : $"{field}: {v} must be ≤ {max}");
                 return null;
             }
             Add(node.Position, $"{field}: expected an integer, got {Describe(node)}");
