@@ -154,4 +154,41 @@ public sealed class StoreTests
         MergeResults.Merge(into, [b, a]);
         Check();
     }
+
+    [Fact]
+    public void WhatIsNotOurDatabaseIsRefusedAndLeftAsItWas()
+    {
+        using var dir = new TempDirectory();
+        string text = dir.File("notes.txt");
+        File.WriteAllText(text, "these are my notes, not a database\n");
+        string foreign = dir.File("foreign.db");
+        using (var c = new SqliteConnection($"Data Source={foreign};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO photos (name) VALUES ('cat');";
+            cmd.ExecuteNonQuery();
+        }
+        string newer = dir.File("newer.db");
+        ResultStore.Open(newer).Dispose();
+        using (var c = new SqliteConnection($"Data Source={newer};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "PRAGMA user_version = 999;";
+            cmd.ExecuteNonQuery();
+        }
+        string folder = dir.Sub("a-directory");
+
+        foreach (var (path, expected) in new[] { (text, "not an SQLite database"), (foreign, "another application"), (newer, "schema version 999 is newer"), (folder, "is a directory") })
+        {
+            byte[]? before = File.Exists(path) ? File.ReadAllBytes(path) : null;
+            var e = Assert.Throws<ResultDatabaseException>(() => ResultStore.Open(path));
+            Assert.StartsWith(path + ": ", e.Message, StringComparison.Ordinal);
+            Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+            if (before is not null) Assert.Equal(before, File.ReadAllBytes(path));
+        }
+        // The foreign file was not switched to WAL (that leaves a -wal beside it and rewrites its header).
+        Assert.False(File.Exists(foreign + "-wal"));
+    }
 }

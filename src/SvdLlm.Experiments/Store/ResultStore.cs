@@ -34,6 +34,7 @@ public sealed class ResultStore : IDisposable
     public static ResultStore Open(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
+        CheckBeforeWriting(full);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
         var db = new SqliteConnection(new SqliteConnectionStringBuilder
         {
@@ -64,6 +65,30 @@ public sealed class ResultStore : IDisposable
         Exec(db, "PRAGMA foreign_keys = ON;");
         Migrate(db, full);
         return new ResultStore(db) { Path = full };
+    }
+
+    private static readonly byte[] SqliteHeader = "SQLite format 3\0"u8.ToArray();
+
+    /// <summary>
+    /// Refuses, before anything is written (the WAL switch included), a path that is a directory, a file that is not
+    /// SQLite, an SQLite file of another application, or a results database of a newer schema.
+    /// </summary>
+    private static void CheckBeforeWriting(string full)
+    {
+        if (Directory.Exists(full)) throw new ResultDatabaseException($"{full}: is a directory; --db names the results database file");
+        if (!File.Exists(full) || new FileInfo(full).Length == 0) return;
+        var head = new byte[SqliteHeader.Length];
+        int read;
+        using (var f = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)) read = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        if (read < head.Length || !head.AsSpan().SequenceEqual(SqliteHeader))
+            throw new ResultDatabaseException($"{full}: not an SQLite database (its first bytes are not the SQLite header); --db names a results database or a new file");
+        using var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = full, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
+        db.Open();
+        int version = UserVersion(db);
+        if (version > Schema.Migrations.Count)
+            throw new ResultDatabaseException($"{full}: results schema version {version} is newer than this build's {Schema.Migrations.Count}; update svdllm");
+        if (version == 0 && Convert.ToInt64(Scalar(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table';"), CultureInfo.InvariantCulture) > 0)
+            throw new ResultDatabaseException($"{full}: an SQLite database of another application (it has tables but no results schema version); refusing to add tables to it");
     }
 
     public static int UserVersion(SqliteConnection db) => Convert.ToInt32(Scalar(db, "PRAGMA user_version;"), CultureInfo.InvariantCulture);
@@ -294,3 +319,6 @@ public sealed class ResultStore : IDisposable
 
     public void Dispose() => _db.Dispose();
 }
+
+/// <summary>A results database that cannot be used (wrong kind of file, newer schema): the user's input, reported in one line.</summary>
+public sealed class ResultDatabaseException(string message) : IOException(message);
