@@ -191,4 +191,15 @@ public sealed class StoreTests
         // The foreign file was not switched to WAL (that leaves a -wal beside it and rewrites its header).
         Assert.False(File.Exists(foreign + "-wal"));
     }
+
+    [Fact]
+    public void AMergeWithABadSourceLeavesNoTarget()
+    {
+        using var dir = new TempDirectory();
+        string good = dir.File("good.db"), bad = dir.File("bad.db"), into = dir.File("all.db");
+        ResultStore.Open(good).Dispose();
+        File.WriteAllText(bad, "not a database");
+        Assert.Throws<ResultDatabaseException>(() => MergeResults.Merge(into, [good, bad]));
+        Assert.False(File.Exists(into), "the failed merge created its target");
+    }
 }

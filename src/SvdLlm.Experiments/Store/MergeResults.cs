@@ -17,15 +17,18 @@ public static class MergeResults
 {
     public static MergeSummary Merge(string into, IReadOnlyList<string> from)
     {
+        // Every source is checked (and brought up to the current schema: it may be older) before the target is
+        // opened, so a bad source leaves no target behind, not even an empty one.
         foreach (string f in from)
+        {
             if (!File.Exists(f)) throw new FileNotFoundException($"merge-results: source database '{f}' not found", f);
+            if (Path.GetFullPath(f) == Path.GetFullPath(into)) throw new ArgumentException($"merge-results: '{f}' is the target database itself");
+            using (ResultStore.Open(f)) { }
+        }
         using var target = ResultStore.Open(into);
         int runs = 0, cells = 0, metrics = 0, evaluations = 0;
         foreach (string source in from)
         {
-            if (Path.GetFullPath(source) == target.Path) throw new ArgumentException($"merge-results: '{source}' is the target database itself");
-            // Bring the source up to the current schema first (it may be an older version).
-            using (ResultStore.Open(source)) { }
             var db = target.Connection;
             using (var attach = db.CreateCommand())
             {
