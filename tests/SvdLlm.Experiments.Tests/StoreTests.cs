@@ -155,6 +155,16 @@ public sealed class StoreTests
         Check();
     }
 
+    /// <summary>SQL on a file through a plain connection, as another application would write it.</summary>
+    private static void ExecRaw(string path, string sql)
+    {
+        using var c = new SqliteConnection($"Data Source={path};Pooling=False");
+        c.Open();
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
     [Fact]
     public void WhatIsNotOurDatabaseIsRefusedAndLeftAsItWas()
     {
@@ -162,22 +172,10 @@ public sealed class StoreTests
         string text = dir.File("notes.txt");
         File.WriteAllText(text, "these are my notes, not a database\n");
         string foreign = dir.File("foreign.db");
-        using (var c = new SqliteConnection($"Data Source={foreign};Pooling=False"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO photos (name) VALUES ('cat');";
-            cmd.ExecuteNonQuery();
-        }
+        ExecRaw(foreign, "CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO photos (name) VALUES ('cat');");
         string newer = dir.File("newer.db");
         ResultStore.Open(newer).Dispose();
-        using (var c = new SqliteConnection($"Data Source={newer};Pooling=False"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "PRAGMA user_version = 999;";
-            cmd.ExecuteNonQuery();
-        }
+        ExecRaw(newer, "PRAGMA user_version = 999;");
         string folder = dir.Sub("a-directory");
 
         foreach (var (path, expected) in new[] { (text, "not an SQLite database"), (foreign, "another application"), (newer, "schema version 999 is newer"), (folder, "is a directory") })

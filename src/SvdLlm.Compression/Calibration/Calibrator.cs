@@ -11,13 +11,13 @@ namespace SvdLlm.Compression.Calibration;
 /// </summary>
 public static class Calibrator
 {
+    /// <summary>The most calibration tokens one request may ask for (2²⁸: the window ids alone are 1 GB).</summary>
+    public const long MaxCalibrationTokens = 1L << 28;
+
     /// <summary>
     /// <paramref name="samples"/> windows of <paramref name="seqLen"/> tokens at random offsets of
     /// <paramref name="stream"/> (seeded; the same seed gives the same windows), as one [samples·seqLen] array.
     /// </summary>
-    /// <summary>The most calibration tokens one request may ask for (2²⁸: the window ids alone are 1 GB).</summary>
-    public const long MaxCalibrationTokens = 1L << 28;
-
     public static int[] SampleWindows(ReadOnlySpan<int> stream, int samples, int seqLen, int seed)
     {
         if (samples <= 0 || seqLen <= 0) throw new ArgumentException($"samples ({samples}) and seq_len ({seqLen}) must be positive");

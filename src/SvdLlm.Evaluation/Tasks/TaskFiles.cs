@@ -89,8 +89,6 @@ public readonly struct JsonRecord(JsonElement root, string file, int line)
 /// <summary>Reads task files: text (UTF-8, optionally .gz), JSON lines and JSON arrays, keeping line numbers for errors.</summary>
 public static class TaskFiles
 {
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     /// <summary>The file's bytes, gunzipped when the name ends in .gz.</summary>
     public static byte[] ReadBytes(string path)
     {
@@ -115,17 +113,8 @@ public static class TaskFiles
     {
         byte[] bytes = ReadBytes(path);
         int start = bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
-        try
-        {
-            return StrictUtf8.GetString(bytes, start, bytes.Length - start);
-        }
-        catch (DecoderFallbackException e)
-        {
-            int at = start + Math.Max(0, e.Index);
-            int line = 1;
-            for (int i = 0; i < at && i < bytes.Length; i++) if (bytes[i] == '\n') line++;
-            throw new TaskDataException($"{path}:{line}: invalid UTF-8", e);
-        }
+        return SvdLlm.Models.Data.Utf8Text.TryDecode(bytes, start, out _, out int line)
+            ?? throw new TaskDataException($"{path}:{line}: invalid UTF-8");
     }
 
     /// <summary>True when the first non-blank character is '[' (a JSON array rather than JSON lines).</summary>

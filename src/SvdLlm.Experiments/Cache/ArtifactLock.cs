@@ -25,7 +25,12 @@ public sealed class ArtifactLock : IDisposable
         Wait(artifactPath, exclusive: false, cancellation, onWait);
 
     /// <summary>The exclusive lock if nobody holds any lock on the artifact now, else null (no waiting).</summary>
-    public static ArtifactLock? TryAcquire(string artifactPath) => TryOpen(LockPath(artifactPath), exclusive: true);
+    public static ArtifactLock? TryAcquire(string artifactPath)
+    {
+        string path = LockPath(artifactPath);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        return TryOpen(path, exclusive: true);
+    }
 
     private static string LockPath(string artifactPath) => artifactPath.TrimEnd('/', '\\') + ".lock";
 
@@ -50,7 +55,6 @@ public sealed class ArtifactLock : IDisposable
     {
         try
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             return new ArtifactLock(exclusive
                 ? new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None)
                 : new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.Read));

@@ -48,23 +48,6 @@ public static class MatrixLoader
 
     private const long MaxFileBytes = 1 << 20;
 
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
-    /// <summary>The text of a matrix file; invalid UTF-8 is an error naming its byte offset, never silently replaced.</summary>
-    private static string DecodeUtf8(byte[] bytes, string file)
-    {
-        try
-        {
-            return StrictUtf8.GetString(bytes);
-        }
-        catch (DecoderFallbackException e)
-        {
-            int offset = e.Index;
-            int line = 1 + bytes.AsSpan(0, Math.Clamp(offset, 0, bytes.Length)).Count((byte)'\n');
-            throw new MatrixValidationException([new MatrixError(new SourcePosition(file, line, 1), $"invalid UTF-8 at byte offset {offset}; a matrix file is UTF-8 text")]);
-        }
-    }
-
     private static YMapping LoadWithExtends(string file, List<string> chain, List<string> hashes)
     {
         var length = new FileInfo(file).Length;
@@ -72,7 +55,9 @@ public static class MatrixLoader
             throw new MatrixValidationException([new MatrixError(new SourcePosition(file, 1, 1), $"the matrix file is {length} bytes; a matrix is at most {MaxFileBytes} (is this the right file?)")]);
         byte[] bytes = File.ReadAllBytes(file);
         hashes.Add(Convert.ToHexStringLower(SHA256.HashData(bytes)));
-        var node = YamlTree.Parse(DecodeUtf8(bytes, file), file);
+        string text = SvdLlm.Models.Data.Utf8Text.TryDecode(bytes, 0, out int badOffset, out int badLine)
+            ?? throw new MatrixValidationException([new MatrixError(new SourcePosition(file, badLine, 1), $"invalid UTF-8 at byte offset {badOffset}; a matrix file is UTF-8 text")]);
+        var node = YamlTree.Parse(text, file);
         var pos = new SourcePosition(file, 1, 1);
         if (node is null) throw new MatrixValidationException([new MatrixError(pos, "the matrix file is empty")]);
         if (node is not YMapping map) throw new MatrixValidationException([new MatrixError(node.Position, "a matrix is a mapping (name:, models:, methods:, ...)")]);

@@ -119,6 +119,9 @@ public static class MatrixRunner
     {
         private readonly Dictionary<(string, string), string> _evaluations = store.Evaluations();
         private readonly HashSet<string> _compressed = store.CompressedCells();
+        // Cells whose directory held a usable report when last read: a complete directory is never rewritten (it is
+        // renamed into place whole, under a content key), so the planning checks read each report once.
+        private readonly HashSet<string> _readable = [];
         private readonly Dictionary<string, string> _modelDirs = [];
         private long _runId;
         private StreamWriter? _log;
@@ -160,7 +163,8 @@ public static class MatrixRunner
         /// renamed) and either recorded in this database or holding a readable report of this cell. No side effects:
         /// the planning decisions use it; only <see cref="Adopt"/>, under the cell's lock, records or deletes.
         /// </summary>
-        private bool ReadyOnDisk(CellPlan c) => Directory.Exists(CompressedDir(c)) && (_compressed.Contains(c.Key) || ReadReport(c, out _) is null);
+        private bool ReadyOnDisk(CellPlan c) =>
+            Directory.Exists(CompressedDir(c)) && (_compressed.Contains(c.Key) || _readable.Contains(c.Key) || (ReadReport(c, out _) is null && _readable.Add(c.Key)));
 
         /// <summary>The cell's report from its directory, or why it cannot be used (null when it can).</summary>
         private string? ReadReport(CellPlan c, out CompressionReport? report)
@@ -357,20 +361,20 @@ public static class MatrixRunner
                 int deleting = name.LastIndexOf(".deleting-", StringComparison.Ordinal);
                 if (deleting > 0 && int.TryParse(name.AsSpan(deleting + ".deleting-".Length), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
                 {
-                    if (ProcessAlive(pid)) continue;
+                    if (!ProcessAlive(pid)) Remove(path, "deleting");
                 }
                 else if (name.EndsWith(".partial", StringComparison.Ordinal))
                 {
                     using var held = ArtifactLock.TryAcquire(path[..^".partial".Length]);
-                    if (held is null) continue;
-                    Directory.Delete(path, recursive: true);
-                    Log($"removed {path}, left by a run that stopped while writing it");
-                    continue;
+                    if (held is not null) Remove(path, "writing");
                 }
-                else continue;
-                Directory.Delete(path, recursive: true);
-                Log($"removed {path}, left by a run that stopped while deleting it");
             }
+        }
+
+        private void Remove(string leftover, string doing)
+        {
+            Directory.Delete(leftover, recursive: true);
+            Log($"removed {leftover}, left by a run that stopped while {doing} it");
         }
 
         private static bool ProcessAlive(int pid)
@@ -380,9 +384,9 @@ public static class MatrixRunner
                 using var p = Process.GetProcessById(pid);
                 return !p.HasExited;
             }
-            catch (ArgumentException)
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
             {
-                return false;
+                return false; // no such process, or it exited between the lookup and the question
             }
         }
 

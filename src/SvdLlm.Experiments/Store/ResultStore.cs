@@ -85,11 +85,13 @@ public sealed class ResultStore : IDisposable
         using var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = full, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
         db.Open();
         int version = UserVersion(db);
-        if (version > Schema.Migrations.Count)
-            throw new ResultDatabaseException($"{full}: results schema version {version} is newer than this build's {Schema.Migrations.Count}; update svdllm");
+        if (version > Schema.Migrations.Count) throw NewerSchema(full, version);
         if (version == 0 && Convert.ToInt64(Scalar(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table';"), CultureInfo.InvariantCulture) > 0)
             throw new ResultDatabaseException($"{full}: an SQLite database of another application (it has tables but no results schema version); refusing to add tables to it");
     }
+
+    private static ResultDatabaseException NewerSchema(string path, int version) =>
+        new($"{path}: results schema version {version} is newer than this build's {Schema.Migrations.Count}; update svdllm");
 
     public static int UserVersion(SqliteConnection db) => Convert.ToInt32(Scalar(db, "PRAGMA user_version;"), CultureInfo.InvariantCulture);
 
@@ -101,8 +103,7 @@ public sealed class ResultStore : IDisposable
         // the first one reached and applies nothing twice.
         using var tx = db.BeginTransaction(deferred: false);
         int version = UserVersion(db);
-        if (version > migrations.Count)
-            throw new InvalidOperationException($"{path}: results schema version {version} is newer than this build's {migrations.Count}; update svdllm");
+        if (version > migrations.Count) throw NewerSchema(path, version);
         for (int v = version; v < migrations.Count; v++)
         {
             using var cmd = db.CreateCommand();
