@@ -35,10 +35,10 @@ public static class Compressor
 
     /// <summary>Compresses the model in memory (its linears become low-rank); see <see cref="CompressedCheckpoint.Write"/> to save it.</summary>
     public static CompressionReport Compress(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio,
-        Action<string>? log = null, int[]? windows = null, int seqLen = 0, string? workspaceDir = null)
+        Action<string>? log = null, CalibrationWindows? windows = null, string? workspaceDir = null)
     {
-        var method = Validate(model, stats, methodName, ratio);
-        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, seqLen, workspaceDir, streamed: false, (layer, done) =>
+        var method = Validate(model, stats, methodName, ratio, windows);
+        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, workspaceDir, streamed: false, (layer, done) =>
         {
             foreach (var (l, f) in done) l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias?.Clone());
         });
@@ -52,13 +52,13 @@ public static class Compressor
     /// run the model between truncations (asvd-search's probes, svdllm-update's local update) compress in memory.
     /// </summary>
     public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, string outDir,
-        Action<string>? log = null, string? workspaceDir = null, int[]? windows = null, int seqLen = 0)
+        Action<string>? log = null, string? workspaceDir = null, CalibrationWindows? windows = null)
     {
-        var method = Validate(model, stats, methodName, ratio);
+        var method = Validate(model, stats, methodName, ratio, windows);
         log ??= _ => { };
-        if (NeedsModelInMemory(method))
+        if (method.NeedsCalibrationWindows)
         {
-            var inMemory = Compress(model, stats, methodName, ratio, log, windows, seqLen, workspaceDir);
+            var inMemory = Compress(model, stats, methodName, ratio, log, windows, workspaceDir);
             var clock = Stopwatch.StartNew();
             inMemory.StageSeconds["write"] = 0;
             CompressedCheckpoint.Write(model, outDir, inMemory);
@@ -69,7 +69,7 @@ public static class Compressor
         }
         using var writer = new CompressedCheckpoint.Writer(model, outDir);
         double writeSeconds = 0;
-        var report = Run(model, stats, method, ratio, log, windows, seqLen, workspaceDir, streamed: true, (layer, done) =>
+        var report = Run(model, stats, method, ratio, log, windows, workspaceDir, streamed: true, (layer, done) =>
         {
             var clock = Stopwatch.StartNew();
             var factors = new Dictionary<string, (Tensor<float>, Tensor<float>)>(StringComparer.Ordinal);
@@ -98,20 +98,20 @@ public static class Compressor
         return report;
     }
 
-    /// <summary>Methods whose allocation or update runs forward passes of the partly compressed model.</summary>
-    public static bool NeedsModelInMemory(CompressionMethod method) => method.Allocation == AllocationKind.Sensitivity || method.LocalUpdate;
-
-    private static CompressionMethod Validate(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio)
+    private static CompressionMethod Validate(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, CalibrationWindows? windows)
     {
         var method = CompressionMethod.Get(methodName);
         if (!(ratio > 0 && ratio < 1)) throw new ArgumentOutOfRangeException(nameof(ratio), $"ratio {ratio} must be in (0, 1): the fraction of the linears' parameters removed");
         if (model.Linears.Any(l => l.IsLowRank)) throw new InvalidOperationException($"{model.Directory} is already compressed (it has low-rank linears); compress the original model");
         if (method.NeedsFisher && !stats.HasFisher) throw new ArgumentException($"method '{methodName}' needs Fisher statistics; calibrate with Fisher enabled");
+        // Checked before any work: these methods run the model on the windows (after the allocation pass, for the update).
+        if (method.NeedsCalibrationWindows && windows is null)
+            throw new ArgumentException($"method '{methodName}' runs the model on the calibration windows while compressing; pass them (CalibrationWindows)");
         return method;
     }
 
     private static CompressionReport Run(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
-        int[]? windows, int seqLen, string? workspaceDir, bool streamed, Action<int, List<(Linear, LowRankFactors)>> sink)
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
         var report = new CompressionReport { Method = method.Name, Ratio = ratio };
         report.LinearParamsBefore = model.LinearParameterCount;
@@ -156,9 +156,9 @@ public static class Compressor
         }
         else if (method.Allocation == AllocationKind.Sensitivity)
         {
-            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{method.Name}' needs the calibration windows for its sensitivity search");
-            int probeWindows = Math.Min(SensitivityProbeWindows, windows.Length / seqLen);
-            var probeTokens = windows.AsSpan(0, probeWindows * seqLen).ToArray();
+            int seqLen = windows!.SeqLen;
+            int probeWindows = Math.Min(SensitivityProbeWindows, windows.Count);
+            var probeTokens = windows.Tokens.AsSpan(0, probeWindows * seqLen).ToArray();
             allocation = SensitivityAllocation.Allocate(targets, ratio, (t, ranks) =>
             {
                 var l = byName[t.Name];
@@ -254,9 +254,8 @@ public static class Compressor
         // 3. SVD-LLM's closed-form local update of W_u on inputs from the compressed preceding layers.
         if (method.LocalUpdate)
         {
-            if (windows is null || seqLen <= 0) throw new ArgumentException($"method '{method.Name}' needs the calibration windows for its local update");
             clock.Restart();
-            LocalUpdate.Apply(model, windows, seqLen, report);
+            LocalUpdate.Apply(model, windows!, report);
             report.StageSeconds["local_update"] = clock.Elapsed.TotalSeconds;
             log($"local update done in {clock.Elapsed.TotalSeconds:F1} s");
         }

@@ -13,10 +13,10 @@ namespace SvdLlm.Compression;
 /// </summary>
 internal static class LocalUpdate
 {
-    public static void Apply(CausalLanguageModel model, int[] windows, int seqLen, CompressionReport report)
+    public static void Apply(CausalLanguageModel model, CalibrationWindows windows, CompressionReport report)
     {
-        int samples = windows.Length / seqLen;
-        using var hidden = model.Embed(windows, samples, seqLen);
+        int samples = windows.Count, seqLen = windows.SeqLen;
+        using var hidden = model.Embed(windows.Tokens, samples, seqLen);
         var previous = model.Observer;
         try
         {

@@ -39,6 +39,13 @@ public sealed record CompressionMethod(string Name, string Description, Allocati
         var t => throw new InvalidOperationException($"no decomposition route for truncation {t.Name}"),
     };
 
+    /// <summary>
+    /// The method runs the model on the calibration windows while compressing (ASVD's sensitivity search probes the
+    /// calibration perplexity; SVD-LLM's local update re-collects inputs from the compressed layers), so it needs them
+    /// and compresses the whole model in memory rather than one streamed layer at a time.
+    /// </summary>
+    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate;
+
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =
     [

@@ -118,7 +118,7 @@ public class CalibrationStreamingTests
         string text = dir.File("calib.txt");
         File.WriteAllText(text, "text");
         var request = new CalibrationRequest(ckpt.Directory, text, Samples, SeqLen, 1, Fisher: true);
-        var (file, _, path, hit) = CalibrationCache.GetOrCollect(model, windows, request, cacheDirectory: dir.Sub("cache"));
+        var (file, _, path, hit) = CalibrationCache.GetOrCollect(model, new CalibrationWindows(windows, SeqLen), request, cacheDirectory: dir.Sub("cache"));
         using (file)
         {
             Assert.False(hit);

@@ -98,7 +98,7 @@ public class CompressorTests
         var m = CompressionMethod.Get(method);
         if (m.NeedsFisher) FisherCollector.Collect(model, windows, SeqLen, stats);
         long linearBefore = model.LinearParameterCount;
-        var report = Compressor.Compress(model, stats, method, ratio, windows: windows, seqLen: SeqLen);
+        var report = Compressor.Compress(model, stats, method, ratio, windows: new CalibrationWindows(windows, SeqLen));
 
         // Parameter reduction matches R: ranks are rounded down, so removed ≥ R, and by less than one rank per matrix.
         Assert.Equal(linearBefore, report.LinearParamsBefore);
@@ -167,10 +167,10 @@ public class CompressorTests
         var request = new CalibrationRequest(a.Directory, text, Samples, SeqLen, 1, false);
         var windows = Windows(99);
         using var model = ModelLoader.Load(a.Directory);
-        var first = CalibrationCache.GetOrCollect(model, windows, request, cacheDirectory: cache);
+        var first = CalibrationCache.GetOrCollect(model, new CalibrationWindows(windows, SeqLen), request, cacheDirectory: cache);
         first.Stats.Dispose();
         Assert.False(first.Hit);
-        var second = CalibrationCache.GetOrCollect(model, windows, request, cacheDirectory: cache);
+        var second = CalibrationCache.GetOrCollect(model, new CalibrationWindows(windows, SeqLen), request, cacheDirectory: cache);
         Assert.True(second.Hit);
         Assert.Equal(first.Key, second.Key);
         var g = second.Stats.Input("model.layers.1.mlp.input");
@@ -219,6 +219,11 @@ public class CompressorTests
         Assert.Contains("did you mean 'svdllm-v2'", Assert.Throws<ArgumentException>(() => Compressor.Compress(model, stats, "svdllm-v3", 0.2)).Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => Compressor.Compress(model, stats, "svd", 1.0));
         Assert.Throws<ArgumentException>(() => Compressor.Compress(model, stats, "fwsvd", 0.2));
+        // Methods that run the model on the windows are refused before any work when the windows are missing.
+        foreach (var m in CompressionMethod.All.Where(m => m.NeedsCalibrationWindows))
+            Assert.Contains("calibration windows", Assert.Throws<ArgumentException>(() => Compressor.Compress(model, stats, m.Name, 0.2)).Message);
+        Assert.DoesNotContain(model.Linears, l => l.IsLowRank);
+        Assert.Throws<ArgumentException>(() => new CalibrationWindows(new int[SeqLen + 1], SeqLen));
         Compressor.Compress(model, stats, "svd", 0.5);
         Assert.Throws<InvalidOperationException>(() => Compressor.Compress(model, stats, "svd", 0.5));
     }

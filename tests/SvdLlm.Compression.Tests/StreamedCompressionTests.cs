@@ -33,14 +33,14 @@ public class StreamedCompressionTests
         using var a = ModelLoader.Load(ckpt.Directory);
         using var stats = Calibrator.Collect(a, windows, SeqLen);
         if (m.NeedsFisher) FisherCollector.Collect(a, windows, SeqLen, stats);
-        var inMemory = Compressor.Compress(a, stats, method, 0.4, windows: windows, seqLen: SeqLen);
+        var inMemory = Compressor.Compress(a, stats, method, 0.4, windows: new CalibrationWindows(windows, SeqLen));
         using var logitsA = a.Logits(windows[..SeqLen], 1, SeqLen);
 
         using var b = ModelLoader.Load(ckpt.Directory);
         string outDir = dir.Sub("out");
         Directory.Delete(outDir);
         string workspace = dir.Sub("ws");
-        var streamed = Compressor.CompressToDirectory(b, stats, method, 0.4, outDir, workspaceDir: workspace, windows: windows, seqLen: SeqLen);
+        var streamed = Compressor.CompressToDirectory(b, stats, method, 0.4, outDir, workspaceDir: workspace, windows: new CalibrationWindows(windows, SeqLen));
         Assert.Empty(Directory.EnumerateFileSystemEntries(workspace));   // scratch removed
         Assert.False(Directory.Exists(outDir + ".partial"));
 

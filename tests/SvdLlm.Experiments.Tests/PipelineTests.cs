@@ -300,6 +300,48 @@ public sealed class PipelineTests
         Assert.False(Directory.Exists(Path.Combine(w.CacheDir, "models")));
     }
 
+    /// <summary>
+    /// Every method this build offers, in one matrix, through every kind of task (perplexity, multiple choice, efficiency):
+    /// the list comes from <see cref="SvdLlm.Compression.CompressionMethod.All"/>, so a method added without the inputs
+    /// the runner must give it (Fisher statistics, calibration windows) fails here the day it lands.
+    /// </summary>
+    [Fact]
+    public void EveryMethodRunsInAMatrixThroughEveryTaskKind()
+    {
+        using var w = new MicroWorld();
+        var methods = SvdLlm.Compression.CompressionMethod.All.Select(m => m.Name).ToList();
+        string matrix = w.Matrix($$$"""
+            models: [{model}]
+            calibration: {dataset: {text}, samples: 8, seq_len: 32, seed: 3}
+            methods: [{{{string.Join(", ", methods)}}}]
+            ratios: [0.5]
+            baseline: false
+            tasks:
+              - {name: wikitext2, data: {text}, limit: 2, seq_len: 32}
+              - {name: demo_cloze, limit: 3}
+              - {name: efficiency, seq_len: 16}
+            run: {threads: 1, batch_size: 2, keep_compressed: false, cache_dir: {cache}}
+            """);
+        string db = w.Temp.File("r.db");
+        var summary = MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions());
+        Assert.Equal("finished", summary.Status);
+        using var s = ResultStore.Open(db);
+        foreach (string method in methods)
+        {
+            long Count(string sql)
+            {
+                using var cmd = s.Connection.CreateCommand();
+                cmd.CommandText = sql;
+                cmd.Parameters.AddWithValue("$m", method);
+                return Convert.ToInt64(cmd.ExecuteScalar());
+            }
+            Assert.True(Count("SELECT count(*) FROM compression c JOIN cells USING (cell_key) WHERE cells.method = $m AND c.achieved_linear_ratio > 0.4") == 1, $"{method}: no compression record");
+            foreach (var (task, metric) in new[] { ("wikitext2", "ppl"), ("demo_cloze", "acc"), ("efficiency", "decode_tokens_per_s") })
+                Assert.True(Count($"SELECT count(*) FROM metrics m JOIN cells USING (cell_key) WHERE cells.method = $m AND m.task = '{task}' AND m.metric = '{metric}' AND m.value >= 0") == 1,
+                    $"{method}: no {task} {metric}");
+        }
+    }
+
     [Fact]
     public void EfficiencyIsStoredPerCellLikeATask()
     {

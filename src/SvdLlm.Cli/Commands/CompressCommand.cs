@@ -86,7 +86,7 @@ internal static class CompressCommand
             double calibrationSeconds = clock.Elapsed.TotalSeconds;
             using (stats)
             {
-                var report = Compressor.CompressToDirectory(model, stats, m.Name, r, outDir, Log, workspaceDir, windows, request.SeqLen);
+                var report = Compressor.CompressToDirectory(model, stats, m.Name, r, outDir, Log, workspaceDir, windows);
                 report.StageSeconds["calibration"] = calibrationSeconds;
                 report.Calibration["cache_hit"] = hit.ToString();
                 report.Calibration["threads"] = NumericsRuntime.Threads.ToString();

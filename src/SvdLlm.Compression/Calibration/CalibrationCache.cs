@@ -48,9 +48,10 @@ public static class CalibrationCache
     /// Fisher row sums first, in memory, when requested) and opens that. The returned file reads one input at a time.
     /// </summary>
     /// <param name="force">run the Fisher pass even when its memory estimate exceeds what is available</param>
-    public static (CalibrationStatisticsFile Stats, string Key, string Path, bool Hit) GetOrCollect(CausalLanguageModel model, int[] windows, CalibrationRequest request,
+    public static (CalibrationStatisticsFile Stats, string Key, string Path, bool Hit) GetOrCollect(CausalLanguageModel model, CalibrationWindows windows, CalibrationRequest request,
         Action<string>? log = null, string? cacheDirectory = null, bool force = false)
     {
+        if (windows.SeqLen != request.SeqLen) throw new ArgumentException($"windows of {windows.SeqLen} tokens do not match the request's seq_len {request.SeqLen}", nameof(windows));
         string key = Key(request);
         string path = PathFor(key, cacheDirectory);
         if (File.Exists(path))
@@ -63,7 +64,7 @@ public static class CalibrationCache
         if (request.Fisher)
         {
             fisher = new(StringComparer.Ordinal);
-            FisherCollector.Collect(model, windows, request.SeqLen, fisher, force: force);
+            FisherCollector.Collect(model, windows.Tokens, request.SeqLen, fisher, force: force);
         }
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -75,7 +76,7 @@ public static class CalibrationCache
             ["seed"] = request.Seed.ToString(),
             ["fisher"] = request.Fisher.ToString(),
         };
-        Calibrator.CollectToFile(model, windows, request.SeqLen, path, metadata, batchSize: 4,
+        Calibrator.CollectToFile(model, windows.Tokens, request.SeqLen, path, metadata, batchSize: 4,
             (l, n) => log?.Invoke($"calibration: layer {l}/{n}"), fisher, Calibrator.DefaultHiddenInMemoryLimit);
         return (CalibrationStatisticsFile.Open(path), key, path, false);
     }

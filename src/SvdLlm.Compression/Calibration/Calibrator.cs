@@ -38,14 +38,14 @@ public static class Calibrator
 
     /// <summary>
     /// The windows of <paramref name="request"/>: its text file tokenized whole with the model's tokenizer
-    /// (BOS at the start only), then <see cref="SampleWindows"/>.
+    /// (BOS at the start only), then <see cref="SampleWindows(ReadOnlySpan{int}, int, int, int)"/>.
     /// </summary>
-    public static int[] SampleWindows(CalibrationRequest request)
+    public static CalibrationWindows SampleWindows(CalibrationRequest request)
     {
         if (!File.Exists(request.TextFile)) throw new FileNotFoundException($"calibration text not found: {request.TextFile}", request.TextFile);
         var tokenizer = SvdLlm.Models.Tokenizers.HfTokenizer.Load(request.ModelDirectory);
         var ids = tokenizer.Encode(File.ReadAllText(request.TextFile), addSpecialTokens: true);
-        return SampleWindows(ids, request.Samples, request.SeqLen, request.Seed);
+        return new CalibrationWindows(SampleWindows(ids, request.Samples, request.SeqLen, request.Seed), request.SeqLen);
     }
 
     /// <summary>Hidden states of all windows up to this size stay in memory; larger ones go to a temporary file.</summary>

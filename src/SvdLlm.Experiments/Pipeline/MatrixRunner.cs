@@ -287,7 +287,7 @@ public static class MatrixRunner
                 foreach (var g in plan.Calibrations.Where(g => g.Model == model))
                 {
                     CalibrationStatisticsFile? stats = null;
-                    int[]? windows = null;
+                    CalibrationWindows? windows = null;
                     try
                     {
                         if (options.Stage == PipelineStage.Calibrate)
@@ -301,7 +301,7 @@ public static class MatrixRunner
                             RunCell(c, modelDir, () =>
                             {
                                 stats ??= Statistics(g, modelDir);
-                                if (CompressionMethod.Get(c.Method.Name).LocalUpdate) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
+                                if (CompressionMethod.Get(c.Method.Name).NeedsCalibrationWindows) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
                                 return (stats, windows);
                             });
                             DropIfDone(c);
@@ -323,7 +323,7 @@ public static class MatrixRunner
         /// process with keep_compressed: false cannot delete the directory under them; if it went before the shared
         /// lock was taken, it is built again (or nothing is left to do).
         /// </summary>
-        private void RunCell(CellPlan c, string modelDir, Func<(IStatisticsSource Stats, int[]? Windows)> inputs)
+        private void RunCell(CellPlan c, string modelDir, Func<(IStatisticsSource Stats, CalibrationWindows? Windows)> inputs)
         {
             string dir = CompressedDir(c);
             while (true)
@@ -443,7 +443,7 @@ public static class MatrixRunner
             return stats;
         }
 
-        private void Compress(CellPlan c, string modelDir, IStatisticsSource stats, int[]? windows)
+        private void Compress(CellPlan c, string modelDir, IStatisticsSource stats, CalibrationWindows? windows)
         {
             options.Cancellation.ThrowIfCancellationRequested();
             string dir = CompressedDir(c);
@@ -461,7 +461,7 @@ public static class MatrixRunner
             using var model = ModelLoader.Load(modelDir);
             Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
             var report = Compressor.CompressToDirectory(model, stats, c.Method.Name, c.Ratio, dir, line => Log("compress: " + line), Path.GetDirectoryName(dir),
-                windows, c.Calibration!.SeqLen);
+                windows);
             // Recorded from the file, as an adopted directory would be, so both paths store the same numbers.
             var written = CompressionReportReader.Read(dir);
             store.RecordCompression(c.Record, written, _runId);
