@@ -17,7 +17,7 @@ public sealed record ResourceEstimate(long CalibrationMemoryBytes, long Compress
 }
 
 /// <summary>Thrown when the preflight finds the job does not fit the machine (a user error: exit 1, nothing written).</summary>
-public sealed class InsufficientResourcesException(string message) : Exception(message);
+public sealed class InsufficientResourcesException(string message) : UserInputException(message);
 
 /// <summary>
 /// Estimates memory and disk of calibration and compression from config.json's shapes (the model is not loaded) and

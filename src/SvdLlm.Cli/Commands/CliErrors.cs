@@ -1,33 +1,41 @@
-using SvdLlm.Evaluation.Perplexity;
-using SvdLlm.Models.Architectures;
-using SvdLlm.Models.Checkpoints;
 using SvdLlm.Numerics;
 
 namespace SvdLlm.Cli.Commands;
 
-/// <summary>Turns the errors a user can cause (bad files, bad arguments) into one clear line and exit code 1.</summary>
+/// <summary>
+/// The command line's one error policy. A user's error (<see cref="UserInputException"/>, a missing or unreadable file,
+/// a bad argument, a numerical failure of the user's data) is one line and exit code 1. Anything else is a bug in this
+/// program: one line saying so, the stack trace for the report, and exit code 70 (EX_SOFTWARE).
+/// </summary>
 internal static class CliErrors
 {
+    public const int UserError = 1;
+    public const int Bug = 70;
+
     public static int Run(Func<int> body)
     {
         try
         {
             return body();
         }
-        catch (Exception e) when (e is CheckpointFormatException or ModelConfigException or TokenIdFileException or PerplexityException
-                                       or FileNotFoundException or DirectoryNotFoundException or ArgumentException or LapackException
-                                       or NonFiniteLogitsException or KeyNotFoundException or SvdLlm.Compression.InsufficientResourcesException
-                                       or SvdLlm.Models.Training.TrainConfigException or SvdLlm.Models.Tokenizers.TokenizerFormatException or IOException)
+        catch (Exception e) when (IsUserError(e))
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            return 1;
+            return UserError;
         }
         catch (Exception e)
         {
-            // Unexpected: still one line first, then the trace so that a bug report has it.
-            Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}");
-            Console.Error.WriteLine(e.StackTrace);
-            return 1;
+            Console.Error.WriteLine($"error: this is a bug in svdllm, please report it with the trace below: {e.GetType().FullName}: {e.Message}");
+            Console.Error.WriteLine(e.ToString());
+            return Bug;
         }
     }
+
+    /// <summary>
+    /// ArgumentException and KeyNotFoundException carry the messages of this program's own checks of settings and names
+    /// (for example an unknown method, or statistics collected on another model); a positive LAPACK info is the user's
+    /// data failing a numerical precondition (a negative one is an illegal argument: a bug).
+    /// </summary>
+    public static bool IsUserError(Exception e) => e is UserInputException or FileNotFoundException or DirectoryNotFoundException
+        or UnauthorizedAccessException or ArgumentException or KeyNotFoundException or IOException or LapackException { Info: > 0 };
 }

@@ -29,18 +29,8 @@ internal static class EvalCommand
             model, task, data, limit, seqLen, batchSize, tokenizer, threads, json,
         };
         command.SetAction(parse => CliErrors.Run(() =>
-        {
-            try
-            {
-                return Run(parse.GetValue(model)!, parse.GetValue(task)!, parse.GetValue(data), parse.GetValue(limit), parse.GetValue(seqLen),
-                    parse.GetValue(batchSize), parse.GetValue(tokenizer), parse.GetValue(threads), parse.GetValue(json));
-            }
-            catch (TaskDataException e)
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return 1;
-            }
-        }));
+            Run(parse.GetValue(model)!, parse.GetValue(task)!, parse.GetValue(data), parse.GetValue(limit), parse.GetValue(seqLen),
+                parse.GetValue(batchSize), parse.GetValue(tokenizer), parse.GetValue(threads), parse.GetValue(json))));
         return command;
     }
 

@@ -68,7 +68,7 @@ internal static class TokenizeCommand
     internal static string ReadInput(string? text, string? textFile) => (text, textFile) switch
     {
         ({ } t, null) => t,
-        (null, { } f) => File.Exists(f) ? File.ReadAllText(f) : throw new FileNotFoundException($"text file not found: {Path.GetFullPath(f)}", f),
+        (null, { } f) => SvdLlm.Models.Data.Utf8Text.ReadFile(f, "text file"),
         _ => throw new ArgumentException("give exactly one of --text and --text-file"),
     };
 

@@ -42,9 +42,12 @@ public static class Calibrator
     /// </summary>
     public static CalibrationWindows SampleWindows(CalibrationRequest request)
     {
-        if (!File.Exists(request.TextFile)) throw new FileNotFoundException($"calibration text not found: {request.TextFile}", request.TextFile);
+        string text = SvdLlm.Models.Data.Utf8Text.ReadFile(request.TextFile, "calibration text");
         var tokenizer = SvdLlm.Models.Tokenizers.HfTokenizer.Load(request.ModelDirectory);
-        var ids = tokenizer.Encode(File.ReadAllText(request.TextFile), addSpecialTokens: true);
+        var ids = tokenizer.Encode(text, addSpecialTokens: true);
+        if (ids.Length <= request.SeqLen)
+            throw new ArgumentException($"{Path.GetFullPath(request.TextFile)}: the calibration text is {ids.Length} tokens long with this model's tokenizer; " +
+                                        $"it needs more than one window of seq_len {request.SeqLen}");
         return new CalibrationWindows(SampleWindows(ids, request.Samples, request.SeqLen, request.Seed), request.SeqLen);
     }
 

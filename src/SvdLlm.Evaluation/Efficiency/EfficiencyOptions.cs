@@ -1,3 +1,5 @@
+using SvdLlm.Models.Architectures;
+
 namespace SvdLlm.Evaluation.Efficiency;
 
 /// <summary>
@@ -16,6 +18,11 @@ namespace SvdLlm.Evaluation.Efficiency;
 public sealed record EfficiencyOptions(int Batch = 1, int PromptLen = 128, int GenLen = 32, int Repeats = 3, int? Threads = null, int Seed = 0,
     double WarmupSeconds = 1.0)
 {
+    /// <summary>Warm-up longer than this is a typo, not a warm-up (1e9 s ran forever).</summary>
+    public const double MaxWarmupSeconds = 600;
+
+    public const int MaxRepeats = 1000;
+
     public void Validate()
     {
         if (Batch <= 0) throw new ArgumentException($"efficiency: batch {Batch} must be positive");
@@ -23,6 +30,13 @@ public sealed record EfficiencyOptions(int Batch = 1, int PromptLen = 128, int G
         if (GenLen <= 0) throw new ArgumentException($"efficiency: generation length {GenLen} must be positive");
         if (Repeats <= 0) throw new ArgumentException($"efficiency: repeats {Repeats} must be positive");
         if (Threads is <= 0) throw new ArgumentException($"efficiency: threads {Threads} must be positive");
-        if (!(WarmupSeconds >= 0) || double.IsInfinity(WarmupSeconds)) throw new ArgumentException($"efficiency: warm-up {WarmupSeconds} s must be a finite non-negative number");
+        if (!(WarmupSeconds >= 0 && WarmupSeconds <= MaxWarmupSeconds))
+            throw new ArgumentException($"efficiency: warm-up {WarmupSeconds} s must be in [0, {MaxWarmupSeconds}] (JIT tiering and page faults settle within seconds)");
+        if (Threads > SvdLlm.Numerics.NumericsRuntime.MaxThreads) throw new ArgumentException($"efficiency: threads {Threads} exceeds {SvdLlm.Numerics.NumericsRuntime.MaxThreads}");
+        // Checked in long: prompt + generation beyond int wrapped (gen 1e9 threw OverflowException with a trace).
+        long length = (long)PromptLen + GenLen;
+        if (length > CausalLanguageModel.MaxSequenceLength)
+            throw new ArgumentException($"efficiency: prompt {PromptLen} + generation {GenLen} = {length} tokens exceeds the longest sequence a model runs ({CausalLanguageModel.MaxSequenceLength})");
+        if (Repeats > MaxRepeats) throw new ArgumentException($"efficiency: repeats {Repeats} exceeds {MaxRepeats} (the median of a few runs is the figure)");
     }
 }

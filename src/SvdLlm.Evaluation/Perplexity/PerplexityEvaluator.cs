@@ -19,7 +19,7 @@ public sealed record PerplexityResult(
 }
 
 /// <summary>A chunk produced NaN or ±∞ logits; the evaluation stops instead of skipping it.</summary>
-public sealed class PerplexityException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class PerplexityException(string message, Exception? inner = null) : UserInputException(message, inner);
 
 /// <summary>
 /// SVD-LLM's perplexity protocol: the whole text is tokenized once (BOS, if wanted, only at the
@@ -37,6 +37,9 @@ public static class PerplexityEvaluator
         int? maxChunks = null, int batchSize = 1, Action<int, int>? progress = null)
     {
         if (seqLen < 2) throw new ArgumentException($"seq_len must be at least 2 (one context and one predicted token), got {seqLen}");
+        // Perplexity past the trained context measures extrapolation, not the model; and OPT's learned positions end there.
+        if (seqLen > model.MaxPositionEmbeddings)
+            throw new ArgumentException($"seq_len {seqLen} exceeds {model.Directory}'s max_position_embeddings ({model.MaxPositionEmbeddings}, config.json): use chunks the model was built for");
         if (batchSize < 1) throw new ArgumentException($"batch size must be positive, got {batchSize}");
         if (maxChunks is <= 0) throw new ArgumentException($"max chunks must be positive, got {maxChunks}");
         int available = ids.Length / seqLen;

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace SvdLlm.Evaluation.Perplexity;
 
 /// <summary>Bad content in a token-id file; the message names the file, line and column.</summary>
-public sealed class TokenIdFileException(string message) : Exception(message);
+public sealed class TokenIdFileException(string message) : UserInputException(message);
 
 /// <summary>
 /// Reads a file of already-tokenized ids: non-negative integers separated by whitespace or commas

@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace SvdLlm.Evaluation.Tasks;
 
 /// <summary>A task data file is malformed; the message starts with <c>file:line:</c> and says what was expected.</summary>
-public sealed class TaskDataException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class TaskDataException(string message, Exception? inner = null) : UserInputException(message, inner);
 
 /// <summary>One JSON record of a task file and where it came from, with typed field access whose errors name file, line and field.</summary>
 public readonly struct JsonRecord(JsonElement root, string file, int line)

@@ -17,7 +17,7 @@ public sealed record MatrixError(SourcePosition Position, string Message)
 
 /// <summary>Every problem found in a matrix (all of them, not just the first), one per line.</summary>
 public sealed class MatrixValidationException(IReadOnlyList<MatrixError> errors)
-    : Exception(string.Join("\n", errors.Select(e => e.ToString())))
+    : UserInputException(string.Join("\n", errors.Select(e => e.ToString())))
 {
     public IReadOnlyList<MatrixError> Errors { get; } = errors;
 }

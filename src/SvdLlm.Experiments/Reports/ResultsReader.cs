@@ -4,7 +4,7 @@ using SvdLlm.Experiments.Store;
 namespace SvdLlm.Experiments.Reports;
 
 /// <summary>A results database that cannot be reported on: missing, not a results database, or from a newer schema.</summary>
-public sealed class ReportException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class ReportException(string message, Exception? inner = null) : UserInputException(message, inner);
 
 public sealed record RunRow(long RunId, string StartedUtc, string? EndedUtc, string Status, string GitCommit, bool GitDirty,
     string Machine, string Os, string Dotnet, long Threads, string Blas, string PackagesJson, string MatrixPath, string MatrixSha256, string Shard);

@@ -322,4 +322,4 @@ public sealed class ResultStore : IDisposable
 }
 
 /// <summary>A results database that cannot be used (wrong kind of file, newer schema): the user's input, reported in one line.</summary>
-public sealed class ResultDatabaseException(string message) : IOException(message);
+public sealed class ResultDatabaseException(string message) : UserInputException(message);

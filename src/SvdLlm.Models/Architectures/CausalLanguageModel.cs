@@ -5,7 +5,7 @@ using SvdLlm.Numerics.Backends;
 namespace SvdLlm.Models.Architectures;
 
 /// <summary>A logit or token NLL came out NaN or ±∞.</summary>
-public sealed class NonFiniteLogitsException(string message, int sequence, int position) : Exception(message)
+public sealed class NonFiniteLogitsException(string message, int sequence, int position) : UserInputException(message)
 {
     /// <summary>Index of the sequence in the batch.</summary>
     public int Sequence { get; } = sequence;
@@ -49,6 +49,15 @@ public abstract class CausalLanguageModel : IDisposable
     public abstract int VocabSize { get; }
     public abstract int HiddenSize { get; }
     public abstract int NumLayers { get; }
+
+    /// <summary>config.json's max_position_embeddings: the longest sequence the model was built (and trained) for.</summary>
+    public abstract int MaxPositionEmbeddings { get; }
+
+    /// <summary>
+    /// The longest sequence a forward pass takes: attention's [T, T] score scratch is indexed by int, so T² must stay
+    /// below 2³¹ (46340² = 2 147 395 600).
+    /// </summary>
+    public const int MaxSequenceLength = 46340;
     public abstract int? BosTokenId { get; }
 
     /// <summary>Width of the final hidden state that multiplies the output embedding.</summary>
@@ -322,7 +331,9 @@ public abstract class CausalLanguageModel : IDisposable
     private void CheckTokens(ReadOnlySpan<int> tokens, int batch, int seqLen)
     {
         if (batch <= 0 || seqLen <= 0) throw new ArgumentException($"batch {batch} and seq_len {seqLen} must be positive");
-        if (tokens.Length != batch * seqLen) throw new ArgumentException($"{tokens.Length} tokens do not form a [{batch}, {seqLen}] batch");
+        if (seqLen > MaxSequenceLength)
+            throw new ArgumentException($"seq_len {seqLen} exceeds the longest sequence a forward pass takes ({MaxSequenceLength}: the [T, T] attention scores are indexed by int)");
+        if (tokens.Length != (long)batch * seqLen) throw new ArgumentException($"{tokens.Length} tokens do not form a [{batch}, {seqLen}] batch");
         for (int i = 0; i < tokens.Length; i++)
             if ((uint)tokens[i] >= (uint)VocabSize)
                 throw new ArgumentException($"token id {tokens[i]} at index {i} is outside the vocabulary [0, {VocabSize})");

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace SvdLlm.Models.Architectures;
 
 /// <summary>A config.json value is missing, has the wrong type, or is out of range.</summary>
-public sealed class ModelConfigException(string message) : Exception(message);
+public sealed class ModelConfigException(string message) : UserInputException(message);
 
 /// <summary>
 /// Typed access to a parsed config.json with errors that name the file, the field and what was

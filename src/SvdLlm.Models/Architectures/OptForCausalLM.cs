@@ -102,6 +102,7 @@ public sealed class OptForCausalLM : CausalLanguageModel
     public override int VocabSize => Config.VocabSize;
     public override int HiddenSize => Config.HiddenSize;
     public override int NumLayers => Config.NumHiddenLayers;
+    public override int MaxPositionEmbeddings => Config.MaxPositionEmbeddings;
     public override int? BosTokenId => Config.BosTokenId;
     protected override int OutputWidth => Config.WordEmbedProjDim;
 

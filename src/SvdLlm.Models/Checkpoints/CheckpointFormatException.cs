@@ -7,7 +7,7 @@ namespace SvdLlm.Models.Checkpoints;
 /// directory), and where relevant the tensor and header field, and says what was expected vs found,
 /// so the user can fix the checkpoint without a debugger.
 /// </summary>
-public sealed class CheckpointFormatException : Exception
+public sealed class CheckpointFormatException : UserInputException
 {
     /// <summary>
     /// Builds the message "&lt;file&gt;: tensor 'x', field 'shape': &lt;problem&gt;" from its parts.

@@ -5,7 +5,7 @@ namespace SvdLlm.Models.Tokenizers;
 /// names the file and, where relevant, the JSON field (as a path such as <c>model.merges[17]</c>),
 /// so the user can tell a broken file from an unsupported one.
 /// </summary>
-public sealed class TokenizerFormatException : Exception
+public sealed class TokenizerFormatException : UserInputException
 {
     /// <summary>Builds "&lt;file&gt;: field '&lt;field&gt;': &lt;problem&gt;".</summary>
     public TokenizerFormatException(string filePath, string? field, string problem, Exception? innerException = null)

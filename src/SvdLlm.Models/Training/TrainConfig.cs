@@ -8,7 +8,7 @@ using YamlDotNet.Serialization.NamingConventions;
 namespace SvdLlm.Models.Training;
 
 /// <summary>A training config file is malformed; the message names the file, the position or field, and what was expected.</summary>
-public sealed class TrainConfigException(string message) : Exception(message);
+public sealed class TrainConfigException(string message) : UserInputException(message);
 
 /// <summary>
 /// Everything that determines a trained model: corpora, tokenizer, architecture and optimisation,
