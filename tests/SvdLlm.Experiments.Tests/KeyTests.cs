@@ -22,6 +22,32 @@ public sealed class KeyTests
         Assert.Matches("^[0-9a-f]{64}$", a);
     }
 
+    /// <summary>
+    /// The pipeline and the calibrate/compress commands name statistics with one key; it covers every file a model's
+    /// cells cover (the statistics key ignored tokenizer.model, so a changed SentencePiece model reused stale statistics).
+    /// </summary>
+    [Fact]
+    public void StatisticsHaveOneKeyOverTheFilesThatDefineTheModel()
+    {
+        using var w = new MicroWorld();
+        var keys = new ArtifactKeys(w.CacheDir);
+        var request = new SvdLlm.Compression.Calibration.CalibrationRequest(w.ModelDir, w.TextFile, 8, 32, 3, false);
+        string plain = SvdLlm.Compression.Calibration.CalibrationCache.Key(request);
+        Assert.Equal(plain, keys.StatisticsKey(request));
+        var model = new ModelSpec("tiny", w.ModelDir, Here);
+        string cell = keys.CellKey(model, new CalibrationSpec(w.TextFile, 8, 32, 3, Here), Method("svd"), 0.2);
+
+        // The memoised hash the compress command uses gives the same key.
+        var once = SvdLlm.Models.Data.AssetCache.Sha256Once();
+        Assert.Equal(plain, SvdLlm.Compression.Calibration.CalibrationCache.Key(request, once));
+        Assert.Equal(plain, SvdLlm.Compression.Calibration.CalibrationCache.Key(request, once));
+
+        File.WriteAllBytes(Path.Combine(w.ModelDir, "tokenizer.model"), [1, 2, 3]);
+        var fresh = new ArtifactKeys(w.CacheDir);
+        Assert.NotEqual(plain, fresh.StatisticsKey(request));
+        Assert.NotEqual(cell, fresh.CellKey(model, new CalibrationSpec(w.TextFile, 8, 32, 3, Here), Method("svd"), 0.2));
+    }
+
     [Fact]
     public void CellKeysChangeWithEveryInput()
     {

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using SvdLlm.Compression;
 using SvdLlm.Compression.Calibration;
 using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Data;
 using SvdLlm.Numerics;
 
 namespace SvdLlm.Cli.Commands;
@@ -78,11 +79,12 @@ internal static class CompressCommand
             var clock = System.Diagnostics.Stopwatch.StartNew();
             using var model = ModelLoader.Load(request.ModelDirectory);
             string? workspaceDir = p.GetValue(workspace);
-            bool cached = File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(request)));
+            var fileHash = AssetCache.Sha256Once();
+            bool cached = File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(request, fileHash)));
             var estimate = Preflight.Estimate(model, m, r, request.Samples, request.SeqLen, cached);
             Preflight.Check(estimate, CalibrationCache.Directory, outDir, workspaceDir, p.GetValue(force), Log);
             var windows = Calibrator.SampleWindows(request);
-            var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log, force: p.GetValue(force));
+            var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log, force: p.GetValue(force), fileHash: fileHash);
             double calibrationSeconds = clock.Elapsed.TotalSeconds;
             using (stats)
             {

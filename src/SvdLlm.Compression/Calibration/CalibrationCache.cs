@@ -19,24 +19,19 @@ public static class CalibrationCache
     /// <summary>Bump when a change alters the statistics computed for the same inputs.</summary>
     public const int StatisticsVersion = 2;
 
-    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
-
     public static string Directory => Path.Combine(AssetCache.Root, "calibration");
 
-    public static string Key(CalibrationRequest r)
+    /// <summary>
+    /// The statistics' content key. <paramref name="fileHash"/> (SHA-256 hex of a file; default: read it) lets a caller
+    /// that hashes many keys per run (the experiment pipeline) read each weight file once.
+    /// </summary>
+    public static string Key(CalibrationRequest r, Func<string, string>? fileHash = null)
     {
+        fileHash ??= AssetCache.Sha256;
         var sb = new StringBuilder();
         sb.Append($"statistics-v{StatisticsVersion}\nsamples={r.Samples}\nseq_len={r.SeqLen}\nseed={r.Seed}\nfisher={r.Fisher}\n");
-        var modelFiles = System.IO.Directory.EnumerateFiles(r.ModelDirectory)
-            .Where(f => Path.GetFileName(f) is "config.json" or "model.safetensors.index.json" || f.EndsWith(".safetensors", StringComparison.Ordinal))
-            .OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal);
-        foreach (string f in modelFiles) sb.Append($"model:{Path.GetFileName(f)}={AssetCache.Sha256(f)}\n");
-        foreach (string t in TokenizerFiles)
-        {
-            string f = Path.Combine(r.ModelDirectory, t);
-            if (File.Exists(f)) sb.Append($"tokenizer:{t}={AssetCache.Sha256(f)}\n");
-        }
-        sb.Append($"text={AssetCache.Sha256(r.TextFile)}\n");
+        foreach (string f in SvdLlm.Models.Checkpoints.ModelContentFiles.In(r.ModelDirectory)) sb.Append($"model:{Path.GetFileName(f)}={fileHash(f)}\n");
+        sb.Append($"text={fileHash(r.TextFile)}\n");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
     }
 
@@ -49,10 +44,10 @@ public static class CalibrationCache
     /// </summary>
     /// <param name="force">run the Fisher pass even when its memory estimate exceeds what is available</param>
     public static (CalibrationStatisticsFile Stats, string Key, string Path, bool Hit) GetOrCollect(CausalLanguageModel model, CalibrationWindows windows, CalibrationRequest request,
-        Action<string>? log = null, string? cacheDirectory = null, bool force = false)
+        Action<string>? log = null, string? cacheDirectory = null, bool force = false, Func<string, string>? fileHash = null)
     {
         if (windows.SeqLen != request.SeqLen) throw new ArgumentException($"windows of {windows.SeqLen} tokens do not match the request's seq_len {request.SeqLen}", nameof(windows));
-        string key = Key(request);
+        string key = Key(request, fileHash);
         string path = PathFor(key, cacheDirectory);
         if (File.Exists(path))
         {

@@ -35,23 +35,18 @@ public static class ArtifactVersions
 /// </remarks>
 public sealed class ArtifactKeys(string cacheRoot)
 {
-    private static readonly string[] ModelFiles = ["config.json", "model.safetensors.index.json"];
-    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model"];
     private readonly ConcurrentDictionary<string, string> _memo = new();
 
     public string CacheRoot { get; } = cacheRoot;
 
     public static string Sha256Hex(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
 
-    /// <summary>The default model: its training key (known before it is trained). A directory: its config, weights and tokenizer files.</summary>
+    /// <summary>The default model: its training key (known before it is trained). A directory: its <see cref="SvdLlm.Models.Checkpoints.ModelContentFiles"/>.</summary>
     public string ModelKey(ModelSpec model) => _memo.GetOrAdd("model:" + model.Source, _ =>
     {
         if (model.IsDefault) return Sha256Hex("trained-default\n" + ModelTraining.CacheKey(ModelTraining.DefaultConfig()));
         var sb = new StringBuilder("model-directory\n");
-        var files = Directory.EnumerateFiles(model.Source)
-            .Where(f => ModelFiles.Contains(Path.GetFileName(f)) || TokenizerFiles.Contains(Path.GetFileName(f)) || f.EndsWith(".safetensors", StringComparison.Ordinal))
-            .OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal);
-        foreach (string f in files) sb.Append(Path.GetFileName(f)).Append('=').Append(FileHash(f)).Append('\n');
+        foreach (string f in SvdLlm.Models.Checkpoints.ModelContentFiles.In(model.Source)) sb.Append(Path.GetFileName(f)).Append('=').Append(FileHash(f)).Append('\n');
         return Sha256Hex(sb.ToString());
     });
 
@@ -68,6 +63,12 @@ public sealed class ArtifactKeys(string cacheRoot)
             sb.Append(Path.GetRelativePath(path, f).Replace('\\', '/')).Append('=').Append(FileHash(f)).Append('\n');
         return Sha256Hex(sb.ToString());
     }
+
+    /// <summary>
+    /// The calibration statistics file of a request: <see cref="CalibrationCache.Key"/> (the one definition, also used by
+    /// the compress and calibrate commands) over this run's memoised file hashes.
+    /// </summary>
+    public string StatisticsKey(CalibrationRequest request) => CalibrationCache.Key(request, FileHash);
 
     /// <summary>Statistics for (model, calibration): shared by every method and ratio of that pair.</summary>
     public string CalibrationGroupKey(ModelSpec model, CalibrationSpec c) => Sha256Hex(new JsonObject

