@@ -196,10 +196,51 @@ public sealed class PipelineTests
         // A live process's deletion is its own business.
         string live = dir + "1.deleting-" + Environment.ProcessId;
         Directory.CreateDirectory(live);
+        // Temporaries of killed writers: statistics as large as the statistics, a half-built demo suite, a small file.
+        string stats = Path.Combine(w.CacheDir, "calibration", $"{new string('a', 64)}.svdstats.tmp-{gone.Id}-0badf00d");
+        string demo = Path.Combine(w.CacheDir, "demo", $".{SvdLlm.Evaluation.Tasks.DemoSuite.Version}.tmp-{gone.Id}-0badf00d");
+        string hash = Path.Combine(w.CacheDir, "hashes", $"{new string('b', 64)}.sha256.tmp-{gone.Id}-0badf00d");
+        string liveStats = Path.Combine(w.CacheDir, "calibration", $"{new string('c', 64)}.svdstats.tmp-{Environment.ProcessId}-0badf00d");
+        foreach (string f in new[] { stats, hash, liveStats })
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(f)!);
+            File.WriteAllText(f, "partial");
+        }
+        Directory.CreateDirectory(demo);
+        File.WriteAllText(Path.Combine(demo, "demo_cloze.jsonl"), "{");
         Run(matrix, w.Temp.File("r.db"), new Counter(), PipelineStage.Calibrate);
         Assert.False(Directory.Exists(deleting));
         Assert.False(Directory.Exists(partial));
         Assert.True(Directory.Exists(live));
+        Assert.False(File.Exists(stats));
+        Assert.False(Directory.Exists(demo));
+        Assert.False(File.Exists(hash));
+        Assert.True(File.Exists(liveStats));
+    }
+
+    /// <summary>A run killed with -9 leaves its row saying running; the next run on the machine marks it interrupted, unless it still runs.</summary>
+    [Fact]
+    public void ARunWhoseProcessIsGoneIsMarkedInterruptedAndALiveOneIsNot()
+    {
+        using var w = new MicroWorld();
+        string matrix = w.Matrix(Micro.Replace("KEEP", "false"));
+        string db = w.Temp.File("r.db");
+        string logs = w.Temp.Sub("logs");
+        long dead, alive;
+        string aliveLog = Path.Combine(logs, "alive.log");
+        using (var s = ResultStore.Open(db))
+        {
+            RunInfo Info(string log) => new("abc", false, Environment.MachineName, "os", "dotnet", 1, "blas", "{}", matrix, "sha", "1/1", "evaluate", log);
+            dead = s.BeginRun(Info(Path.Combine(logs, "dead.log")));
+            alive = s.BeginRun(Info(aliveLog));
+        }
+        using (SvdLlm.Experiments.Cache.ArtifactLock.Acquire(aliveLog, CancellationToken.None))
+            Run(matrix, db, new Counter(), PipelineStage.Calibrate);
+        Assert.Equal(1, Scalar(db, $"SELECT count(*) FROM runs WHERE run_id = {dead} AND status = 'interrupted' AND error LIKE '%killed%'"));
+        Assert.Equal(1, Scalar(db, $"SELECT count(*) FROM runs WHERE run_id = {alive} AND status = 'running'"));
+        Assert.Equal(1, Scalar(db, "SELECT count(*) FROM runs WHERE status = 'finished'"));
+        // The finished run and the sweep removed their lock files; only the live run's is left.
+        Assert.Equal([aliveLog + ".lock"], Directory.GetFiles(logs, "*.lock"));
     }
 
     [Fact]

@@ -54,6 +54,8 @@ public static class CalibrationCache
             log?.Invoke($"calibration statistics cached: {path}");
             return (CalibrationStatisticsFile.Open(path), key, path, true);
         }
+        foreach (string gone in SvdLlm.Models.Data.Leftovers.Sweep(System.IO.Path.GetDirectoryName(path)!, ""))
+            log?.Invoke($"removed {gone}, left by a calibration that was killed");
         log?.Invoke($"collecting calibration statistics ({request.Samples} × {request.SeqLen} tokens, seed {request.Seed}{(request.Fisher ? ", with Fisher" : "")}) into {path}");
         Dictionary<string, double[]>? fisher = null;
         if (request.Fisher)

@@ -59,7 +59,7 @@ public sealed class CalibrationStatisticsWriter : IDisposable
         _path = Path.GetFullPath(path);
         string? dir = Path.GetDirectoryName(_path);
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        _tmp = _path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        _tmp = SvdLlm.Models.Data.Leftovers.TempPath(_path);
         _fs = new FileStream(_tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
         Span<byte> header = stackalloc byte[StatisticsFormat.HeaderBytes];
         header.Clear();

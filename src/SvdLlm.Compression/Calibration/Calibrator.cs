@@ -179,6 +179,8 @@ public static class Calibrator
     /// <summary>Spilled hidden states (8.6 GB for 256×2048 tokens at hidden 4096): a temporary file, deleted on disposal.</summary>
     private sealed class FileHiddenStore : HiddenStore
     {
+        private const string HiddenPrefix = ".calibration-hidden";
+
         private readonly string _path;
         private readonly FileStream _fs;
         private readonly int _cols;
@@ -186,7 +188,9 @@ public static class Calibrator
         public FileHiddenStore(string directory, int cols)
         {
             Directory.CreateDirectory(directory);
-            _path = Path.Combine(directory, $".calibration-hidden-{Guid.NewGuid():N}.tmp");
+            // As large as the calibration activations, and kill -9 skips DeleteOnClose: remove what dead runs left.
+            SvdLlm.Models.Data.Leftovers.Sweep(directory, HiddenPrefix);
+            _path = SvdLlm.Models.Data.Leftovers.TempPath(Path.Combine(directory, HiddenPrefix));
             _fs = new FileStream(_path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20, FileOptions.DeleteOnClose);
             _cols = cols;
         }

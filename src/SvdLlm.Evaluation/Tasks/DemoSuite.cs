@@ -87,6 +87,10 @@ public static partial class DemoSuite
 
     /// <summary>The path of the task's file in the cached suite, building the suite first if it is not there.</summary>
     /// <param name="cacheRoot">the cache root (default <see cref="AssetCache.Root"/>); the suite lives in <c>demo/&lt;Version&gt;</c> below it</param>
+    /// <summary>Removes the half-built suites of killed processes (<c>.VERSION.tmp-PID-…</c>); returns their paths.</summary>
+    public static List<string> SweepLeftovers(string? cacheRoot = null) =>
+        SvdLlm.Models.Data.Leftovers.Sweep(Path.Combine(cacheRoot ?? AssetCache.Root, "demo"), ".");
+
     public static string EnsureFile(string task, string? cacheRoot = null)
     {
         string name = FileName(task);
@@ -97,7 +101,8 @@ public static partial class DemoSuite
             {
                 string parent = Path.GetDirectoryName(dir)!;
                 Directory.CreateDirectory(parent);
-                string temp = Path.Combine(parent, $".{Version}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
+                SweepLeftovers(cacheRoot);
+                string temp = SvdLlm.Models.Data.Leftovers.TempPath(Path.Combine(parent, "." + Version));
                 try
                 {
                     Build(temp);

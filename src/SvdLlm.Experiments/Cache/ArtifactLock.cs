@@ -65,5 +65,17 @@ public sealed class ArtifactLock : IDisposable
         }
     }
 
+    /// <summary>
+    /// Releases the lock and removes its file. Only for a lock whose artifact says it is finished elsewhere (a run's row
+    /// ended): a process that opened the file before the removal may still lock the removed file, so this is safe
+    /// only when such a holder then checks that record and does nothing.
+    /// </summary>
+    public void ReleaseAndRemove()
+    {
+        string path = _file.Name;
+        _file.Dispose();
+        File.Delete(path);
+    }
+
     public void Dispose() => _file.Dispose();
 }

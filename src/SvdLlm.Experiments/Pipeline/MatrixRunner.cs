@@ -77,6 +77,10 @@ public static class MatrixRunner
         string stage = options.Stage.ToString().ToLowerInvariant();
         // The run id is only known after the insert; the log's name uses a timestamp and the process id instead.
         string logPath = Path.Combine(logDir, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{matrix.Name}-{stage}-shard{options.Shard.Index}of{options.Shard.Count}-{Environment.ProcessId}.log");
+        MarkDeadRuns(store, line => options.Progress.Message(line));
+        // Held until the run's row is ended: a process that dies without ending it (kill -9) frees it, which is how a
+        // later run tells a dead run from a live one (pids are recycled; locks die with their process).
+        using var alive = ArtifactLock.Acquire(logPath, options.Cancellation);
         long runId = store.BeginRun(new RunInfo(commit, dirty, Environment.MachineName, Provenance.Os, Provenance.DotNet, NumericsRuntime.Threads,
             NumericsRuntime.Describe(), Provenance.PackagesJson(), matrix.Path, matrix.Sha256, options.Shard.ToString(), stage, logPath));
         using var log = new StreamWriter(logPath, append: false, Encoding.UTF8) { AutoFlush = true };
@@ -107,9 +111,27 @@ public static class MatrixRunner
         finally
         {
             work.Log(work.SummaryLine(clock.Elapsed.TotalSeconds, status));
+            alive.ReleaseAndRemove();
         }
         options.Output(work.SummaryLine(clock.Elapsed.TotalSeconds, status));
         return new RunSummary(runId, status, cells.Count, work.Computed, work.Seconds, clock.Elapsed.TotalSeconds, logPath);
+    }
+
+    /// <summary>
+    /// Marks interrupted every run of this machine whose row says running but whose process is gone: nobody holds the
+    /// lock beside its log file. Runs of other machines, and runs whose log directory is not here, are left alone.
+    /// </summary>
+    private static void MarkDeadRuns(ResultStore store, Action<string> log)
+    {
+        foreach (var (runId, logPath) in store.RunningRuns(Environment.MachineName))
+        {
+            if (logPath is null || !Directory.Exists(Path.GetDirectoryName(logPath))) continue;
+            using var held = ArtifactLock.TryAcquire(logPath);
+            if (held is null) continue;
+            if (store.MarkInterrupted(runId, "the process ended without recording the end of the run (killed?)"))
+                log($"run {runId} was killed while running (its row said running); marked interrupted");
+            held.ReleaseAndRemove();
+        }
     }
 
     /// <summary>The directory of a cell's compressed model in the cache.</summary>
@@ -348,45 +370,27 @@ public static class MatrixRunner
         }
 
         /// <summary>
-        /// Removes what killed runs left in the compressed-model cache: DIR.deleting-PID whose process is gone, and a
-        /// DIR.partial that nobody is writing (its cell's exclusive lock is free; a live writer holds it).
+        /// Removes what killed runs left in the cache: DIR.deleting-PID and temporary files (NAME.tmp-PID-…: statistics,
+        /// half-built demo suites, small files) whose process is gone, and a DIR.partial that nobody is writing (its
+        /// cell's exclusive lock is free; a live writer holds it).
         /// </summary>
         private void SweepLeftovers()
         {
             string root = Path.Combine(keys.CacheRoot, "compressed");
+            var removed = Leftovers.Sweep(root, "", ".deleting-");
+            removed.AddRange(Leftovers.Sweep(root, ""));
+            removed.AddRange(Leftovers.Sweep(StatsDirectory, ""));
+            removed.AddRange(Leftovers.Sweep(Path.Combine(keys.CacheRoot, "calibration-text"), ""));
+            removed.AddRange(Leftovers.Sweep(Path.Combine(keys.CacheRoot, "hashes"), ""));
+            removed.AddRange(DemoSuite.SweepLeftovers(keys.CacheRoot));
+            foreach (string path in removed) Log($"removed {path}, left by a run that was killed");
             if (!Directory.Exists(root)) return;
-            foreach (string path in Directory.EnumerateDirectories(root))
+            foreach (string path in Directory.EnumerateDirectories(root, "*.partial"))
             {
-                string name = Path.GetFileName(path);
-                int deleting = name.LastIndexOf(".deleting-", StringComparison.Ordinal);
-                if (deleting > 0 && int.TryParse(name.AsSpan(deleting + ".deleting-".Length), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
-                {
-                    if (!ProcessAlive(pid)) Remove(path, "deleting");
-                }
-                else if (name.EndsWith(".partial", StringComparison.Ordinal))
-                {
-                    using var held = ArtifactLock.TryAcquire(path[..^".partial".Length]);
-                    if (held is not null) Remove(path, "writing");
-                }
-            }
-        }
-
-        private void Remove(string leftover, string doing)
-        {
-            Directory.Delete(leftover, recursive: true);
-            Log($"removed {leftover}, left by a run that stopped while {doing} it");
-        }
-
-        private static bool ProcessAlive(int pid)
-        {
-            try
-            {
-                using var p = Process.GetProcessById(pid);
-                return !p.HasExited;
-            }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-            {
-                return false; // no such process, or it exited between the lookup and the question
+                using var held = ArtifactLock.TryAcquire(path[..^".partial".Length]);
+                if (held is null) continue;
+                Directory.Delete(path, recursive: true);
+                Log($"removed {path}, left by a run that stopped while writing it");
             }
         }
 

@@ -73,7 +73,7 @@ public static class ReportGenerator
         foreach (var (relative, content) in files)
         {
             string path = Path.Combine(root, relative);
-            AtomicFile.WriteAllText(path, content, Utf8);
+            SvdLlm.Models.Training.AtomicFile.WriteAllText(path, content, Utf8);
             written.Add(path);
         }
         var current = files.Select(f => f.RelativePath).ToHashSet();
@@ -82,7 +82,7 @@ public static class ReportGenerator
             string path = Path.Combine(root, stale);
             if (File.Exists(path)) File.Delete(path);
         }
-        AtomicFile.WriteAllText(Path.Combine(root, ManifestName), string.Concat(files.Select(f => f.RelativePath + "\n")), Utf8);
+        SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(root, ManifestName), string.Concat(files.Select(f => f.RelativePath + "\n")), Utf8);
 
         return new ReportSummary(written, Path.Combine(root, "report.html"), snapshot.IsEmpty, data.Models.Count, snapshot.Cells.Count, snapshot.Metrics.Count,
             tableCount, models.Sum(m => m.Plots.Count));
@@ -97,31 +97,5 @@ public static class ReportGenerator
             .Where(l => (l.StartsWith("tables/", StringComparison.Ordinal) || l.StartsWith("plots/", StringComparison.Ordinal))
                         && !l.Contains("..", StringComparison.Ordinal) && l.Count(c => c == '/') == 1 && !l.Contains('\\'))
             .ToList();
-    }
-}
-
-public static class AtomicFile
-{
-    /// <summary>Writes next to the target and renames over it; the process id in the temporary name keeps two concurrent generators apart.</summary>
-    public static void WriteAllText(string path, string content, Encoding encoding)
-    {
-        string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(directory);
-        string temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                var bytes = encoding.GetBytes(content);
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, path, overwrite: true);
-        }
-        catch
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-            throw;
-        }
     }
 }

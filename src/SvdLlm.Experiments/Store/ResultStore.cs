@@ -141,6 +141,27 @@ public sealed class ResultStore : IDisposable
         tx.Commit();
     }
 
+    /// <summary>Runs of <paramref name="machine"/> whose row still says running: (run id, log path).</summary>
+    public List<(long RunId, string? LogPath)> RunningRuns(string machine)
+    {
+        var result = new List<(long, string?)>();
+        using var cmd = Command(null, "SELECT run_id, log_path FROM runs WHERE status = 'running' AND machine = $m ORDER BY run_id;", ("$m", machine));
+        using var r = cmd.ExecuteReader();
+        while (r.Read()) result.Add((r.GetInt64(0), r.IsDBNull(1) ? null : r.GetString(1)));
+        return result;
+    }
+
+    /// <summary>Marks a run interrupted if its row still says running (a run that ended meanwhile keeps its status).</summary>
+    public bool MarkInterrupted(long runId, string error)
+    {
+        using var tx = _db.BeginTransaction(deferred: false);
+        using var cmd = Command(tx, "UPDATE runs SET status = 'interrupted', ended_utc = $t, error = $e WHERE run_id = $id AND status = 'running';",
+            ("$t", Now()), ("$e", error), ("$id", runId));
+        int changed = cmd.ExecuteNonQuery();
+        tx.Commit();
+        return changed == 1;
+    }
+
     /// <summary>Keys of the evaluations stored: (cell, task) → task key.</summary>
     public Dictionary<(string Cell, string Task), string> Evaluations()
     {

@@ -1,8 +1,10 @@
 using System.Diagnostics;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SvdLlm.Models.Architectures;
 using SvdLlm.Models.Checkpoints;
+using SvdLlm.Models.Data;
 using SvdLlm.Models.Tokenizers;
 using SvdLlm.Numerics;
 
@@ -284,15 +286,30 @@ public static class Trainer
 }
 
 /// <summary>Writes a file completely or not at all (temp file in the same directory, then rename).</summary>
+/// <summary>
+/// A whole small file written under a temporary name owned by this process (<see cref="Leftovers.TempPath"/>), flushed,
+/// then renamed over the target: readers see the old file or the new one, never a part; a killed writer's temporary
+/// is swept by the next sweep of its directory.
+/// </summary>
 public static class AtomicFile
 {
-    public static void WriteAllText(string path, string text)
+    private static readonly UTF8Encoding Utf8NoBom = new(encoderShouldEmitUTF8Identifier: false);
+
+    public static void WriteAllText(string path, string text) => WriteAllText(path, text, Utf8NoBom);
+
+    public static void WriteAllText(string path, string text, Encoding encoding)
     {
-        string tmp = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        string full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = Leftovers.TempPath(full);
         try
         {
-            File.WriteAllText(tmp, text);
-            File.Move(tmp, path, overwrite: true);
+            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(encoding.GetBytes(text));
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
         }
         finally
         {
