@@ -199,5 +199,11 @@ public sealed class StoreTests
         File.WriteAllText(bad, "not a database");
         Assert.Throws<ResultDatabaseException>(() => MergeResults.Merge(into, [good, bad]));
         Assert.False(File.Exists(into), "the failed merge created its target");
+
+        // A good merge into a new target appears whole under its name and leaves no temporary behind.
+        var summary = MergeResults.Merge(into, [good]);
+        Assert.True(File.Exists(into));
+        Assert.Empty(Directory.GetFiles(dir.Path, "all.db.tmp-*"));
+        Assert.Equal(0, MergeResults.Merge(into, [good]).Runs);
     }
 }

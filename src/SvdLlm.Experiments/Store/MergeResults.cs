@@ -11,7 +11,7 @@ public sealed record MergeSummary(int Runs, int Cells, int Metrics, int Evaluati
 /// start time, machine, matrix hash and shard, is mapped to its existing row instead of copied again); cells,
 /// compression statistics and artifacts are keyed by content hashes and copied when absent; a metric or
 /// evaluation present in both is kept from the more recent evaluation. Merging the same file twice changes nothing.
-/// Each source is merged in one transaction.
+/// Each source is merged in one transaction; a new target is written under a temporary name and renamed into place.
 /// </summary>
 public static class MergeResults
 {
@@ -25,6 +25,27 @@ public static class MergeResults
             if (Path.GetFullPath(f) == Path.GetFullPath(into)) throw new ArgumentException($"merge-results: '{f}' is the target database itself");
             using (ResultStore.Open(f)) { }
         }
+        // A new target is built under a temporary name and renamed into place whole, so a failure or a kill leaves no
+        // half-merged database. An existing one is merged in place, one transaction per source (each lands whole or not
+        // at all; rerunning is idempotent): renaming a copy over it would drop what a run wrote to it meanwhile.
+        string target = Path.GetFullPath(into);
+        if (File.Exists(target)) return MergeInto(target, from);
+        string temp = SvdLlm.Models.Data.Leftovers.TempPath(target);
+        try
+        {
+            var summary = MergeInto(temp, from);
+            File.Move(temp, target, overwrite: false);
+            return summary;
+        }
+        finally
+        {
+            foreach (string f in new[] { temp, temp + "-wal", temp + "-shm" })
+                if (File.Exists(f)) File.Delete(f);
+        }
+    }
+
+    private static MergeSummary MergeInto(string into, IReadOnlyList<string> from)
+    {
         using var target = ResultStore.Open(into);
         int runs = 0, cells = 0, metrics = 0, evaluations = 0;
         foreach (string source in from)
