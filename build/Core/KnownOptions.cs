@@ -47,6 +47,10 @@ public static class KnownOptions
         new("layers", OptionKind.Value, "Bench --scale: comma-separated depths (default: 1,3)", ValueName: "A,B",
             IsValid: v => v.Split(',').All(x => int.TryParse(x, out int n) && n > 0), Requirement: "positive integers separated by commas"),
         new("methods", OptionKind.Value, "Bench --scale: comma-separated methods (default: svdllm-v2,svdllm,asvd)", ValueName: "A,B"),
+        new("trials", OptionKind.Value, "Stress: trials to run (default: 100)", ValueName: "N",
+            IsValid: v => int.TryParse(v, out int n) && n > 0, Requirement: "a positive integer"),
+        new("processes", OptionKind.Value, "Stress: run-matrix processes started together per trial (default: 2)", ValueName: "P",
+            IsValid: v => int.TryParse(v, out int n) && n >= 2, Requirement: "an integer of at least 2"),
         new("filter", OptionKind.Value, "test filter expression for Test (dotnet test --filter)", ValueName: "EXPR"),
     ];
 

@@ -15,7 +15,7 @@ namespace SvdLlm.Benchmarks;
 /// </summary>
 public static class Program
 {
-    private sealed record Shape(int Hidden, int Heads, int KvHeads, int Intermediate, int Layers, int Vocab)
+    internal sealed record Shape(int Hidden, int Heads, int KvHeads, int Intermediate, int Layers, int Vocab)
     {
         public int HeadDim => Hidden / Heads;
     }
@@ -23,6 +23,7 @@ public static class Program
     public static int Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "--scale-child") return ScaleBenchmark.Child(args);
+        if (args.Contains("--stress")) return StressBenchmark.Run(args);
         if (args.Contains("--scale"))
         {
             int t = Environment.ProcessorCount;
@@ -198,7 +199,7 @@ public static class Program
         return (flops, best);
     }
 
-    private static void WriteRandomLlama(string dir, Shape s, int seed)
+    internal static void WriteRandomLlama(string dir, Shape s, int seed)
     {
         Directory.CreateDirectory(dir);
         var config = new Dictionary<string, object>
