@@ -25,7 +25,9 @@ public enum TruncationKind
 /// through <see cref="WeightedLowRank"/>; <see cref="Reference"/> is the papers' literal computation, kept as the test
 /// oracle (and for `--numerics reference`).
 /// </summary>
-public sealed record CompressionMethod(string Name, string Description, AllocationKind Allocation, Func<ITruncation> Reference,
+/// <param name="Display">how tables and plots name it</param>
+/// <param name="Order">its row in tables: baselines first, SVD-LLM, then V2 and its ablations (V2 paper, Tables 2 and 4)</param>
+public sealed record CompressionMethod(string Name, string Display, int Order, string Description, AllocationKind Allocation, Func<ITruncation> Reference,
     bool NeedsFisher = false, bool LocalUpdate = false)
 {
     /// <summary>The truncation's objective, from its reference implementation.</summary>
@@ -49,21 +51,21 @@ public sealed record CompressionMethod(string Name, string Description, Allocati
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =
     [
-        new("svd", "plain SVD of W, uniform ratio", AllocationKind.Uniform, () => new PlainSvdTruncation()),
-        new("asvd", "ASVD: SVD of W·diag(mean|x|^0.5), uniform ratio", AllocationKind.Uniform, () => new AsvdTruncation()),
-        new("asvd-search", "ASVD truncation with ASVD's sensitivity-search allocation (calibration perplexity per linear and ratio)",
+        new("svd", "SVD", 1, "plain SVD of W, uniform ratio", AllocationKind.Uniform, () => new PlainSvdTruncation()),
+        new("asvd", "ASVD", 3, "ASVD: SVD of W·diag(mean|x|^0.5), uniform ratio", AllocationKind.Uniform, () => new AsvdTruncation()),
+        new("asvd-search", "ASVD (rank search)", 4, "ASVD truncation with ASVD's sensitivity-search allocation (calibration perplexity per linear and ratio)",
             AllocationKind.Sensitivity, () => new AsvdTruncation()),
-        new("fwsvd", "FWSVD, row-Fisher variant (Hsu et al.): SVD of diag(sqrt Σ_j Î_ij)·W, uniform ratio", AllocationKind.Uniform,
+        new("fwsvd", "FWSVD", 2, "FWSVD, row-Fisher variant (Hsu et al.): SVD of diag(sqrt Σ_j Î_ij)·W, uniform ratio", AllocationKind.Uniform,
             () => new FisherWeightedTruncation(), NeedsFisher: true),
-        new("svdllm", "SVD-LLM: Cholesky whitening (jitter recorded when C is not PD), uniform ratio", AllocationKind.Uniform,
+        new("svdllm", "SVD-LLM", 5, "SVD-LLM: Cholesky whitening (jitter recorded when C is not PD), uniform ratio", AllocationKind.Uniform,
             () => new CholeskyWhiteningTruncation()),
-        new("svdllm-update", "SVD-LLM + closed-form least-squares update of W_u on inputs from the compressed preceding layers",
+        new("svdllm-update", "SVD-LLM (update)", 6, "SVD-LLM + closed-form least-squares update of W_u on inputs from the compressed preceding layers",
             AllocationKind.Uniform, () => new CholeskyWhiteningTruncation(), LocalUpdate: true),
-        new("svdllm-v2", "SVD-LLM V2: eigen-whitening truncation + theoretical-loss allocation", AllocationKind.TheoreticalLoss,
+        new("svdllm-v2", "SVD-LLM V2", 9, "SVD-LLM V2: eigen-whitening truncation + theoretical-loss allocation", AllocationKind.TheoreticalLoss,
             () => new EigenWhiteningTruncation()),
-        new("svdllm-v2-alloc", "ablation: V2's allocation with SVD-LLM's Cholesky truncation", AllocationKind.TheoreticalLoss,
+        new("svdllm-v2-alloc", "SVD-LLM V2 (allocation only)", 7, "ablation: V2's allocation with SVD-LLM's Cholesky truncation", AllocationKind.TheoreticalLoss,
             () => new CholeskyWhiteningTruncation()),
-        new("svdllm-v2-trunc", "ablation: V2's eigen truncation with uniform ratios", AllocationKind.Uniform, () => new EigenWhiteningTruncation()),
+        new("svdllm-v2-trunc", "SVD-LLM V2 (truncation only)", 8, "ablation: V2's eigen truncation with uniform ratios", AllocationKind.Uniform, () => new EigenWhiteningTruncation()),
     ];
 
     public static CompressionMethod Get(string name)

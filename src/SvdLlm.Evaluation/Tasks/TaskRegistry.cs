@@ -44,10 +44,11 @@ public static class TaskRegistry
 {
     public const string C4Gptq = "c4_gptq";
 
-    public static IReadOnlyList<string> PerplexityTasks { get; } = ["wikitext2", "ptb", "c4", C4Gptq, .. Tasks.DemoSuite.PplTasks.Keys];
+    public static IReadOnlyList<string> PerplexityTasks { get; } = Of(TaskKind.Perplexity);
 
-    public static IReadOnlyList<string> MultipleChoiceTasks { get; } =
-        ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", "openbookqa", "mathqa", Tasks.DemoSuite.NextSentence, Tasks.DemoSuite.Cloze];
+    public static IReadOnlyList<string> MultipleChoiceTasks { get; } = Of(TaskKind.MultipleChoice);
+
+    private static List<string> Of(TaskKind kind) => TaskDefinitions.All.Where(t => t.Kind == kind).Select(t => t.Name).ToList();
 
     /// <summary>The five demo tasks: three perplexity sets and two multiple-choice tasks.</summary>
     public static IReadOnlyList<string> DemoSuite { get; } = Tasks.DemoSuite.Tasks;
@@ -77,19 +78,7 @@ public static class TaskRegistry
     }
 
     /// <summary>The file a task expects, for messages.</summary>
-    public static string DataHint(string task) => task switch
-    {
-        "wikitext2" => "wiki.test.raw (WikiText-2 raw), or a JSONL/JSON export with a 'text' field",
-        "ptb" => "ptb.test.txt, or a JSONL export with a 'sentence' field",
-        "c4" or C4Gptq => "c4-validation.00000-of-00008.json[.gz] (JSON lines with 'text')",
-        "arc_easy" or "arc_challenge" => "ARC-*-Test.jsonl (AI2) or a flat JSONL export",
-        "openbookqa" => "test.jsonl of OpenBookQA Main (AI2) or a flat JSONL export",
-        "piqa" => "valid.jsonl with valid-labels.lst beside it",
-        "hellaswag" => "hellaswag_val.jsonl",
-        "winogrande" => "dev.jsonl (WinoGrande 1.1)",
-        "mathqa" => "test.json (MathQA, a JSON array)",
-        _ => "a file in the task's release format",
-    };
+    public static string DataHint(string task) => TaskDefinitions.Find(task)?.DataHint ?? "a file in the task's release format";
 
     /// <summary>The multiple-choice items of a task file, without scoring them.</summary>
     public static List<MultipleChoiceItem> ReadItems(string task, string path) => task switch
@@ -119,11 +108,13 @@ public static class TaskRegistry
             case C4Gptq:
                 return (PerplexityDatasets.C4GptqWindows(PerplexityDatasets.C4(path), tokenizer, request.SeqLen),
                     $"gptq-c4-{PerplexityDatasets.GptqWindows}-random-windows-seed0;{p}", request.Limit);
-            default:
+            case var demo when Tasks.DemoSuite.PplTasks.ContainsKey(demo):
                 // Demo sets: the test split's text as written, capped at DemoSuite.PplMaxTokens scored tokens.
                 int cap = Math.Max(1, Tasks.DemoSuite.PplMaxTokens / request.SeqLen);
                 int chunks = request.Limit is int l ? Math.Min(l, cap) : cap;
                 return (tokenizer.Encode(TaskFiles.ReadText(path), addSpecialTokens: true), $"{p};max-tokens-{Tasks.DemoSuite.PplMaxTokens}", chunks);
+            default:
+                throw new InvalidOperationException($"perplexity task '{request.Task}' is defined but has no reader here");
         }
     }
 
