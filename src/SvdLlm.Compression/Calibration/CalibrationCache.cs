@@ -43,8 +43,11 @@ public static class CalibrationCache
     /// Fisher row sums first, in memory, when requested) and opens that. The returned file reads one input at a time.
     /// </summary>
     /// <param name="force">run the Fisher pass even when its memory estimate exceeds what is available</param>
+    /// <param name="fileHash">how model and text files are hashed for the key (see <see cref="Key"/>)</param>
+    /// <param name="layerDone">called with (layers done, layers) as the collection goes; without it, a log line per layer</param>
     public static (CalibrationStatisticsFile Stats, string Key, string Path, bool Hit) GetOrCollect(CausalLanguageModel model, CalibrationWindows windows, CalibrationRequest request,
-        Action<string>? log = null, string? cacheDirectory = null, bool force = false, Func<string, string>? fileHash = null)
+        Action<string>? log = null, string? cacheDirectory = null, bool force = false, Func<string, string>? fileHash = null,
+        Action<int, int>? layerDone = null)
     {
         if (windows.SeqLen != request.SeqLen) throw new ArgumentException($"windows of {windows.SeqLen} tokens do not match the request's seq_len {request.SeqLen}", nameof(windows));
         string key = Key(request, fileHash);
@@ -74,7 +77,11 @@ public static class CalibrationCache
             ["fisher"] = request.Fisher.ToString(),
         };
         Calibrator.CollectToFile(model, windows.Tokens, request.SeqLen, path, metadata, batchSize: 4,
-            (l, n) => log?.Invoke($"calibration: layer {l}/{n}"), fisher, Calibrator.DefaultHiddenInMemoryLimit);
+            (l, n) =>
+            {
+                if (layerDone is not null) layerDone(l, n);
+                else log?.Invoke($"calibration: layer {l}/{n}");
+            }, fisher, Calibrator.DefaultHiddenInMemoryLimit);
         return (CalibrationStatisticsFile.Open(path), key, path, false);
     }
 }

@@ -67,7 +67,8 @@ public static class MatrixRunner
         var work = new Work(plan, cells, store, options, keys);
         if (options.DryRun)
         {
-            work.PrintDryRun();
+            work.Snapshot();
+            work.PrintDryRun(work.Plan());
             return new RunSummary(0, "dry-run", cells.Count, new Dictionary<string, int>(), new Dictionary<string, double>(), 0, null);
         }
 
@@ -91,7 +92,9 @@ public static class MatrixRunner
         {
             work.Log($"run {runId}: matrix {matrix.Path} (sha256 {matrix.Sha256[..12]}), stage {stage}, shard {options.Shard}, {cells.Count} of {plan.Cells.Count} cells, " +
                      $"git {commit[..Math.Min(12, commit.Length)]}{(dirty ? "+dirty" : "")}, {NumericsRuntime.Describe()}, cache {cacheRoot}");
-            work.Execute();
+            work.SweepLeftovers();
+            work.Snapshot();
+            work.Execute(work.Plan());
             store.EndRun(runId, status);
         }
         catch (OperationCanceledException)
@@ -139,8 +142,8 @@ public static class MatrixRunner
 
     private sealed class Work(MatrixPlan plan, List<CellPlan> cells, ResultStore store, RunnerOptions options, ArtifactKeys keys)
     {
-        private readonly Dictionary<(string, string), string> _evaluations = store.Evaluations();
-        private readonly HashSet<string> _compressed = store.CompressedCells();
+        // The planner's view, read once by Snapshot, then kept current by this executor (and Refresh, under locks).
+        private readonly PipelineState _state = new() { Evaluations = store.Evaluations(), Compressed = store.CompressedCells() };
         // Cells whose directory held a usable report when last read: a complete directory is never rewritten (it is
         // renamed into place whole, under a content key), so the planning checks read each report once.
         private readonly HashSet<string> _readable = [];
@@ -171,12 +174,17 @@ public static class MatrixRunner
         /// </summary>
         private void Refresh(CellPlan c)
         {
-            foreach (var (task, key) in store.EvaluationsOf(c.Key)) _evaluations[(c.Key, task)] = key;
-            if (store.IsCompressed(c.Key)) _compressed.Add(c.Key);
+            foreach (var (task, key) in store.EvaluationsOf(c.Key)) _state.Evaluations[(c.Key, task)] = key;
+            if (store.IsCompressed(c.Key)) _state.Compressed.Add(c.Key);
+            if (!c.IsOriginal && ReadyOnDisk(c)) _state.OnDisk.Add(c.Key);
+            else _state.OnDisk.Remove(c.Key);
         }
 
-        private List<EvaluationPlan> Pending(CellPlan c) =>
-            c.Evaluations.Where(e => !_evaluations.TryGetValue((c.Key, e.Task.Name), out string? k) || k != e.TaskKey).ToList();
+        private List<EvaluationPlan> Pending(CellPlan c) => PipelinePlanner.Pending(c, _state);
+
+        private bool NeedsCompression(CellPlan c) => PipelinePlanner.NeedsCompression(c, options.Stage, _state);
+
+        private bool NeedsEvaluation(CellPlan c) => PipelinePlanner.NeedsEvaluation(c, options.Stage, _state);
 
         private string CompressedDir(CellPlan c) => CompressedDirectory(keys.CacheRoot, c.Key);
 
@@ -186,7 +194,7 @@ public static class MatrixRunner
         /// the planning decisions use it; only <see cref="Adopt"/>, under the cell's lock, records or deletes.
         /// </summary>
         private bool ReadyOnDisk(CellPlan c) =>
-            Directory.Exists(CompressedDir(c)) && (_compressed.Contains(c.Key) || _readable.Contains(c.Key) || (ReadReport(c, out _) is null && _readable.Add(c.Key)));
+            Directory.Exists(CompressedDir(c)) && (_state.Compressed.Contains(c.Key) || _readable.Contains(c.Key) || (ReadReport(c, out _) is null && _readable.Add(c.Key)));
 
         /// <summary>The cell's report from its directory, or why it cannot be used (null when it can).</summary>
         private string? ReadReport(CellPlan c, out CompressionReport? report)
@@ -213,39 +221,23 @@ public static class MatrixRunner
         {
             string dir = CompressedDir(c);
             if (!Directory.Exists(dir)) return false;
-            if (_compressed.Contains(c.Key)) return true;
+            if (_state.Compressed.Contains(c.Key)) return true;
             if (ReadReport(c, out var report) is { } problem)
             {
                 if (exclusive)
                 {
                     Log($"discarding {dir}: {problem}");
                     Directory.Delete(dir, recursive: true);
+                    _state.OnDisk.Remove(c.Key);
                 }
                 return false;
             }
             store.RecordCompression(c.Record, report!, _runId);
-            _compressed.Add(c.Key);
+            _state.Compressed.Add(c.Key);
+            _state.OnDisk.Add(c.Key);
             Log($"adopted the cached compressed model of {c.Label} ({dir})");
             return true;
         }
-
-        /// <summary>A compressed cell needs its model built when the stage goes that far and something still needs it.</summary>
-        private bool NeedsCompression(CellPlan c) =>
-            !c.IsOriginal && options.Stage >= PipelineStage.Compress && !ReadyOnDisk(c) && (!_compressed.Contains(c.Key) || Pending(c).Count > 0);
-
-        private bool NeedsEvaluation(CellPlan c) => options.Stage >= PipelineStage.Evaluate && Pending(c).Count > 0;
-
-        private bool Unfinished(CellPlan c) => Pending(c).Count > 0 || (!c.IsOriginal && !_compressed.Contains(c.Key));
-
-        private IEnumerable<CellPlan> CellsOf(CalibrationPlan g) => cells.Where(c => c.CalibrationKey == g.Key && c.Model == g.Model);
-
-        private bool NeedsCalibration(CalibrationPlan g) => options.Stage == PipelineStage.Calibrate
-            ? CellsOf(g).Any(Unfinished)
-            : CellsOf(g).Any(NeedsCompression);
-
-        private bool ModelHasWork(ModelSpec m) =>
-            cells.Where(c => c.Model == m).Any(c => c.IsOriginal ? NeedsEvaluation(c) : NeedsCompression(c) || NeedsEvaluation(c))
-            || plan.Calibrations.Where(g => g.Model == m).Any(NeedsCalibration);
 
         /// <summary>Is the model directory present (null: not trained yet)?</summary>
         private string? ExistingModelDir(ModelSpec m)
@@ -264,9 +256,24 @@ public static class MatrixRunner
         private CalibrationRequest Request(CalibrationPlan g, string modelDir) =>
             new(modelDir, g.Calibration.IsDemo ? DemoCalibrationText.Ensure(keys.CacheRoot) : g.Calibration.Dataset, g.Calibration.Samples, g.Calibration.SeqLen, g.Calibration.Seed, g.Fisher);
 
-        public void PrintDryRun()
+        /// <summary>Reads what the planner needs from the cache (the database part was read at construction).</summary>
+        public void Snapshot()
+        {
+            foreach (var m in plan.Matrix.Models)
+                if (ExistingModelDir(m) is not null) _state.ModelsPresent.Add(m.Source);
+            foreach (var g in plan.Calibrations)
+                if (StatsCached(g, ExistingModelDir(g.Model))) _state.StatisticsCached.Add(g.Key);
+            foreach (var c in cells)
+                if (!c.IsOriginal && ReadyOnDisk(c)) _state.OnDisk.Add(c.Key);
+        }
+
+        public PipelineJobs Plan() => PipelinePlanner.Plan(plan, cells, options.Stage, _state);
+
+        public void PrintDryRun(PipelineJobs jobs)
         {
             var o = options.Output;
+            var byCell = jobs.Models.SelectMany(m => m.Groups.SelectMany(g => g.Cells).Concat(m.Original is null ? [] : [m.Original])).ToDictionary(j => j.Cell.Key);
+            var calibrating = jobs.Models.SelectMany(m => m.Groups).Where(g => g.Calibrate).Select(g => g.Group.Key).ToHashSet();
             o($"matrix {plan.Matrix.Name} ({plan.Matrix.Path}): {plan.Cells.Count} cells, shard {options.Shard}: {cells.Count}; stage {options.Stage.ToString().ToLowerInvariant()}");
             foreach (var m in plan.Matrix.Models)
             {
@@ -274,59 +281,55 @@ public static class MatrixRunner
                 o($"model {m.Name}: {(dir is null ? "not trained yet (will be trained and cached)" : "ready " + dir)}");
                 foreach (var g in plan.Calibrations.Where(g => g.Model == m))
                     o($"  calibration {g.Calibration.Dataset} {g.Calibration.Samples}×{g.Calibration.SeqLen} seed {g.Calibration.Seed}{(g.Fisher ? " +fisher" : "")}: " +
-                      (StatsCached(g, dir) ? "cached" : NeedsCalibration(g) ? "to compute" : "not needed"));
+                      (_state.StatisticsCached.Contains(g.Key) ? "cached" : calibrating.Contains(g.Key) ? "to compute" : "not needed"));
             }
-            int toCompress = 0, toEvaluate = 0;
             o($"{"cell",-34} {"key",-12}  {"compressed",-18} evaluations");
             foreach (var c in cells)
             {
-                string comp = c.IsOriginal ? "-" : ReadyOnDisk(c) ? "cached" : _compressed.Contains(c.Key) ? "stored (dir gone)" : "missing";
-                if (NeedsCompression(c)) { comp += " → compute"; toCompress++; }
+                string comp = c.IsOriginal ? "-" : _state.OnDisk.Contains(c.Key) ? "cached" : _state.Compressed.Contains(c.Key) ? "stored (dir gone)" : "missing";
+                byCell.TryGetValue(c.Key, out var job);
+                if (job is { Compress: true }) comp += " → compute";
                 var pending = Pending(c);
                 int done = c.Evaluations.Count - pending.Count;
-                if (NeedsEvaluation(c)) toEvaluate += pending.Count;
                 o($"{c.Label,-34} {c.Key[..12]}  {comp,-18} {done}/{c.Evaluations.Count} done" + (pending.Count > 0 ? $"; to run: {string.Join(", ", pending.Select(p => p.Task.Name))}" : ""));
             }
-            o($"would compute: {toCompress} compressed models, {toEvaluate} evaluations");
+            o($"would compute: {byCell.Values.Count(j => j.Compress)} compressed models, {byCell.Values.Sum(j => j.Evaluate.Count)} evaluations");
         }
 
-        public void Execute()
+        /// <summary>Does what the planner decided, in its order; each artifact is re-checked under its lock, since other processes share the cache.</summary>
+        public void Execute(PipelineJobs jobs)
         {
-            SweepLeftovers();
-            int planned = plan.Matrix.Models.Count(m => ModelHasWork(m) && ExistingModelDir(m) is null)
-                + plan.Calibrations.Count(g => NeedsCalibration(g) && !StatsCached(g, ExistingModelDir(g.Model)))
-                + cells.Count(NeedsCompression)
-                + cells.Where(NeedsEvaluation).Sum(c => Pending(c).Count);
-            Progress.Planned(planned);
+            Progress.Planned(jobs.Artifacts);
             Progress.Cells(cells.Count(x => Pending(x).Count == 0), cells.Count);
-            Log($"{planned} artifacts to compute");
-            foreach (var model in plan.Matrix.Models)
+            Log($"{jobs.Artifacts} artifacts to compute");
+            foreach (var model in jobs.Models)
             {
-                if (!ModelHasWork(model)) continue;
-                string modelDir = EnsureModel(model);
-                foreach (var c in cells.Where(c => c.Model == model && c.IsOriginal && NeedsEvaluation(c)))
-                    Evaluate(c, modelDir);
-                foreach (var g in plan.Calibrations.Where(g => g.Model == model))
+                string modelDir = EnsureModel(model.Model);
+                if (model.Original is { } original) Evaluate(original.Cell, modelDir);
+                foreach (var group in model.Groups)
                 {
+                    var g = group.Group;
                     CalibrationStatisticsFile? stats = null;
                     CalibrationWindows? windows = null;
                     try
                     {
                         if (options.Stage == PipelineStage.Calibrate)
                         {
-                            if (NeedsCalibration(g)) stats = Statistics(g, modelDir);
+                            if (group.Calibrate) stats = Statistics(g, modelDir);
                             continue;
                         }
-                        // Statistics are loaded only when a cell of the group still has to be compressed.
-                        foreach (var c in CellsOf(g))
+                        // Statistics (and windows) are loaded only when a cell of the group is compressed.
+                        foreach (var job in group.Cells)
                         {
-                            RunCell(c, modelDir, () =>
-                            {
-                                stats ??= Statistics(g, modelDir);
-                                if (CompressionMethod.Get(c.Method.Name).NeedsCalibrationWindows) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
-                                return (stats, windows);
-                            });
-                            DropIfDone(c);
+                            var c = job.Cell;
+                            if (job.Compress || job.Adopt || job.Evaluate.Count > 0)
+                                RunCell(c, modelDir, () =>
+                                {
+                                    stats ??= Statistics(g, modelDir);
+                                    if (CompressionMethod.Get(c.Method.Name).NeedsCalibrationWindows) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
+                                    return (stats, windows);
+                                });
+                            if (job.Drop) DropIfDone(c);
                         }
                     }
                     finally
@@ -335,8 +338,6 @@ public static class MatrixRunner
                     }
                 }
             }
-            if (options.Stage >= PipelineStage.Evaluate)
-                foreach (var c in cells.Where(c => !c.IsOriginal)) DropIfDone(c);
         }
 
         /// <summary>
@@ -351,17 +352,18 @@ public static class MatrixRunner
             while (true)
             {
                 options.Cancellation.ThrowIfCancellationRequested();
+                Refresh(c);
                 if (NeedsCompression(c))
                 {
                     var (stats, windows) = inputs();
                     Compress(c, modelDir, stats, windows);
                 }
-                if (_compressed.Contains(c.Key) && !NeedsEvaluation(c)) return;
+                if (_state.Compressed.Contains(c.Key) && !NeedsEvaluation(c)) return;
                 using var reading = ArtifactLock.AcquireShared(dir, options.Cancellation, () => Log($"waiting for another process writing {c.Label}"));
                 Refresh(c);
                 if (!Adopt(c, exclusive: false))
                 {
-                    if (_compressed.Contains(c.Key) && Pending(c).Count == 0) return;
+                    if (_state.Compressed.Contains(c.Key) && Pending(c).Count == 0) return;
                     continue;
                 }
                 if (NeedsEvaluation(c)) Evaluate(c, dir);
@@ -374,7 +376,7 @@ public static class MatrixRunner
         /// half-built demo suites, small files) whose process is gone, and a DIR.partial that nobody is writing (its
         /// cell's exclusive lock is free; a live writer holds it).
         /// </summary>
-        private void SweepLeftovers()
+        public void SweepLeftovers()
         {
             string root = Path.Combine(keys.CacheRoot, "compressed");
             var removed = Leftovers.Sweep(root, "", ".deleting-");
@@ -436,13 +438,8 @@ public static class MatrixRunner
             var clock = Begin(ArtifactKind.Calibration, label);
             using var model = ModelLoader.Load(modelDir);
             var windows = Calibrator.SampleWindows(request);
-            var (stats, key, statsPath, _) = CalibrationCache.GetOrCollect(model, windows, request, line =>
-            {
-                if (line.StartsWith("calibration: layer ", StringComparison.Ordinal) && line[19..].Split('/') is [var a, var b]
-                    && int.TryParse(a, CultureInfo.InvariantCulture, out int l) && int.TryParse(b, CultureInfo.InvariantCulture, out int n))
-                    Progress.Advance((double)l / n, $"layer {l}/{n}");
-                else Log(line);
-            }, StatsDirectory, fileHash: keys.FileHash);
+            var (stats, key, statsPath, _) = CalibrationCache.GetOrCollect(model, windows, request, Log, StatsDirectory, fileHash: keys.FileHash,
+                layerDone: (l, n) => Progress.Advance((double)l / n, $"layer {l}/{n}"));
             End(ArtifactKind.Calibration, label, key, clock, statsPath);
             return stats;
         }
@@ -455,7 +452,7 @@ public static class MatrixRunner
             options.Cancellation.ThrowIfCancellationRequested();
             Refresh(c);
             if (Adopt(c, exclusive: true)) return;
-            if (_compressed.Contains(c.Key) && Pending(c).Count == 0)
+            if (_state.Compressed.Contains(c.Key) && Pending(c).Count == 0)
             {
                 Log($"{c.Label} was finished by another process meanwhile");
                 return;
@@ -469,7 +466,8 @@ public static class MatrixRunner
             // Recorded from the file, as an adopted directory would be, so both paths store the same numbers.
             var written = CompressionReportReader.Read(dir);
             store.RecordCompression(c.Record, written, _runId);
-            _compressed.Add(c.Key);
+            _state.Compressed.Add(c.Key);
+            _state.OnDisk.Add(c.Key);
             Log($"compressed {c.Label}: removed {report.AchievedLinearRatio:P2} of the linear parameters → {dir}");
             End(ArtifactKind.Compressed, label, c.Key, clock, dir);
         }
@@ -487,7 +485,7 @@ public static class MatrixRunner
                 using var held = ArtifactLock.Acquire(Path.Combine(keys.CacheRoot, "locks", "evaluation-" + e.TaskKey[..32]), options.Cancellation,
                     () => Log($"waiting for another process evaluating {c.Label} on {e.Task.Name}"));
                 Refresh(c);
-                if (_evaluations.TryGetValue((c.Key, e.Task.Name), out string? stored) && stored == e.TaskKey)
+                if (_state.Evaluations.TryGetValue((c.Key, e.Task.Name), out string? stored) && stored == e.TaskKey)
                 {
                     Log($"{c.Label} {e.Task.Name}: evaluated by another process meanwhile");
                     continue;
@@ -506,7 +504,7 @@ public static class MatrixRunner
                         : $"{done}/{total} items, {done / seconds:F1}/s");
                 }, c.IsOriginal ? null : EnsureModel(c.Model));
                 store.RecordEvaluation(c.Record, e.TaskKey, e.ParamsJson, result, _runId);
-                _evaluations[(c.Key, e.Task.Name)] = e.TaskKey;
+                _state.Evaluations[(c.Key, e.Task.Name)] = e.TaskKey;
                 Log($"{c.Label} {e.Task.Name}: " + string.Join(", ", result.Metrics.Select(m => $"{m.Name} {m.Value.ToString("G6", CultureInfo.InvariantCulture)}")) + $" (n {result.N}, {result.Seconds:F1} s)");
                 End(ArtifactKind.Evaluation, label, e.TaskKey, clock, e.Task.Name);
                 Progress.Cells(cells.Count(x => Pending(x).Count == 0), cells.Count);
@@ -519,7 +517,7 @@ public static class MatrixRunner
         /// </summary>
         private void DropIfDone(CellPlan c)
         {
-            if (plan.Matrix.Run.KeepCompressed || c.IsOriginal || Pending(c).Count > 0 || !_compressed.Contains(c.Key)) return;
+            if (plan.Matrix.Run.KeepCompressed || c.IsOriginal || Pending(c).Count > 0 || !_state.Compressed.Contains(c.Key)) return;
             string dir = CompressedDir(c);
             if (!Directory.Exists(dir)) return;
             using var held = ArtifactLock.TryAcquire(dir);
@@ -529,6 +527,7 @@ public static class MatrixRunner
             // Renamed first, so a kill during the delete leaves a name that no lookup mistakes for a complete model.
             string doomed = dir + ".deleting-" + Environment.ProcessId;
             Directory.Move(dir, doomed);
+            _state.OnDisk.Remove(c.Key);
             Directory.Delete(doomed, recursive: true);
             Log($"deleted the compressed model of {c.Label} (all evaluations stored; run.keep_compressed is false)");
         }
