@@ -86,7 +86,7 @@ public class HostileInputCliTests
     }
 
     [Fact]
-    public void A_malformed_task_file_found_mid_run_is_one_line_naming_it()
+    public void A_malformed_task_file_is_refused_before_the_run_with_one_line_naming_it()
     {
         using var dir = new TempDirectory();
         string model = ModelWithTokenizer(dir, string.Join(' ', Enumerable.Range(0, 400).Select(i => "word" + i % 23)));
@@ -99,5 +99,9 @@ public class HostileInputCliTests
             run: {threads: 1, cache_dir: {{dir.Sub("cache")}}}
             """);
         AssertOneLineUserError(CliRunner.Run("run-matrix", "--matrix", matrix, "--db", dir.File("r.db"), "--quiet"), arc, "answerKey");
+        using var db = SvdLlm.Experiments.Store.ResultStore.Open(dir.File("r.db"));
+        using var cmd = db.Connection.CreateCommand();
+        cmd.CommandText = "SELECT count(*) FROM runs";
+        Assert.Equal(0L, cmd.ExecuteScalar()); // refused before the run was recorded
     }
 }

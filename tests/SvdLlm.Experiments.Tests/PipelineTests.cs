@@ -383,6 +383,24 @@ public sealed class PipelineTests
         }
     }
 
+    /// <summary>The whole plan is checked against the machine before the run is recorded; a refused run computes and records nothing.</summary>
+    [Fact]
+    public void APlanThatCannotFitIsRefusedBeforeAnythingIsComputedOrRecorded()
+    {
+        using var w = new MicroWorld();
+        // 40000-token windows: the attention scratch of one calibration batch alone is 4 · 40000² · 4 B · 2 ≈ 51 GB.
+        string matrix = w.Matrix(Micro.Replace("KEEP", "false").Replace("samples: 8, seq_len: 32", "samples: 1, seq_len: 40000"));
+        string db = w.Temp.File("r.db");
+        var counter = new Counter();
+        var e = Assert.Throws<SvdLlm.Compression.InsufficientResourcesException>(() => Run(matrix, db, counter));
+        Assert.Contains("of memory", e.Message, StringComparison.Ordinal);
+        Assert.Empty(counter.Seen);
+        Assert.Equal(0, Scalar(db, "SELECT count(*) FROM runs"));
+        var dry = new List<string>();
+        Run(matrix, db, new Counter(), dryRun: true, output: dry);
+        Assert.Contains(dry, l => l.StartsWith("preflight: memory: calibration ", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void EfficiencyIsStoredPerCellLikeATask()
     {

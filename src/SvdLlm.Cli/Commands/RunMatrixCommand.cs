@@ -7,7 +7,7 @@ using SvdLlm.Experiments.Store;
 namespace SvdLlm.Cli.Commands;
 
 /// <summary>
-/// <c>svdllm run-matrix --matrix FILE --db PATH [--stage calibrate|compress|evaluate|all] [--dry-run] [--shard I/N] [--threads T] [--quiet]</c>
+/// <c>svdllm run-matrix --matrix FILE --db PATH [--stage calibrate|compress|evaluate|all] [--dry-run] [--shard I/N] [--threads T] [--quiet] [--force]</c>
 /// and <c>svdllm merge-results --into DB --from A.db,B.db</c>.
 /// </summary>
 internal static class RunMatrixCommand
@@ -22,12 +22,13 @@ internal static class RunMatrixCommand
         var shard = new Option<string>("--shard") { Description = "I/N: run only shard I of N (cells partitioned by their key hash)", DefaultValueFactory = _ => "1/1" };
         var threads = new Option<int?>("--threads") { Description = "threads for BLAS and kernels (overrides run.threads)" };
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar; plain log lines" };
+        var force = new Option<bool>("--force") { Description = "run even when the preflight estimate of memory or disk exceeds what is available" };
         var command = new Command("run-matrix", "Run an experiment matrix: train/calibrate/compress/evaluate what is not cached yet, recording results in SQLite.")
         {
-            matrix, db, stage, dryRun, shard, threads, quiet,
+            matrix, db, stage, dryRun, shard, threads, quiet, force,
         };
         command.SetAction(p => CliErrors.Run(() => Run(p.GetValue(matrix)!, p.GetValue(db)!, p.GetValue(stage)!, p.GetValue(dryRun), p.GetValue(shard)!,
-            p.GetValue(threads), p.GetValue(quiet))));
+            p.GetValue(threads), p.GetValue(quiet), p.GetValue(force))));
         return command;
     }
 
@@ -47,7 +48,7 @@ internal static class RunMatrixCommand
         return command;
     }
 
-    private static int Run(string matrixPath, string db, string stageName, bool dryRun, string shardText, int? threads, bool quiet)
+    private static int Run(string matrixPath, string db, string stageName, bool dryRun, string shardText, int? threads, bool quiet, bool force)
     {
         if (threads is <= 0) throw new ArgumentException($"--threads must be positive, got {threads}");
         var shard = Shard.Parse(shardText);
@@ -83,7 +84,7 @@ internal static class RunMatrixCommand
             bool interactive = !quiet && !dryRun && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive;
             RunnerOptions Options(IPipelineProgress progress) => new()
             {
-                Stage = stage, DryRun = dryRun, Shard = shard, Threads = threads, Progress = progress, Cancellation = cts.Token,
+                Stage = stage, DryRun = dryRun, Shard = shard, Threads = threads, Progress = progress, Cancellation = cts.Token, Force = force,
                 Output = Console.WriteLine,
             };
             if (interactive)

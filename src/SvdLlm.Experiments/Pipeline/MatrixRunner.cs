@@ -23,6 +23,9 @@ public sealed class RunnerOptions
     public bool DryRun { get; init; }
     public Shard Shard { get; init; } = Shard.All;
 
+    /// <summary>Run even when the preflight's memory or disk estimate exceeds what is available.</summary>
+    public bool Force { get; init; }
+
     /// <summary>Overrides the matrix's run.threads.</summary>
     public int? Threads { get; init; }
 
@@ -68,7 +71,9 @@ public static class MatrixRunner
         if (options.DryRun)
         {
             work.Snapshot();
-            work.PrintDryRun(work.Plan());
+            var planned = work.Plan();
+            work.PrintDryRun(planned);
+            if (work.Estimate(planned) is { } estimate) options.Output($"preflight: {estimate.Describe()}");
             return new RunSummary(0, "dry-run", cells.Count, new Dictionary<string, int>(), new Dictionary<string, double>(), 0, null);
         }
 
@@ -78,6 +83,14 @@ public static class MatrixRunner
         string stage = options.Stage.ToString().ToLowerInvariant();
         // The run id is only known after the insert; the log's name uses a timestamp and the process id instead.
         string logPath = Path.Combine(logDir, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{matrix.Name}-{stage}-shard{options.Shard.Index}of{options.Shard.Count}-{Environment.ProcessId}.log");
+        // Planned, and checked against the machine, before the run is recorded: a job that cannot fit is refused with
+        // nothing computed (the cache's leftovers of killed runs are swept first, as the plan reads the cache).
+        work.SweepLeftovers();
+        work.Snapshot();
+        var jobs = work.Plan();
+        work.CheckTaskFiles(jobs);
+        if (work.Estimate(jobs) is { } needs)
+            Preflight.Check(needs, Path.Combine(cacheRoot, "calibration"), Path.Combine(cacheRoot, "compressed"), Path.Combine(cacheRoot, "compressed"), options.Force, work.Log);
         MarkDeadRuns(store, line => options.Progress.Message(line));
         // Held until the run's row is ended: a process that dies without ending it (kill -9) frees it, which is how a
         // later run tells a dead run from a live one (pids are recycled; locks die with their process).
@@ -92,9 +105,7 @@ public static class MatrixRunner
         {
             work.Log($"run {runId}: matrix {matrix.Path} (sha256 {matrix.Sha256[..12]}), stage {stage}, shard {options.Shard}, {cells.Count} of {plan.Cells.Count} cells, " +
                      $"git {commit[..Math.Min(12, commit.Length)]}{(dirty ? "+dirty" : "")}, {NumericsRuntime.Describe()}, cache {cacheRoot}");
-            work.SweepLeftovers();
-            work.Snapshot();
-            work.Execute(work.Plan());
+            work.Execute(jobs);
             store.EndRun(runId, status);
         }
         catch (OperationCanceledException)
@@ -268,6 +279,46 @@ public static class MatrixRunner
         }
 
         public PipelineJobs Plan() => PipelinePlanner.Plan(plan, cells, options.Stage, _state);
+
+        /// <summary>
+        /// Reads every multiple-choice data file a planned evaluation will score, so a malformed record is refused before
+        /// hours of compression rather than found mid-run (perplexity text is read when evaluated: any text is valid).
+        /// </summary>
+        public void CheckTaskFiles(PipelineJobs jobs)
+        {
+            var tasks = jobs.Models.SelectMany(m => m.Groups.SelectMany(g => g.Cells).Concat(m.Original is null ? [] : [m.Original]))
+                .SelectMany(j => j.Evaluate).Select(e => e.Task)
+                .Where(t => t.Data is not null && TaskDefinitions.Find(t.Name)?.Kind == SvdLlm.Evaluation.Tasks.TaskKind.MultipleChoice)
+                .DistinctBy(t => (t.Name, t.Data));
+            foreach (var t in tasks) TaskRegistry.ReadItems(t.Name, t.Data!);
+        }
+
+        /// <summary>
+        /// What the planned compressions need of the machine at most (<see cref="SvdLlm.Compression.Preflight"/>, from each
+        /// model's shapes): the largest memory of one cell, the statistics of every group to collect, and the outputs of
+        /// every cell kept (one at a time without keep_compressed). Null when nothing is compressed, or the only model
+        /// is the default one this run trains (it is small).
+        /// </summary>
+        public ResourceEstimate? Estimate(PipelineJobs jobs)
+        {
+            ResourceEstimate? total = null;
+            foreach (var m in jobs.Models)
+            {
+                var compress = m.Groups.SelectMany(g => g.Cells.Where(c => c.Compress).Select(c => (Group: g.Group, c.Cell))).ToList();
+                if (compress.Count == 0 || ExistingModelDir(m.Model) is not { } dir) continue;
+                using var model = ModelLoader.Load(dir);
+                var each = compress.Select(x => (x.Group, E: SvdLlm.Compression.Preflight.Estimate(model, CompressionMethod.Get(x.Cell.Method.Name), x.Cell.Ratio,
+                    x.Group.Calibration.Samples, x.Group.Calibration.SeqLen, _state.StatisticsCached.Contains(x.Group.Key)))).ToList();
+                long statistics = each.GroupBy(x => x.Group.Key).Sum(g => g.Max(x => x.E.StatisticsDiskBytes));
+                long outputs = plan.Matrix.Run.KeepCompressed ? each.Sum(x => x.E.OutputDiskBytes) : each.Max(x => x.E.OutputDiskBytes);
+                var e = new ResourceEstimate(each.Max(x => x.E.CalibrationMemoryBytes), each.Max(x => x.E.CompressionMemoryBytes), statistics,
+                    each.Max(x => x.E.WorkspaceDiskBytes), outputs);
+                total = total is null ? e : new ResourceEstimate(Math.Max(total.CalibrationMemoryBytes, e.CalibrationMemoryBytes),
+                    Math.Max(total.CompressionMemoryBytes, e.CompressionMemoryBytes), total.StatisticsDiskBytes + e.StatisticsDiskBytes,
+                    Math.Max(total.WorkspaceDiskBytes, e.WorkspaceDiskBytes), total.OutputDiskBytes + e.OutputDiskBytes);
+            }
+            return total;
+        }
 
         public void PrintDryRun(PipelineJobs jobs)
         {
