@@ -23,13 +23,18 @@ public static class NumericsRuntime
         }
     }
 
-    /// <summary>Sets the thread count for OpenBLAS and our kernels; 0 or less means "all cores".</summary>
     /// <summary>
     /// The most threads any setting may ask for. Far above every core count this project runs on; a larger value is a
     /// typo (threads: 100000 was accepted and ran 4× slower, oversubscribed).
     /// </summary>
     public const int MaxThreads = 512;
 
+    /// <summary>
+    /// Sets the thread count for OpenBLAS and our kernels; 0 or less means "all cores". OpenBLAS gets at most one thread
+    /// per core: more only oversubscribes, and each of its threads allocates a large buffer at start (128 MB on this
+    /// build) and spins in its allocator when that fails, so under an address-space limit --threads 16 on 2 cores
+    /// never exited. <see cref="Describe"/> records both counts.
+    /// </summary>
     public static void SetThreads(int threads)
     {
         if (threads > MaxThreads)
@@ -37,13 +42,13 @@ public static class NumericsRuntime
         int t = threads <= 0 ? Environment.ProcessorCount : threads;
         lock (Gate)
         {
-            OpenBlasNative.openblas_set_num_threads(t);
+            OpenBlasNative.openblas_set_num_threads(Math.Min(t, Environment.ProcessorCount));
             _threads = t;
             _initialized = true;
         }
     }
 
-    /// <summary>The thread count OpenBLAS itself reports (should equal <see cref="Threads"/>).</summary>
+    /// <summary>The thread count OpenBLAS itself reports: <see cref="Threads"/>, at most one per core.</summary>
     public static int BlasThreads
     {
         get

@@ -44,6 +44,11 @@ public class HostileInputCliTests
             Assert.Equal(CliErrors.UserError, CliErrors.Run(() => throw new TaskDataException("f.jsonl:3: missing field 'answerKey'")));
             Assert.Equal("error: f.jsonl:3: missing field 'answerKey'", stderr.ToString().Trim());
             stderr.GetStringBuilder().Clear();
+            // Out of memory is the machine's size, not a bug: one line with what to change.
+            Assert.Equal(CliErrors.UserError, CliErrors.Run(() => throw new OutOfMemoryException()));
+            Assert.StartsWith("error: out of memory", stderr.ToString());
+            Assert.Single(stderr.ToString().Trim().Split('\n'));
+            stderr.GetStringBuilder().Clear();
             Assert.Equal(CliErrors.Bug, CliErrors.Run(() => throw new InvalidOperationException("broken invariant")));
             Assert.Contains("this is a bug", stderr.ToString(), StringComparison.Ordinal);
             Assert.Contains("broken invariant", stderr.ToString(), StringComparison.Ordinal);

@@ -13,6 +13,12 @@ public class RuntimeTests
             Assert.Equal(1, NumericsRuntime.BlasThreads);
             Assert.Contains("threads=1", NumericsRuntime.Describe());
             Assert.Contains("OpenBLAS", NumericsRuntime.BlasConfig);
+            // More threads than cores: our kernels take the count, OpenBLAS at most one per core (its per-thread buffers).
+            int cores = Environment.ProcessorCount;
+            NumericsRuntime.SetThreads(cores * 8);
+            Assert.Equal(cores * 8, NumericsRuntime.Threads);
+            Assert.Equal(cores, NumericsRuntime.BlasThreads);
+            Assert.Contains($"threads={cores * 8} blas_threads={cores} ", NumericsRuntime.Describe());
         }
         finally
         {

@@ -18,9 +18,18 @@ internal static class CliErrors
         {
             return body();
         }
+        catch (OutOfMemoryException e)
+        {
+            // The machine (or the process's memory limit) is too small for the job: not a bug, and the trace says nothing.
+            Console.Error.WriteLine($"error: out of memory ({e.Message}); this job needs more memory than the process may use: " +
+                                    "use a smaller --batch-size, --seq-len or --samples, fewer --threads, or a larger machine or limit");
+            return UserError;
+        }
         catch (Exception e) when (IsUserError(e))
         {
             Console.Error.WriteLine($"error: {e.Message}");
+            // SVDLLM_TRACE=1: the trace of a user error too, for when the one line is not enough to find the cause.
+            if (Environment.GetEnvironmentVariable("SVDLLM_TRACE") == "1") Console.Error.WriteLine(e.ToString());
             return UserError;
         }
         catch (Exception e)
