@@ -24,6 +24,7 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "--scale-child") return ScaleBenchmark.Child(args);
         if (args.Contains("--stress")) return StressBenchmark.Run(args);
+        if (args.Contains("--calibration-profile")) return CalibrationProfile.Run(args);
         if (args.Contains("--scale"))
         {
             int t = Environment.ProcessorCount;
