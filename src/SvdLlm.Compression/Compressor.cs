@@ -113,6 +113,19 @@ public static class Compressor
     private static CompressionReport Run(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
         CalibrationWindows? windows, string? workspaceDir, bool streamed, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
+        try
+        {
+            return RunLayers(model, stats, method, ratio, log, windows, workspaceDir, streamed, sink);
+        }
+        finally
+        {
+            NativeBufferPool.Trim(); // the layers' reused buffers; the next stage starts from its own peak
+        }
+    }
+
+    private static CompressionReport RunLayers(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, Action<int, List<(Linear, LowRankFactors)>> sink)
+    {
         var report = new CompressionReport { Method = method.Name, Ratio = ratio };
         report.LinearParamsBefore = model.LinearParameterCount;
         report.ModelParamsBefore = model.ParameterCount;

@@ -39,7 +39,7 @@ public sealed unsafe class Tensor<T> : IDisposable where T : unmanaged
         Cols = shape[^1];
         Rows = Cols == 0 ? 0 : (int)(length / Cols);
         nuint bytes = (nuint)Math.Max(1, length * sizeof(T));
-        _data = (T*)NativeMemory.AlignedAlloc(bytes, Alignment);
+        _data = (T*)NativeBufferPool.Rent(bytes);
         if (clear) NativeMemory.Clear(_data, bytes);
     }
 
@@ -103,12 +103,15 @@ public sealed unsafe class Tensor<T> : IDisposable where T : unmanaged
     {
         if (_data != null)
         {
-            NativeMemory.AlignedFree(_data);
+            NativeBufferPool.Return(_data, ByteLength);
             _data = null;
         }
         GC.SuppressFinalize(this);
     }
 
+    private nuint ByteLength => (nuint)Math.Max(1, Length * sizeof(T));
+
+    // A leaked tensor's memory goes straight back to the system: the finalizer thread does not touch the pool.
     ~Tensor()
     {
         if (_data != null) NativeMemory.AlignedFree(_data);

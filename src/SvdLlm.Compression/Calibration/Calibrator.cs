@@ -157,6 +157,7 @@ public static class Calibrator
             observer.Dispose();
             model.Observer = previousObserver;
             model.StreamWeights = previousStreaming;
+            NativeBufferPool.Trim(); // the layers' reused buffers; the next stage starts from its own peak
         }
     }
 
