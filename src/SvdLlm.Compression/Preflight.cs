@@ -1,5 +1,6 @@
 using SvdLlm.Compression.Truncation;
 using SvdLlm.Models.Architectures;
+using SvdLlm.Numerics;
 
 namespace SvdLlm.Compression;
 
@@ -54,6 +55,11 @@ public static class Preflight
         long layerWhitenings = layers.Max(g => g.GroupBy(l => l.InputKey).Where(k => k.Any(l => l.OutFeatures >= l.InFeatures))
             .Sum(k => (long)k.First().InFeatures * k.First().InFeatures * 8));
         long compression = layerGrams + layerWhitenings + decomposition + layerFactors + vocabTensor + 300 * Mb;
+
+        // Freed blocks kept for the next layer (NativeBufferPool): never more than its capacity, nor more than the stage
+        // itself had live, so at most that much on top of the stage's own peak.
+        calibration += Math.Min(NativeBufferPool.CapacityBytes, calibration);
+        compression += Math.Min(NativeBufferPool.CapacityBytes, compression);
 
         long statsDisk = statisticsCached ? 0 : layers.Sum(g => g.GroupBy(l => l.InputKey).Sum(k => (long)k.First().InFeatures * (k.First().InFeatures + 1) / 2 * 8 + k.First().InFeatures * 8L));
         bool twoPass = method.Allocation == AllocationKind.TheoreticalLoss && method.Truncation == TruncationKind.EigenWhitening;
