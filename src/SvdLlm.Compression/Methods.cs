@@ -48,6 +48,12 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// </summary>
     public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate;
 
+    /// <summary>
+    /// The parameters a matrix may give the method (<c>methods: [{name: x, params: {...}}]</c>); matrix validation
+    /// refuses any other. None of this build's methods takes one; a method that does lists them in its entry.
+    /// </summary>
+    public IReadOnlyList<string> Parameters { get; init; } = [];
+
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =
     [

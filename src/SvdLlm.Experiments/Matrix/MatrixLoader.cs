@@ -30,9 +30,6 @@ public static class MatrixLoader
     private static readonly string[] TaskDefaultKeys = ["limit", "seq_len"];
     private static readonly string[] RunKeys = ["threads", "batch_size", "keep_compressed", "cache_dir"];
 
-    /// <summary>Parameters each method accepts. None of this build's methods takes any; a new one lists its own here.</summary>
-    public static IReadOnlyDictionary<string, string[]> MethodParameters { get; } = CompressionMethod.All.ToDictionary(m => m.Name, _ => Array.Empty<string>());
-
     public static MatrixSpec Load(string path)
     {
         string full = Path.GetFullPath(path);
@@ -237,9 +234,9 @@ public static class MatrixLoader
                     e.Add(nameNode.Position, $"{where}: unknown method '{nameNode.Value}'{Suggest(nameNode.Value, knownMethods)}; known: {string.Join(", ", knownMethods)}");
                     continue;
                 }
-                string[] allowed = MethodParameters[nameNode.Value];
+                var allowed = CompressionMethod.Get(nameNode.Value).Parameters;
                 foreach (string p in parameters.Keys.Where(p => !allowed.Contains(p)))
-                    e.Add(item.Position, allowed.Length == 0
+                    e.Add(item.Position, allowed.Count == 0
                         ? $"{where}.params: method '{nameNode.Value}' takes no parameters (got '{p}')"
                         : $"{where}.params: unknown parameter '{p}' of '{nameNode.Value}'{Suggest(p, allowed)}");
                 var spec = new MethodSpec(nameNode.Value, parameters, item.Position);
