@@ -145,6 +145,22 @@ public sealed class MatrixLoaderTests
     }
 
     [Fact]
+    public void AMethodParameterIsCheckedAgainstTheMethodsOwnList()
+    {
+        using var w = new MicroWorld();
+        string yaml = """
+            models: [{model}]
+            calibration: {dataset: {text}, samples: 8, seq_len: 32}
+            methods: [{name: svdllm, params: {alpha: 0.5}}]
+            ratios: [0.2]
+            tasks: [{name: wikitext2, data: {text}}]
+            """;
+        var error = Assert.Single(Invalid(w.Matrix(yaml)).Errors);
+        Assert.Contains("methods[0].params: method 'svdllm' takes no parameters (got 'alpha')", error.ToString(), StringComparison.Ordinal);
+        Assert.Empty(SvdLlm.Compression.CompressionMethod.Get("svdllm").Parameters);
+    }
+
+    [Fact]
     public void ExtendsOverlaysTheBaseAndReportsErrorsInTheFileThatWroteThem()
     {
         using var w = new MicroWorld();
