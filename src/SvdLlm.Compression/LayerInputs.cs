@@ -153,9 +153,14 @@ internal sealed class BasisWorkspace : IDisposable
     private readonly bool _compact;
     private readonly Dictionary<string, (double[] Lambda, string Route, double Dropped, int Rows, int Cols)> _meta = new(StringComparer.Ordinal);
 
+    internal const string Prefix = "svdllm-workspace";
+
     public BasisWorkspace(string? parent, bool compact)
     {
-        _dir = Path.Combine(parent ?? Path.GetTempPath(), $"svdllm-workspace-{Environment.ProcessId}-{Guid.NewGuid():N}"[..48]);
+        // Several GB at 7B; a killed run's is removed by the next run's sweep (it names its process).
+        string root = parent ?? Path.GetTempPath();
+        SvdLlm.Models.Data.Leftovers.Sweep(root, Prefix);
+        _dir = SvdLlm.Models.Data.Leftovers.TempPath(Path.Combine(root, Prefix));
         Directory.CreateDirectory(_dir);
         _compact = compact;
     }

@@ -197,4 +197,24 @@ public class WeightedLowRankTests
             Assert.True(diff > 0, "the float32 round trip should change something (else this test checks nothing)");
         }
     }
+
+    [Fact]
+    public void A_killed_runs_workspace_is_swept_when_the_next_one_is_made()
+    {
+        using var dir = new SvdLlm.Models.Tests.TempDirectory();
+        using var gone = System.Diagnostics.Process.Start("true")!;
+        gone.WaitForExit();
+        string dead = Path.Combine(dir.Path, $"{BasisWorkspace.Prefix}.tmp-{gone.Id}-0badf00d");
+        Directory.CreateDirectory(dead);
+        File.WriteAllText(Path.Combine(dead, "w.basis"), "singular vectors");
+        string unrelated = Path.Combine(dir.Path, $"other.tmp-{gone.Id}-0badf00d");
+        Directory.CreateDirectory(unrelated);
+        using (var space = new BasisWorkspace(dir.Path, compact: false))
+        {
+            Assert.False(Directory.Exists(dead));
+            Assert.True(Directory.Exists(unrelated));
+            Assert.True(Directory.Exists(space.Path_));
+            Assert.Equal(Environment.ProcessId, SvdLlm.Models.Data.Leftovers.OwnerPid(Path.GetFileName(space.Path_)));
+        }
+    }
 }
