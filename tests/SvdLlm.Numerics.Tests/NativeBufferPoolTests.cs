@@ -6,14 +6,26 @@ public unsafe class NativeBufferPoolTests
 {
     private const int Big = (int)(NativeBufferPool.MinimumBytes / sizeof(float)); // one pooled block of floats
 
-    [Fact]
-    public void A_freed_large_block_is_reused_for_the_same_size_and_small_ones_are_not_pooled()
+    /// <summary>Runs <paramref name="body"/> on an empty pool of the given capacity, then restores the process's setting.</summary>
+    private static void WithPool(long capacity, Action body)
     {
-        long capacity = NativeBufferPool.CapacityBytes;
+        long before = NativeBufferPool.CapacityBytes;
         try
         {
             NativeBufferPool.Trim();
-            NativeBufferPool.CapacityBytes = 4 * NativeBufferPool.MinimumBytes;
+            NativeBufferPool.CapacityBytes = capacity;
+            body();
+        }
+        finally
+        {
+            NativeBufferPool.CapacityBytes = before;
+            NativeBufferPool.Trim();
+        }
+    }
+
+    [Fact]
+    public void A_freed_large_block_is_reused_for_the_same_size_and_small_ones_are_not_pooled() => WithPool(4 * NativeBufferPool.MinimumBytes, () =>
+    {
             var a = Tensor<float>.Uninitialized(Big);
             a.Span[123] = 42f;
             float* p = a.Pointer;
@@ -28,22 +40,11 @@ public unsafe class NativeBufferPoolTests
                 Assert.True(p != other.Pointer, "a block of another size was handed out");
             Tensor<float>.Uninitialized(1000).Dispose();
             Assert.Equal(NativeBufferPool.MinimumBytes + (Big + 16) * 4L, NativeBufferPool.IdleBytes);
-        }
-        finally
-        {
-            NativeBufferPool.CapacityBytes = capacity;
-            NativeBufferPool.Trim();
-        }
-    }
+    });
 
     [Fact]
-    public void The_pool_never_holds_more_than_its_capacity_and_Trim_empties_it()
+    public void The_pool_never_holds_more_than_its_capacity_and_Trim_empties_it() => WithPool(2 * NativeBufferPool.MinimumBytes, () =>
     {
-        long capacity = NativeBufferPool.CapacityBytes;
-        try
-        {
-            NativeBufferPool.Trim();
-            NativeBufferPool.CapacityBytes = 2 * NativeBufferPool.MinimumBytes;
             var tensors = Enumerable.Range(0, 3).Select(_ => Tensor<float>.Uninitialized(Big)).ToList();
             float* newest = tensors[2].Pointer;
             foreach (var t in tensors) t.Dispose();
@@ -54,11 +55,5 @@ public unsafe class NativeBufferPoolTests
             NativeBufferPool.CapacityBytes = 0;
             Tensor<float>.Uninitialized(Big).Dispose();
             Assert.Equal(0, NativeBufferPool.IdleBytes);
-        }
-        finally
-        {
-            NativeBufferPool.CapacityBytes = capacity;
-            NativeBufferPool.Trim();
-        }
-    }
+    });
 }
