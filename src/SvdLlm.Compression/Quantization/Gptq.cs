@@ -1,0 +1,292 @@
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Compression.Quantization;
+
+/// <summary>GPTQ's settings (defaults of the reference's LLaMA script: 1 % relative damping, blocks of 128, whole-row groups).</summary>
+public sealed record GptqOptions
+{
+    public int Bits { get; init; } = 4;
+
+    /// <summary>Columns per group (one scale and zero per row and group); ≤ 0 means one group per row.</summary>
+    public int GroupSize { get; init; } = -1;
+
+    /// <summary>Quantize columns in order of decreasing H_jj (the reference's --act-order).</summary>
+    public bool ActOrder { get; init; }
+
+    /// <summary>Group parameters fitted up front on the original W in original column order (--static-groups).</summary>
+    public bool StaticGroups { get; init; }
+
+    public bool Symmetric { get; init; }
+
+    /// <summary>Lazy-update block width; the result does not depend on it (see <see cref="Gptq"/>).</summary>
+    public int BlockSize { get; init; } = 128;
+
+    /// <summary>Damping λ = PercentDamping · mean(diag H) added to H's diagonal.</summary>
+    public double PercentDamping { get; init; } = 0.01;
+
+    public void Check()
+    {
+        UniformGrid.CheckBits(Bits);
+        if (BlockSize < 1) throw new ArgumentOutOfRangeException(nameof(BlockSize), $"block size must be ≥ 1, got {BlockSize}");
+        if (!(PercentDamping > 0 && PercentDamping < 1)) throw new ArgumentOutOfRangeException(nameof(PercentDamping), $"relative damping must be in (0, 1), got {PercentDamping}");
+        if (StaticGroups && GroupSize <= 0) throw new ArgumentException("static groups need a group size");
+    }
+}
+
+/// <summary>
+/// A quantized W [m, n]: integer codes per weight (original column order), and per group and row a scale and an
+/// integer zero; column c belongs to group <see cref="GroupIndex"/>[c]. <see cref="Dequantize"/> gives W'.
+/// </summary>
+public sealed class QuantizedMatrix(int bits, byte[] codes, int rows, int cols, double[] scales, int[] zeros, int[] groupIndex)
+{
+    public int Bits { get; } = bits;
+    public int Rows { get; } = rows;
+    public int Cols { get; } = cols;
+
+    /// <summary>Codes [rows, cols] row-major, each in 0..2^bits − 1.</summary>
+    public byte[] Codes { get; } = codes;
+
+    /// <summary>Scales [groups, rows] (the GPTQ layout's order).</summary>
+    public double[] Scales { get; } = scales;
+
+    /// <summary>Zero points [groups, rows].</summary>
+    public int[] Zeros { get; } = zeros;
+
+    /// <summary>The group of each input column (GPTQ's g_idx).</summary>
+    public int[] GroupIndex { get; } = groupIndex;
+
+    public int Groups => Scales.Length / Rows;
+
+    public double Value(int row, int col)
+    {
+        int g = GroupIndex[col];
+        return UniformGrid.Value(Codes[(long)row * Cols + col], Scales[g * Rows + row], Zeros[g * Rows + row]);
+    }
+
+    public Tensor<double> Dequantize()
+    {
+        var w = Tensor<double>.Uninitialized(Rows, Cols);
+        for (int i = 0; i < Rows; i++)
+        {
+            var row = w.Row(i);
+            for (int j = 0; j < Cols; j++) row[j] = Value(i, j);
+        }
+        return w;
+    }
+}
+
+/// <summary>What GPTQ produced for one matrix, with what it had to do to get there.</summary>
+/// <param name="Loss">Σ over weights of (w − q)²/(2 [H⁻¹ Cholesky]_jj²) = ½ tr(E H_damped Eᵀ), E = W − W'</param>
+/// <param name="Damping">the damping λ finally added to diag H (raised when a Cholesky failed)</param>
+/// <param name="Note">what was regularised (dead inputs, raised damping), for the report; null when nothing was</param>
+public sealed record GptqResult(QuantizedMatrix Matrix, double Loss, double Damping, int DeadColumns, string? Note);
+
+/// <summary>
+/// GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers", 2022):
+/// min ‖(W − Q)X‖² column by column with optimal-brain-surgeon updates of the columns not yet quantized, through the
+/// upper Cholesky factor U of H⁻¹ (H = X Xᵀ up to scale, damped), with lazy block updates.
+/// <para>
+/// Resolved ambiguity (docs/QUANTIZATION.md): with groups, a group's scale and zero are fitted on its columns' current
+/// values, i.e. after every update from the columns already quantized. The reference fits them on the block-start copy
+/// of W, which is the same thing when the group size is a multiple of the block size (its default 128/128) and makes Q
+/// depend on the block size otherwise. Here a block also ends where a group starts, so Q never depends on the block size.
+/// </para>
+/// All arithmetic is float64: U's diagonal enters every update and H is as ill-conditioned as C.
+/// </summary>
+public static class Gptq
+{
+    /// <summary>Quantizes W [m, n] against H [n, n] (symmetric positive semi-definite, any scale). W and H are not modified.</summary>
+    public static GptqResult Quantize(Tensor<double> w, Tensor<double> h, GptqOptions options)
+    {
+        options.Check();
+        int m = w.Rows, n = w.Cols;
+        if (h.Rows != n || h.Cols != n) throw new ArgumentException($"H {h.ShapeString} does not match W {w.ShapeString}");
+        var grid = new UniformGrid(options.Bits, options.Symmetric);
+        int g = options.GroupSize > 0 ? Math.Min(options.GroupSize, n) : n;
+        int groups = (n + g - 1) / g;
+
+        // Dead inputs: no calibration token reached column j, so it cannot matter to the objective; zero it.
+        var dead = new List<int>();
+        for (int j = 0; j < n; j++)
+        {
+            double hjj = h[j, j];
+            if (double.IsNaN(hjj)) throw new ArgumentException($"H[{j},{j}] is NaN");
+            if (hjj == 0) dead.Add(j);
+        }
+
+        var perm = Enumerable.Range(0, n).ToArray();
+        if (options.ActOrder)
+        {
+            // Decreasing H_jj; ties keep the column order (a stable sort; torch.argsort's order on ties is unspecified).
+            var diag = Enumerable.Range(0, n).Select(j => h[j, j]).ToArray();
+            perm = [.. perm.OrderByDescending(j => diag[j])];
+        }
+
+        using var wp = Tensor<double>.Uninitialized(m, n);
+        for (int i = 0; i < m; i++)
+        {
+            var src = w.Row(i);
+            var dst = wp.Row(i);
+            for (int j = 0; j < n; j++) dst[j] = src[perm[j]];
+        }
+        using var hp = Tensor<double>.Uninitialized(n, n);
+        for (int i = 0; i < n; i++)
+        {
+            var src = h.Row(perm[i]);
+            var dst = hp.Row(i);
+            for (int j = 0; j < n; j++) dst[j] = src[perm[j]];
+        }
+        var isDead = new bool[n];
+        foreach (int c in dead) isDead[c] = true;
+        for (int j = 0; j < n; j++)
+        {
+            if (!isDead[perm[j]]) continue;
+            hp[j, j] = 1;
+            for (int i = 0; i < m; i++) wp[i, j] = 0;
+        }
+
+        var scales = new double[groups * m];
+        var zeros = new int[groups * m];
+        var groupIndex = new int[n];
+        if (options.GroupSize <= 0)
+        {
+            FitGroup(grid, wp, 0, n, scales, zeros, 0, m);
+        }
+        else if (options.StaticGroups)
+        {
+            // Fitted on the original (dead-zeroed) W in original column order: group of column c is c / g.
+            using var original = Tensor<double>.Uninitialized(m, n);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) original[i, perm[j]] = wp[i, j];
+            for (int k = 0; k < groups; k++) FitGroup(grid, original, k * g, Math.Min(n, (k + 1) * g), scales, zeros, k, m);
+        }
+        for (int c = 0; c < n; c++) groupIndex[c] = options.GroupSize <= 0 ? 0 : c / g;
+        if (options.GroupSize > 0 && !options.StaticGroups)
+            for (int j = 0; j < n; j++) groupIndex[perm[j]] = j / g;
+
+        var (u, damping, raised) = UpperCholeskyOfInverse(hp, options.PercentDamping);
+        using (u)
+        {
+            var codes = new byte[(long)m * n];
+            double loss = 0;
+            int block = options.BlockSize;
+            using var w1 = Tensor<double>.Uninitialized(m, Math.Min(block, n));
+            using var err = Tensor<double>.Uninitialized(m, Math.Min(block, n));
+            var us = u.Span;
+            for (int i1 = 0; i1 < n;)
+            {
+                int i2 = Math.Min(n, i1 + block);
+                // A group that starts inside the block starts a new block, so its parameters see every update so far.
+                if (options.GroupSize > 0 && !options.StaticGroups)
+                {
+                    int nextGroup = (i1 / g + 1) * g;
+                    if (nextGroup < i2) i2 = nextGroup;
+                }
+                int b = i2 - i1;
+                if (options.GroupSize > 0 && !options.StaticGroups && i1 % g == 0)
+                    FitGroup(grid, wp, i1, Math.Min(n, i1 + g), scales, zeros, i1 / g, m);
+                for (int i = 0; i < m; i++) wp.Row(i).Slice(i1, b).CopyTo(w1.Row(i)[..b]);
+                for (int j = 0; j < b; j++)
+                {
+                    int col = i1 + j, original = perm[col];
+                    int group = groupIndex[original];
+                    double d = us[col * n + col];
+                    var uRow = us.Slice(col * n + i1, b);
+                    for (int i = 0; i < m; i++)
+                    {
+                        var row = w1.Row(i);
+                        double wv = row[j];
+                        double scale = scales[group * m + i];
+                        int zero = zeros[group * m + i];
+                        int code = grid.Code(wv, scale, zero);
+                        codes[(long)i * n + original] = (byte)code;
+                        double q = UniformGrid.Value(code, scale, zero);
+                        double e = (wv - q) / d;
+                        loss += e * e / 2;
+                        err[i, j] = e;
+                        // OBS update of the block's later columns: w_k −= e · U[col, k].
+                        for (int k = j + 1; k < b; k++) row[k] -= e * uRow[k];
+                    }
+                }
+                // Lazy update of every column after the block: W[:, i2:] −= Err · U[i1:i2, i2:].
+                if (i2 < n)
+                    Blas.Dgemm(Transpose.No, Transpose.No, m, n - i2, b, -1.0, err.Span, err.Cols, us[(i1 * n + i2)..], n, 1.0, wp.Span[i2..], n);
+                i1 = i2;
+            }
+            string? note = null;
+            if (dead.Count > 0) note = $"{dead.Count} dead input column(s) (H_jj = 0) set to zero";
+            if (raised) note = (note is null ? "" : note + "; ") + $"Cholesky failed at {options.PercentDamping:G3} relative damping, raised to λ = {damping:G3}";
+            return new GptqResult(new QuantizedMatrix(options.Bits, codes, m, n, scales, zeros, groupIndex), loss, damping, dead.Count, note);
+        }
+    }
+
+    /// <summary>Round-to-nearest on the same grid (GPTQ with H = I, or no calibration data).</summary>
+    public static QuantizedMatrix RoundToNearest(Tensor<double> w, int bits, int groupSize, bool symmetric)
+    {
+        UniformGrid.CheckBits(bits);
+        int m = w.Rows, n = w.Cols;
+        var grid = new UniformGrid(bits, symmetric);
+        int g = groupSize > 0 ? Math.Min(groupSize, n) : n;
+        int groups = (n + g - 1) / g;
+        var scales = new double[groups * m];
+        var zeros = new int[groups * m];
+        var groupIndex = new int[n];
+        var codes = new byte[(long)m * n];
+        for (int k = 0; k < groups; k++) FitGroup(grid, w, k * g, Math.Min(n, (k + 1) * g), scales, zeros, k, m);
+        for (int c = 0; c < n; c++) groupIndex[c] = c / g;
+        for (int i = 0; i < m; i++)
+            for (int c = 0; c < n; c++)
+            {
+                int k = groupIndex[c];
+                codes[(long)i * n + c] = (byte)grid.Code(w[i, c], scales[k * m + i], zeros[k * m + i]);
+            }
+        return new QuantizedMatrix(bits, codes, m, n, scales, zeros, groupIndex);
+    }
+
+    private static void FitGroup(UniformGrid grid, Tensor<double> w, int start, int end, double[] scales, int[] zeros, int group, int m)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var (scale, zero) = grid.Fit(w.Row(i)[start..end]);
+            scales[group * m + i] = scale;
+            zeros[group * m + i] = zero;
+        }
+    }
+
+    /// <summary>
+    /// U upper triangular with Uᵀ U = (H + λI)⁻¹, λ = percent · mean(diag H). When a Cholesky fails the damping is raised
+    /// tenfold (at most 4 times) and the result says so; the reference has no fallback and stops.
+    /// </summary>
+    internal static (Tensor<double> U, double Damping, bool Raised) UpperCholeskyOfInverse(Tensor<double> h, double percent)
+    {
+        int n = h.Rows;
+        double mean = 0;
+        for (int j = 0; j < n; j++) mean += h[j, j];
+        mean /= n;
+        for (int attempt = 0; ; attempt++)
+        {
+            double damping = percent * Math.Pow(10, attempt) * mean;
+            using var hd = h.Clone();
+            for (int j = 0; j < n; j++) hd[j, j] += damping;
+            try
+            {
+                using var l = Lapack.Cholesky(hd);
+                // L⁻¹ by a triangular solve on I, then H⁻¹ = L⁻ᵀ L⁻¹ (syrk), then its lower Cholesky L₂: U = L₂ᵀ.
+                using var linv = Tensor<double>.Zeros(n, n);
+                for (int j = 0; j < n; j++) linv[j, j] = 1;
+                Blas.Dtrsm(left: true, lower: true, Transpose.No, unitDiagonal: false, n, n, 1.0, l.Span, n, linv.Span, n);
+                using var hinv = Tensor<double>.Zeros(n, n);
+                Blas.Dsyrk(lower: true, Transpose.Yes, n, n, 1.0, linv.Span, n, 0.0, hinv.Span, n);
+                Blas.SymmetrizeFromLower(hinv.Span, n);
+                using var l2 = Lapack.Cholesky(hinv);
+                var u = Tensor<double>.Uninitialized(n, n);
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < n; j++) u[i, j] = l2[j, i];
+                return (u, damping, attempt > 0);
+            }
+            catch (LapackException e) when (e.Info > 0 && attempt < 4)
+            {
+            }
+        }
+    }
+}
