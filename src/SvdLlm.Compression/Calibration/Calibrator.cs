@@ -116,8 +116,7 @@ public static class Calibrator
         var previousObserver = model.Observer;
         bool previousStreaming = model.StreamWeights;
         var done = new HashSet<string>(StringComparer.Ordinal);
-        long hiddenBytes = (long)windows.Length * h * sizeof(float);
-        using var hidden = hiddenBytes <= hiddenInMemoryLimit ? (HiddenStore)new MemoryHiddenStore(windows.Length, h) : new FileHiddenStore(spillDirectory, h);
+        using var hidden = HiddenStore.Create(windows.Length, h, hiddenInMemoryLimit, spillDirectory);
         using var part = Tensor<float>.Uninitialized(Math.Min(batchSize, samples) * seqLen, h);
         try
         {
@@ -162,8 +161,12 @@ public static class Calibrator
     }
 
     /// <summary>The hidden states of all windows [samples·seqLen, hidden] float32, read and written one batch at a time.</summary>
-    private abstract class HiddenStore : IDisposable
+    internal abstract class HiddenStore : IDisposable
     {
+        /// <summary>In memory up to <paramref name="inMemoryLimit"/> bytes, else a temporary file in <paramref name="spillDirectory"/>.</summary>
+        public static HiddenStore Create(long rows, int cols, long inMemoryLimit, string spillDirectory)
+            => rows * cols * sizeof(float) <= inMemoryLimit ? new MemoryHiddenStore(checked((int)rows), cols) : new FileHiddenStore(spillDirectory, cols);
+
         public abstract void Read(long row, Span<float> into);
         public abstract void Write(long row, ReadOnlySpan<float> from);
         public abstract void Dispose();
@@ -227,9 +230,12 @@ public static class Calibrator
     /// Cholesky even in float64), so that would perturb the very eigen-directions whitening weights most, and measured at
     /// 7B shape it saves only 0.8 of ≈ 4.7 ms per token-layer. We keep float64.
     /// </summary>
-    private sealed class GramObserver : ILinearObserver, IDisposable
+    internal sealed class GramObserver : ILinearObserver, IDisposable
     {
         private readonly HashSet<string> _seenThisCall = [];
+
+        /// <summary>When set, only this input key is accumulated (GPTQ's sequential passes need one input at a time).</summary>
+        public string? Only { get; set; }
         private Dictionary<string, InputStatistics> _layer = new(StringComparer.Ordinal);
         private Tensor<double>? _scratch;
 
@@ -245,6 +251,7 @@ public static class Calibrator
 
         public void OnInput(Linear linear, ReadOnlySpan<float> x, int rows)
         {
+            if (Only is not null && linear.InputKey != Only) return;
             if (!_seenThisCall.Add(linear.InputKey)) return;
             int n = linear.InFeatures;
             if (!_layer.TryGetValue(linear.InputKey, out var s)) _layer[linear.InputKey] = s = new InputStatistics(n);

@@ -6,6 +6,8 @@ namespace SvdLlm.Compression.Quantization;
 /// scale·(c − zero). Asymmetric (the reference's default): the grid spans [min(w_min, 0), max(w_max, 0)] of the
 /// row, zero = round(−x_min / scale). Symmetric: the grid spans [−a, a] with a = max|w| and zero = (maxq + 1) / 2.
 /// A row that is all zero gets the range (−1, 1), so its scale is never 0. Rounding is half-to-even, as torch.round.
+/// Scales are rounded to float16 when fitted, because the GPTQ layout stores them so: the codes chosen (and the loss
+/// reported) are then exactly those of the checkpoint (the reference fits in float32 and rounds only when packing).
 /// </summary>
 public readonly record struct UniformGrid(int Bits, bool Symmetric)
 {
@@ -31,11 +33,19 @@ public readonly record struct UniformGrid(int Bits, bool Symmetric)
         {
             double a = Math.Max(-lo, hi);
             if (a == 0) a = 1;
-            return (2 * a / maxq, (maxq + 1) / 2);
+            return (Stored(2 * a / maxq), (maxq + 1) / 2);
         }
         if (lo == 0 && hi == 0) (lo, hi) = (-1, 1);
-        double scale = (hi - lo) / maxq;
-        return (scale, (int)Math.Round(-lo / scale, MidpointRounding.ToEven));
+        double scale = Stored((hi - lo) / maxq);
+        return (scale, (int)Math.Clamp(Math.Round(-lo / scale, MidpointRounding.ToEven), 0, maxq));
+    }
+
+    /// <summary>The scale as float16 stores it; at least float16's smallest step, so it never becomes 0.</summary>
+    public static double Stored(double scale)
+    {
+        double h = (double)(Half)scale;
+        if (double.IsInfinity(h)) throw new ArgumentException($"a quantization scale of {scale:G4} exceeds float16's range (weights beyond ±1e6?)");
+        return Math.Max(h, (double)Half.Epsilon);
     }
 
     /// <summary>The integer code of w on the grid (scale, zero).</summary>
