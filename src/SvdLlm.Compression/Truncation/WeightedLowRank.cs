@@ -267,8 +267,17 @@ public static class WeightedLowRank
             {
                 var wh = g.SharedWhitening ?? (own = Whitening.Of(c));
                 int p = wh.S.Cols;
-                b = Tensor<double>.Uninitialized(m, p);
-                Blas.Dgemm(Transpose.No, Transpose.No, m, p, n, 1.0, wa.Span, n, wh.S.Span, p, 0.0, b.Span, p);
+                if (wh.IsCholesky)
+                {
+                    // S lower triangular: a triangular multiply, half the flops of the general one (185 GFLOP saved per 7B gate/up).
+                    b = wa.Clone();
+                    Blas.Dtrmm(left: false, lower: true, Transpose.No, unitDiagonal: false, m, n, 1.0, wh.S.Span, n, b.Span, n);
+                }
+                else
+                {
+                    b = Tensor<double>.Uninitialized(m, p);
+                    Blas.Dgemm(Transpose.No, Transpose.No, m, p, n, 1.0, wa.Span, n, wh.S.Span, p, 0.0, b.Span, p);
+                }
                 whitening = wh.Route;
                 if (wh.NullBasis is { } q)
                 {
