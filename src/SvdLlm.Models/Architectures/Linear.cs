@@ -76,7 +76,25 @@ public sealed class Linear : IDisposable
     {
         string dense = name + ".weight", u = UName(name) + ".weight", v = VName(name) + ".weight";
         int? rank = null;
-        if (!reader.Contains(dense))
+        int? bits = null;
+        if (reader.Contains(name + ".qweight"))
+        {
+            // GPTQ layout (Checkpoints/GptqLayout): dequantized to float32 when loaded.
+            bits = GptqLayout.BitsOf(reader, name, inFeatures);
+        }
+        else if (reader.Contains(UName(name) + ".qweight") && reader.Contains(VName(name) + ".qweight"))
+        {
+            // Low-rank factors, each in the GPTQ layout: V [k, in] is a linear with k outputs, U [out, k] one with k inputs.
+            var vScales = reader.GetInfo(VName(name) + ".scales").Shape;
+            if (vScales.Length != 2 || vScales[1] <= 0 || vScales[1] > Math.Min(inFeatures, outFeatures))
+                throw new CheckpointFormatException(reader.Directory,
+                    $"quantized factor's scales have shape [{string.Join(", ", vScales)}]; expected [groups, k] with 1 ≤ k ≤ {Math.Min(inFeatures, outFeatures)}", VName(name) + ".scales", "shape");
+            rank = (int)vScales[1];
+            bits = GptqLayout.BitsOf(reader, VName(name), inFeatures);
+            if (GptqLayout.BitsOf(reader, UName(name), rank.Value) != bits)
+                throw new CheckpointFormatException(reader.Directory, $"the factors of {name} have different bit widths", UName(name) + ".qweight", "shape");
+        }
+        else if (!reader.Contains(dense))
         {
             if (!reader.Contains(u) || !reader.Contains(v))
             {
@@ -95,8 +113,11 @@ public sealed class Linear : IDisposable
             reader.RequireShape(dense, outFeatures, inFeatures);
         }
         if (bias) reader.RequireShape(BiasName(name, rank is not null), outFeatures);
-        return new Linear(name, inputKey, inFeatures, outFeatures, bias, rank);
+        return new Linear(name, inputKey, inFeatures, outFeatures, bias, rank) { QuantizedBits = bits };
     }
+
+    /// <summary>Bits per weight of the checkpoint's GPTQ-layout storage (of W, or of both factors), or null when stored as floats.</summary>
+    public int? QuantizedBits { get; private set; }
 
     private static string BiasName(string name, bool lowRank) => (lowRank ? UName(name) : name) + ".bias";
 
@@ -106,15 +127,18 @@ public sealed class Linear : IDisposable
         if (IsLoaded) return;
         if (Rank is int k)
         {
-            _u = Weights.Matrix(reader, UName(Name) + ".weight", OutFeatures, k);
-            _v = Weights.Matrix(reader, VName(Name) + ".weight", k, InFeatures);
+            _u = QuantizedBits is null ? Weights.Matrix(reader, UName(Name) + ".weight", OutFeatures, k) : Dequantized(reader, UName(Name), OutFeatures, k);
+            _v = QuantizedBits is null ? Weights.Matrix(reader, VName(Name) + ".weight", k, InFeatures) : Dequantized(reader, VName(Name), k, InFeatures);
         }
         else
         {
-            _weight = Weights.Matrix(reader, Name + ".weight", OutFeatures, InFeatures);
+            _weight = QuantizedBits is null ? Weights.Matrix(reader, Name + ".weight", OutFeatures, InFeatures) : Dequantized(reader, Name, OutFeatures, InFeatures);
         }
         if (HasBias) _bias = Weights.Vector(reader, BiasName(Name, Rank is not null), OutFeatures);
     }
+
+    private static Tensor<float> Dequantized(CheckpointReader reader, string name, int rows, int cols)
+        => Tensor<float>.From(GptqLayout.Dequantize(reader, name, rows, cols), rows, cols);
 
     /// <summary>Releases the weights; the next <see cref="Load"/> reads them again.</summary>
     public void Unload()
@@ -143,6 +167,7 @@ public sealed class Linear : IDisposable
         _u = _v = null;
         _weight = weight;
         Rank = null;
+        QuantizedBits = null;
     }
 
     /// <summary>Replaces the weights with low-rank factors U [out, k], V [k, in] (the linear takes ownership).</summary>
@@ -159,6 +184,7 @@ public sealed class Linear : IDisposable
         _u = u;
         _v = v;
         Rank = k;
+        QuantizedBits = null;
     }
 
     private void SetBias(Tensor<float>? bias)

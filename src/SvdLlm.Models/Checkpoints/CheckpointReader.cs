@@ -82,6 +82,16 @@ public sealed class CheckpointReader : IDisposable
         return result;
     }
 
+    /// <summary>An I32 tensor's values (the GPTQ layout's qweight, qzeros, g_idx); any other dtype is a format error naming the tensor.</summary>
+    public int[] ReadInt32(string name)
+    {
+        SafeTensorsFile file = FileOf(name);
+        TensorInfo info = file.Tensors[name];
+        if (info.DType != SafeTensorsDType.I32)
+            throw CheckpointFormatException.WithMessage(file.Path, name, $"tensor '{name}' in {file.Path} has dtype {info.DType}; expected I32");
+        return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(file.GetRawBytes(name)).ToArray();
+    }
+
     /// <summary>Fails unless the tensor's shape equals <paramref name="expected"/>, the shape config.json implies.</summary>
     public void RequireShape(string name, params long[] expected)
     {

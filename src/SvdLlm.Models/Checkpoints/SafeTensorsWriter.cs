@@ -24,6 +24,16 @@ public sealed record WriterTensor(string Name, SafeTensorsDType DType, long[] Sh
     /// <summary>Produces the data at write time instead of <see cref="Data"/>; see <see cref="Lazy"/>.</summary>
     public Func<ReadOnlyMemory<float>>? Producer { get; init; }
 
+    /// <summary>
+    /// An integer tensor (I32, the GPTQ layout's packed qweight, qzeros and g_idx) whose little-endian bytes are produced
+    /// when the writer reaches it.
+    /// </summary>
+    public static WriterTensor Int32(string name, long[] shape, Func<int[]> producer)
+        => new(name, SafeTensorsDType.I32, shape, ReadOnlyMemory<float>.Empty) { IntProducer = producer };
+
+    /// <summary>Produces an I32 tensor's values; see <see cref="Int32"/>.</summary>
+    public Func<int[]>? IntProducer { get; init; }
+
     internal long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b));
 }
 
@@ -110,7 +120,11 @@ public static class SafeTensorsWriter
 
     private static void ValidateTensor(WriterTensor tensor)
     {
-        if (!tensor.DType.IsLoadableAsFloat32())
+        if (tensor.IntProducer is not null)
+        {
+            if (tensor.DType != SafeTensorsDType.I32) throw new ArgumentException($"Tensor '{tensor.Name}': integer data is written as I32, not {tensor.DType}.", nameof(tensor));
+        }
+        else if (!tensor.DType.IsLoadableAsFloat32())
         {
             throw new ArgumentException(
                 $"Tensor '{tensor.Name}': dtype {tensor.DType} cannot be written from float data; use F32, F16, BF16 or F64.", nameof(tensor));
@@ -122,7 +136,7 @@ public static class SafeTensorsWriter
             if (dim < 0) throw new ArgumentException($"Tensor '{tensor.Name}' has a negative dimension in shape {TensorInfo.FormatShape(tensor.Shape)}.", nameof(tensor));
             count = checked(count * dim);
         }
-        if (tensor.Producer is null && count != tensor.Data.Length)
+        if (tensor.Producer is null && tensor.IntProducer is null && count != tensor.Data.Length)
         {
             throw new ArgumentException(
                 $"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({count} elements) but {tensor.Data.Length} data elements.",
@@ -179,6 +193,15 @@ public static class SafeTensorsWriter
     /// <summary>Converts and writes one tensor in chunks, so no full-size copy of a large tensor is made.</summary>
     private static void WriteData(Stream stream, WriterTensor tensor)
     {
+        if (tensor.IntProducer is { } ints)
+        {
+            int[] values = ints();
+            if (values.Length != tensor.ElementCount)
+                throw new ArgumentException($"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({tensor.ElementCount} elements) but its producer gave {values.Length}.");
+            if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors is little-endian; this writer runs on little-endian machines only");
+            stream.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+            return;
+        }
         ReadOnlyMemory<float> memory = tensor.Producer?.Invoke() ?? tensor.Data;
         if (memory.Length != tensor.ElementCount)
             throw new ArgumentException($"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({tensor.ElementCount} elements) but its producer gave {memory.Length}.");
