@@ -242,6 +242,22 @@ public class GptqTests
     }
 
     [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void ARowWithoutNegativeWeightsGetsAZeroTheLayoutCanStore(int bits)
+    {
+        var grid = new UniformGrid(bits, Symmetric: false);
+        foreach (var values in new[] { new[] { 0.0, 0.3, 1.2, 0.7 }, new[] { -0.001, 0.5, 2.0 } })
+        {
+            var (scale, zero) = grid.Fit(values);
+            Assert.InRange(zero, 1, grid.MaxLevel);
+            // Still no clipping: every value is within half a step of its level.
+            foreach (double v in values)
+                Assert.True(Math.Abs(UniformGrid.Value(grid.Code(v, scale, zero), scale, zero) - v) <= scale / 2 * (1 + 1e-12), $"{v} clipped on [{-scale * zero}, {scale * (grid.MaxLevel - zero)}]");
+        }
+    }
+
+    [Theory]
     [InlineData(4, false)]
     [InlineData(3, true)]
     public void TheGridRoundsToTheNearestLevelInsideItsRange(int bits, bool symmetric)

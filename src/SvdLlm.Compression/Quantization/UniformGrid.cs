@@ -37,7 +37,15 @@ public readonly record struct UniformGrid(int Bits, bool Symmetric)
         }
         if (lo == 0 && hi == 0) (lo, hi) = (-1, 1);
         double scale = Stored((hi - lo) / maxq);
-        return (scale, (int)Math.Clamp(Math.Round(-lo / scale, MidpointRounding.ToEven), 0, maxq));
+        int zero = (int)Math.Clamp(Math.Round(-lo / scale, MidpointRounding.ToEven), 0, maxq);
+        if (zero == 0)
+        {
+            // The GPTQ layout stores zero − 1 in b bits, so 0 cannot be written (AutoGPTQ's packer wraps it around).
+            // Such a row has −x_min < s/2: zero 1 with step x_max/(2^b − 2) covers [−s', x_max] ⊇ [x_min, x_max].
+            scale = Stored(hi / (maxq - 1));
+            zero = 1;
+        }
+        return (scale, zero);
     }
 
     /// <summary>The scale as float16 stores it; at least float16's smallest step, so it never becomes 0.</summary>
