@@ -266,26 +266,39 @@ public static class Gptq
         for (int attempt = 0; ; attempt++)
         {
             double damping = percent * Math.Pow(10, attempt) * mean;
-            using var hd = h.Clone();
-            for (int j = 0; j < n; j++) hd[j, j] += damping;
+            // Each step frees its input as soon as the next exists: at most two n×n float64 buffers live here
+            // (an 11008² one is 969 MB), on top of the caller's H.
+            Tensor<double>? l = null, linv = null, hinv = null, l2 = null;
             try
             {
-                using var l = Lapack.Cholesky(hd);
+                using (var hd = h.Clone())
+                {
+                    for (int j = 0; j < n; j++) hd[j, j] += damping;
+                    l = Lapack.Cholesky(hd);
+                }
                 // L⁻¹ by a triangular solve on I, then H⁻¹ = L⁻ᵀ L⁻¹ (syrk), then its lower Cholesky L₂: U = L₂ᵀ.
-                using var linv = Tensor<double>.Zeros(n, n);
+                linv = Tensor<double>.Zeros(n, n);
                 for (int j = 0; j < n; j++) linv[j, j] = 1;
-                Blas.Dtrsm(left: true, lower: true, Transpose.No, unitDiagonal: false, n, n, 1.0, l.Span, n, linv.Span, n);
-                using var hinv = Tensor<double>.Zeros(n, n);
+                Blas.Dtrsm(left: true, lower: true, Transpose.No, unitDiagonal: false, n, n, 1.0, l!.Span, n, linv.Span, n);
+                l!.Dispose(); l = null;
+                hinv = Tensor<double>.Zeros(n, n);
                 Blas.Dsyrk(lower: true, Transpose.Yes, n, n, 1.0, linv.Span, n, 0.0, hinv.Span, n);
+                linv.Dispose(); linv = null;
                 Blas.SymmetrizeFromLower(hinv.Span, n);
-                using var l2 = Lapack.Cholesky(hinv);
+                l2 = Lapack.Cholesky(hinv);
+                hinv.Dispose(); hinv = null;
                 var u = Tensor<double>.Uninitialized(n, n);
                 for (int i = 0; i < n; i++)
-                    for (int j = 0; j < n; j++) u[i, j] = l2[j, i];
+                    for (int j = i; j < n; j++) u[i, j] = l2[j, i];
+                for (int i = 1; i < n; i++) u.Row(i)[..i].Clear();
                 return (u, damping, attempt > 0);
             }
             catch (LapackException e) when (e.Info > 0 && attempt < 4)
             {
+            }
+            finally
+            {
+                l?.Dispose(); linv?.Dispose(); hinv?.Dispose(); l2?.Dispose();
             }
         }
     }
