@@ -7,6 +7,12 @@ using SvdLlm.Numerics;
 namespace SvdLlm.Compression;
 
 /// <summary>
+/// What replaces one linear's "weight" tensor in a written checkpoint: the tensors, made for the original weight's dtype,
+/// and where its bias goes; <paramref name="Rank"/> when the replacement is low-rank (recorded in config.json).
+/// </summary>
+public sealed record LinearReplacement(Func<SafeTensorsDType, IReadOnlyList<WriterTensor>> Tensors, string BiasName, int? Rank = null);
+
+/// <summary>
 /// Writes a compressed model as a standard Hugging Face directory: every tensor of the original, except
 /// that a compressed linear "…q_proj" becomes "…q_u_proj.weight" [m, k] and "…q_v_proj.weight" [k, n]
 /// (y = U(Vx)), its bias "…q_u_proj.bias"; factors keep the original weight's dtype. config.json is the
@@ -83,15 +89,30 @@ public static class CompressedCheckpoint
 
         /// <summary>Writes layer <paramref name="layer"/>'s shard: its tensors, with each compressed linear replaced by its factors.</summary>
         public void WriteLayer(int layer, IReadOnlyDictionary<string, (Tensor<float> U, Tensor<float> V)> factors)
+            => WriteLayer(layer, factors.ToDictionary(kv => kv.Key, kv => Factors(kv.Key, kv.Value.U, kv.Value.V)));
+
+        /// <summary>Writes layer <paramref name="layer"/>'s shard: its tensors, with each listed linear's weight replaced as given.</summary>
+        public void WriteLayer(int layer, IReadOnlyDictionary<string, LinearReplacement> replacements)
         {
             int index = Layers.ToList().IndexOf(layer);
             if (index < 0) throw new ArgumentException($"the checkpoint has no decoder layer {layer}");
             if (!_written.Add(layer)) throw new InvalidOperationException($"layer {layer} written twice");
             var names = _layerOfTensor.Where(kv => kv.Value == layer).Select(kv => kv.Key);
-            Write(ShardName(index), names, factors);
+            Write(ShardName(index), names, replacements);
         }
 
-        private void Write(string shard, IEnumerable<string> names, IReadOnlyDictionary<string, (Tensor<float> U, Tensor<float> V)> factors)
+        /// <summary>U and V in the original weight's dtype, the bias on U (y = U(Vx) + b).</summary>
+        private LinearReplacement Factors(string module, Tensor<float> u, Tensor<float> v)
+        {
+            var l = _model.GetLinear(module);
+            return new LinearReplacement(dtype =>
+            [
+                WriterTensor.Lazy(Linear.UName(module) + ".weight", dtype, [l.OutFeatures, u.Cols], () => u.Span.ToArray()),
+                WriterTensor.Lazy(Linear.VName(module) + ".weight", dtype, [v.Rows, l.InFeatures], () => v.Span.ToArray()),
+            ], Linear.UName(module) + ".bias", u.Cols);
+        }
+
+        private void Write(string shard, IEnumerable<string> names, IReadOnlyDictionary<string, LinearReplacement> replacements)
         {
             var reader = _model.Reader;
             var tensors = new List<WriterTensor>();
@@ -101,20 +122,17 @@ public static class CompressedCheckpoint
                 var dtype = info.DType.IsLoadableAsFloat32() ? info.DType : throw new CheckpointFormatException(reader.Directory, $"dtype {info.DType} cannot be rewritten", name, "dtype");
                 int dot = name.LastIndexOf('.');
                 string module = dot < 0 ? name : name[..dot], suffix = dot < 0 ? "" : name[(dot + 1)..];
-                if (factors.TryGetValue(module, out var f))
+                if (replacements.TryGetValue(module, out var r))
                 {
-                    var l = _model.GetLinear(module);
                     if (suffix == "weight")
                     {
-                        var (u, v) = f;
-                        Add(tensors, WriterTensor.Lazy(Linear.UName(module) + ".weight", dtype, [l.OutFeatures, u.Cols], () => u.Span.ToArray()), shard);
-                        Add(tensors, WriterTensor.Lazy(Linear.VName(module) + ".weight", dtype, [v.Rows, l.InFeatures], () => v.Span.ToArray()), shard);
-                        _ranks[module] = u.Cols;
+                        foreach (var t in r.Tensors(dtype)) Add(tensors, t, shard);
+                        if (r.Rank is int k) _ranks[module] = k;
                         continue;
                     }
                     if (suffix == "bias")
                     {
-                        Add(tensors, WriterTensor.Lazy(Linear.UName(module) + ".bias", dtype, info.Shape, () => reader.ReadAsFloat32(name)), shard);
+                        Add(tensors, WriterTensor.Lazy(r.BiasName, dtype, info.Shape, () => reader.ReadAsFloat32(name)), shard);
                         continue;
                     }
                 }
@@ -132,18 +150,10 @@ public static class CompressedCheckpoint
         }
 
         /// <summary>Writes the non-layer shard, the index, config.json (with svd_compression), tokenizer files and the report; renames into place.</summary>
-        public void Commit(CompressionReport report)
-        {
-            var missing = Layers.Where(l => !_written.Contains(l)).ToList();
-            if (missing.Count > 0) throw new InvalidOperationException($"layers {string.Join(", ", missing)} were never written");
-            Write(ShardName(Layers.Count), _model.Reader.TensorNames.Where(n => !_layerOfTensor.ContainsKey(n)), new Dictionary<string, (Tensor<float>, Tensor<float>)>());
-            var weightMap = new JsonObject();
-            foreach (var (name, shard) in _shardOfTensor.OrderBy(kv => kv.Key, StringComparer.Ordinal)) weightMap[name] = shard;
-            var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = _bytes }, ["weight_map"] = weightMap };
-            var options = new JsonSerializerOptions { WriteIndented = true };
-            File.WriteAllText(Path.Combine(_staging, CheckpointReader.IndexFileName), index.ToJsonString(options));
+        public void Commit(CompressionReport report) => Commit(ReportJson(report), config => AddSvdCompression(config, report));
 
-            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(_model.Directory, "config.json")))!.AsObject();
+        private void AddSvdCompression(JsonObject config, CompressionReport report)
+        {
             var ranks = new JsonObject();
             foreach (var l in _model.Linears.Where(l => _ranks.ContainsKey(l.Name))) ranks[l.Name] = _ranks[l.Name];
             config["svd_compression"] = new JsonObject
@@ -156,13 +166,32 @@ public static class CompressedCheckpoint
                 ["factor_names"] = "<name>_u_proj.weight [out, k] and <name>_v_proj.weight [k, in]; y = U (V x); bias on <name>_u_proj.bias",
                 ["ranks"] = ranks,
             };
+        }
+
+        /// <summary>
+        /// Writes the non-layer shard, the index, config.json (the original, changed by <paramref name="configure"/>),
+        /// tokenizer files and compression-report.json; renames the directory into place.
+        /// </summary>
+        public void Commit(JsonObject reportJson, Action<JsonObject> configure)
+        {
+            var missing = Layers.Where(l => !_written.Contains(l)).ToList();
+            if (missing.Count > 0) throw new InvalidOperationException($"layers {string.Join(", ", missing)} were never written");
+            Write(ShardName(Layers.Count), _model.Reader.TensorNames.Where(n => !_layerOfTensor.ContainsKey(n)), new Dictionary<string, LinearReplacement>());
+            var weightMap = new JsonObject();
+            foreach (var (name, shard) in _shardOfTensor.OrderBy(kv => kv.Key, StringComparer.Ordinal)) weightMap[name] = shard;
+            var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = _bytes }, ["weight_map"] = weightMap };
+            var options = new JsonSerializerOptions { WriteIndented = true };
+            File.WriteAllText(Path.Combine(_staging, CheckpointReader.IndexFileName), index.ToJsonString(options));
+
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(_model.Directory, "config.json")))!.AsObject();
+            configure(config);
             File.WriteAllText(Path.Combine(_staging, "config.json"), config.ToJsonString(options));
             foreach (string f in CopiedFiles)
             {
                 string src = Path.Combine(_model.Directory, f);
                 if (File.Exists(src)) File.Copy(src, Path.Combine(_staging, f));
             }
-            File.WriteAllText(Path.Combine(_staging, "compression-report.json"), ReportJson(report).ToJsonString(options));
+            File.WriteAllText(Path.Combine(_staging, "compression-report.json"), reportJson.ToJsonString(options));
             System.IO.Directory.Move(_staging, _outDir);
             _committed = true;
         }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SvdLlm.Compression;
 using SvdLlm.Compression.Calibration;
+using SvdLlm.Compression.Quantization;
 using SvdLlm.Models.Architectures;
 using SvdLlm.Models.Data;
 using SvdLlm.Numerics;
@@ -58,21 +59,52 @@ internal static class CompressCommand
     public static Command CreateCompress()
     {
         var o = Common();
-        var method = new Option<string>("--method") { Description = "one of: " + string.Join(", ", CompressionMethod.All.Select(m => m.Name)), Required = true };
-        var ratio = new Option<double>("--ratio") { Description = "fraction of the decoder linears' parameters to remove, in (0, 1)", Required = true };
+        o.TextFile.Required = false; // round-to-nearest needs no data; checked per method below
+        var method = new Option<string>("--method")
+        {
+            Description = "one of: " + string.Join(", ", CompressionMethod.All.Select(m => m.Name).Concat(QuantizedCheckpoint.Methods.Select(m => m.Name))),
+            Required = true,
+        };
+        var ratio = new Option<double?>("--ratio") { Description = "SVD methods: fraction of the decoder linears' parameters to remove, in (0, 1)" };
+        var bits = new Option<int?>("--bits") { Description = "rtn, gptq: bits per weight (2, 3, 4 or 8)" };
+        var groupSize = new Option<int>("--group-size") { Description = "rtn, gptq: input columns per scale and zero (-1: one per row)", DefaultValueFactory = _ => -1 };
+        var actOrder = new Option<bool>("--act-order") { Description = "gptq: quantize columns in order of decreasing H_jj (desc_act)" };
+        var staticGroups = new Option<bool>("--static-groups") { Description = "gptq: fit group parameters up front on the original weights" };
+        var sym = new Option<bool>("--sym") { Description = "rtn, gptq: symmetric grid (default asymmetric)" };
+        var damp = new Option<double>("--damp") { Description = "gptq: damping relative to mean(diag H)", DefaultValueFactory = _ => 0.01 };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
         var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
         var command = new Command("compress", "Compress a model with an SVD method at a ratio, one decoder layer at a time; writes a sharded Hugging Face directory and compression-report.json.")
         {
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
+            bits, groupSize, actOrder, staticGroups, sym, damp,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
             SetThreads(p.GetValue(o.Threads));
-            var m = CompressionMethod.Get(p.GetValue(method)!);
-            double r = p.GetValue(ratio);
+            string methodName = p.GetValue(method)!;
+            var quantizationOptions = new Option[] { bits, groupSize, actOrder, staticGroups, sym, damp };
+            if (QuantizedCheckpoint.IsQuantization(methodName))
+            {
+                if (p.GetResult(ratio) is not null) throw new ArgumentException($"--ratio does not apply to {methodName}; it quantizes every decoder linear to --bits");
+                if (p.GetValue(bits) is not int b) throw new ArgumentException($"{methodName} needs --bits (2, 3, 4 or 8)");
+                var options = new GptqOptions
+                {
+                    Bits = b, GroupSize = p.GetValue(groupSize), ActOrder = p.GetValue(actOrder), StaticGroups = p.GetValue(staticGroups),
+                    Symmetric = p.GetValue(sym), PercentDamping = p.GetValue(damp),
+                };
+                if (methodName == "rtn" && (options.ActOrder || options.StaticGroups || p.GetResult(damp) is not null))
+                    throw new ArgumentException("--act-order, --static-groups and --damp are GPTQ's; rtn has no calibration data");
+                return Quantize(p.GetValue(o.Model)!, methodName, options, p.GetValue(o.TextFile), p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed),
+                    p.GetValue(output)!, p.GetValue(o.Json));
+            }
+            var m = CompressionMethod.Get(methodName);
+            foreach (var q in quantizationOptions)
+                if (p.GetResult(q) is not null) throw new ArgumentException($"{q.Name} applies to rtn and gptq, not to {methodName}");
+            if (p.GetValue(ratio) is not double r) throw new ArgumentException($"{methodName} needs --ratio: the fraction of the decoder linears' parameters to remove, in (0, 1)");
             if (!(r > 0 && r < 1)) throw new ArgumentException($"--ratio {r} must be in (0, 1): the fraction of parameters removed");
+            if (p.GetValue(o.TextFile) is null) throw new ArgumentException($"{methodName} needs --text-file (the calibration text)");
             string outDir = Path.GetFullPath(p.GetValue(output)!);
             if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
             var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
@@ -114,6 +146,33 @@ internal static class CompressCommand
             return 0;
         }));
         return command;
+    }
+
+    private static int Quantize(string modelDir, string method, GptqOptions options, string? textFile, int samples, int seqLen, int seed, string output, bool json)
+    {
+        string outDir = Path.GetFullPath(output);
+        if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
+        using var model = ModelLoader.Load(modelDir);
+        CalibrationWindows? windows = null;
+        if (method == "gptq")
+        {
+            if (textFile is null) throw new ArgumentException("gptq needs --text-file (the calibration text)");
+            windows = Calibrator.SampleWindows(new CalibrationRequest(modelDir, textFile, samples, seqLen, seed, Fisher: false));
+        }
+        var report = QuantizedCheckpoint.Write(model, method, options, windows, outDir, Log);
+        report["calibration_seed"] = windows is null ? null : seed;
+        report["threads"] = NumericsRuntime.Threads;
+        report["numerics"] = NumericsRuntime.Describe();
+        SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        if (json)
+            Console.WriteLine(new JsonObject
+            {
+                ["out"] = outDir, ["method"] = method, ["bits"] = options.Bits, ["bits_per_weight"] = report["bits_per_weight"]!.DeepClone(),
+                ["linear_bytes_after"] = report["linear_bytes_after"]!.DeepClone(), ["stage_seconds"] = report["stage_seconds"]!.DeepClone(),
+            }.ToJsonString());
+        else
+            Console.WriteLine($"quantized with {method} to {options.Bits} bits ({report["bits_per_weight"]} bits per weight with scales and zeros) → {outDir}");
+        return 0;
     }
 
     private static void SetThreads(int? threads)

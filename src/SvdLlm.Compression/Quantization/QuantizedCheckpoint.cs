@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Checkpoints;
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Compression.Quantization;
+
+/// <summary>One quantized linear in compression-report.json.</summary>
+/// <param name="Loss">GPTQ's objective ½ tr(E (H + λI) Eᵀ), E = W − Q (null for round-to-nearest, which has no H)</param>
+public sealed record QuantizedMatrixReport(string Name, int[] Shape, int Groups, double? Loss, double? Damping, long BytesBefore, long BytesAfter, double Seconds, string? Note);
+
+/// <summary>
+/// Quantizes every decoder linear of a checkpoint with round-to-nearest or GPTQ (sequential calibration) and writes the
+/// result layer by layer in the GPTQ layout (<see cref="GptqLayout"/>), with quantization_config in config.json, so the
+/// directory loads here (dequantized) and in the Hugging Face GPTQ stack. Memory: one layer's weights and one H.
+/// </summary>
+public static class QuantizedCheckpoint
+{
+    /// <summary>The quantization methods, by the name used on the command line.</summary>
+    public static readonly IReadOnlyList<(string Name, string Description)> Methods =
+    [
+        ("rtn", "round-to-nearest on GPTQ's per-row (per-group) grid; no calibration data"),
+        ("gptq", "GPTQ (Frantar et al. 2022) with sequential calibration, as its reference's LLaMA script"),
+    ];
+
+    public static bool IsQuantization(string method) => Methods.Any(m => m.Name == method);
+
+    public static JsonObject Write(CausalLanguageModel model, string method, GptqOptions options, CalibrationWindows? windows, string outDir, Action<string>? log = null)
+    {
+        options.Check();
+        log ??= _ => { };
+        if (!IsQuantization(method)) throw new ArgumentException($"unknown quantization method '{method}'; known: {string.Join(", ", Methods.Select(m => m.Name))}");
+        if (!GptqLayout.IsPackable(options.Bits)) throw new ArgumentException($"--bits {options.Bits}: the GPTQ layout stores 2, 3, 4 or 8 bits");
+        if (method == "gptq" && windows is null) throw new ArgumentException("gptq runs the model on calibration windows; pass them");
+        if (model.Linears.Any(l => l.IsLowRank || l.QuantizedBits is not null)) throw new InvalidOperationException($"{model.Directory} is already compressed; quantize the original model");
+        foreach (var l in model.Linears) GptqLayout.CheckShape(l.Name, l.OutFeatures, l.InFeatures, options.Bits);
+
+        var matrices = new List<QuantizedMatrixReport>();
+        var notes = new List<string>();
+        var clock = Stopwatch.StartNew();
+        using var writer = new CompressedCheckpoint.Writer(model, outDir);
+        void Sink(int layer, IReadOnlyList<(Linear Linear, QuantizedMatrix Q, GptqResult? Result, double Seconds)> done)
+        {
+            var replacements = new Dictionary<string, LinearReplacement>(StringComparer.Ordinal);
+            foreach (var (l, q, result, seconds) in done)
+            {
+                replacements[l.Name] = Replacement(l.Name, q);
+                long before = (long)l.OutFeatures * l.InFeatures * model.Reader.GetInfo(l.Name + ".weight").DType.ElementSize();
+                matrices.Add(new QuantizedMatrixReport(l.Name, [l.OutFeatures, l.InFeatures], q.Groups, result?.Loss, result?.Damping, before,
+                    StoredBytes(l.OutFeatures, l.InFeatures, q.Groups, q.Bits), seconds, result?.Note));
+                if (result?.Note is { } note) notes.Add($"{l.Name}: {note}");
+            }
+            writer.WriteLayer(layer, replacements);
+        }
+
+        if (method == "gptq")
+        {
+            SequentialGptq.Run(model, windows!, options, (layer, done) => Sink(layer, done.Select(d => (d.Linear, d.Result.Matrix, (GptqResult?)d.Result, d.Seconds)).ToList()), log);
+        }
+        else
+        {
+            foreach (var layer in model.Linears.GroupBy(l => writer.LayerOf(l.Name) ?? -1).OrderBy(g => g.Key))
+            {
+                var done = new List<(Linear, QuantizedMatrix, GptqResult?, double)>();
+                foreach (var l in layer)
+                {
+                    var sw = Stopwatch.StartNew();
+                    using var w = Compressor.Weight(model, l);
+                    l.Unload();
+                    done.Add((l, Gptq.RoundToNearest(w, options.Bits, options.GroupSize, options.Symmetric), null, sw.Elapsed.TotalSeconds));
+                }
+                Sink(layer.Key, done);
+                log($"rtn: layer {layer.Key} ({done.Count} matrices)");
+            }
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        long bytesBefore = matrices.Sum(m => m.BytesBefore), bytesAfter = matrices.Sum(m => m.BytesAfter);
+        long weights = matrices.Sum(m => (long)m.Shape[0] * m.Shape[1]);
+        var report = new JsonObject
+        {
+            ["method"] = method,
+            ["bits"] = options.Bits,
+            ["group_size"] = options.GroupSize > 0 ? options.GroupSize : -1,
+            ["act_order"] = options.ActOrder,
+            ["static_groups"] = options.StaticGroups,
+            ["sym"] = options.Symmetric,
+            ["damp_percent"] = options.PercentDamping,
+            ["block_size"] = options.BlockSize,
+            ["calibration"] = windows is null ? null : new JsonObject { ["windows"] = windows.Count, ["seq_len"] = windows.SeqLen, ["sequential"] = true },
+            ["linear_bytes_before"] = bytesBefore,
+            ["linear_bytes_after"] = bytesAfter,
+            ["bits_per_weight"] = Math.Round(8.0 * bytesAfter / weights, 4),
+            ["stage_seconds"] = new JsonObject { ["quantization"] = Math.Round(seconds, 3) },
+            ["notes"] = new JsonArray(notes.Select(n => (JsonNode)JsonValue.Create(n)!).ToArray()),
+            ["matrices"] = JsonSerializer.SerializeToNode(matrices.Select(m => new
+            {
+                name = m.Name, shape = m.Shape, groups = m.Groups, loss = m.Loss, damping = m.Damping,
+                bytes_before = m.BytesBefore, bytes_after = m.BytesAfter, seconds = Math.Round(m.Seconds, 4), note = m.Note,
+            })),
+        };
+        writer.Commit(report, config => config["quantization_config"] = QuantizationConfig(method, options));
+        log($"{method} {options.Bits}-bit: {bytesBefore / 1e6:F1} MB of linear weights → {bytesAfter / 1e6:F1} MB ({8.0 * bytesAfter / weights:F3} bits per weight) in {seconds:F1} s");
+        return report;
+    }
+
+    /// <summary>config.json's quantization_config as the Hugging Face GPTQ stack reads it (checkpoint_format "gptq": zeros stored − 1).</summary>
+    public static JsonObject QuantizationConfig(string method, GptqOptions options) => new()
+    {
+        ["quant_method"] = "gptq",
+        ["bits"] = options.Bits,
+        ["group_size"] = options.GroupSize > 0 ? options.GroupSize : -1,
+        ["desc_act"] = options.ActOrder,
+        ["sym"] = options.Symmetric,
+        ["static_groups"] = options.StaticGroups,
+        ["true_sequential"] = true,
+        ["damp_percent"] = options.PercentDamping,
+        ["checkpoint_format"] = "gptq",
+        ["svdllm_method"] = method,
+    };
+
+    /// <summary>Bytes of one linear in the layout: qweight, qzeros (int32), scales (float16), g_idx (int32).</summary>
+    public static long StoredBytes(int outFeatures, int inFeatures, int groups, int bits)
+        => 4L * inFeatures / 32 * bits * outFeatures + 4L * groups * outFeatures / 32 * bits + 2L * groups * outFeatures + 4L * inFeatures;
+
+    /// <summary>The four layout tensors of W [out, in] quantized as <paramref name="q"/>; the bias keeps its name.</summary>
+    public static LinearReplacement Replacement(string name, QuantizedMatrix q)
+    {
+        int outF = q.Rows, inF = q.Cols, bits = q.Bits, groups = q.Groups;
+        return new LinearReplacement(_ =>
+        [
+            WriterTensor.Int32(name + ".qweight", [inF / 32 * bits, outF], () =>
+            {
+                // The layout packs W transposed ([in, out]) along the input axis.
+                var t = new int[(long)inF * outF];
+                for (int o = 0; o < outF; o++)
+                    for (int i = 0; i < inF; i++) t[(long)i * outF + o] = q.Codes[(long)o * inF + i];
+                return GptqLayout.PackRows(t, inF, outF, bits);
+            }),
+            WriterTensor.Int32(name + ".qzeros", [groups, outF / 32 * bits], () =>
+                GptqLayout.PackCols(q.Zeros.Select(z => z - GptqLayout.StoredZeroOffset).ToArray(), groups, outF, bits)),
+            WriterTensor.Lazy(name + ".scales", SafeTensorsDType.F16, [groups, outF], () => q.Scales.Select(s => (float)s).ToArray()),
+            WriterTensor.Int32(name + ".g_idx", [inF], () => q.GroupIndex),
+        ], name + ".bias");
+    }
+}

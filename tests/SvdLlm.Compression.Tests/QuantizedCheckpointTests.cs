@@ -1,0 +1,95 @@
+using System.Text.Json.Nodes;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Compression.Quantization;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Tests;
+using SvdLlm.Models.Tests.Reference;
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Compression.Tests;
+
+/// <summary>
+/// A quantized checkpoint written in the GPTQ layout and loaded back: every linear dequantizes to exactly the weights the
+/// quantizer produced (float16 scales times small integers are exact in float32), config.json carries
+/// quantization_config, and the report's bytes are the tensors' sizes on disk.
+/// </summary>
+public class QuantizedCheckpointTests
+{
+    private const int SeqLen = 16, Samples = 6;
+
+    private static CalibrationWindows Windows()
+    {
+        var r = new Random(4);
+        return new CalibrationWindows(Calibrator.SampleWindows(Enumerable.Range(0, 2000).Select(_ => r.Next(99)).ToArray(), Samples, SeqLen, 4), SeqLen);
+    }
+
+    [Theory]
+    [InlineData("gptq", 4, 32, true)]
+    [InlineData("gptq", 3, -1, false)]
+    [InlineData("rtn", 8, 32, false)]
+    [InlineData("rtn", 2, -1, false)]
+    public void TheWrittenDirectoryLoadsAsTheWeightsTheQuantizerMade(string method, int bits, int groupSize, bool actOrder)
+    {
+        using var dir = new TempDirectory();
+        var config = TinyConfig.Preset(TinyArch.Llama3) with { AttentionBias = true };
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), config, seed: 9);
+        var options = new GptqOptions { Bits = bits, GroupSize = groupSize, ActOrder = actOrder };
+        var windows = Windows();
+
+        // What the quantizer makes, run here directly.
+        var expected = new Dictionary<string, Tensor<float>>();
+        using (var model = ModelLoader.Load(ckpt.Directory))
+        {
+            if (method == "gptq")
+                SequentialGptq.Run(model, windows, options, (_, done) => { foreach (var q in done) expected[q.Linear.Name] = q.Linear.Weight.Clone(); });
+            else
+                foreach (var l in model.Linears)
+                {
+                    using var w = Compressor.Weight(model, l);
+                    using var q = Gptq.RoundToNearest(w, bits, groupSize, symmetric: false).Dequantize();
+                    expected[l.Name] = DenseMath.ToFloat(q);
+                }
+        }
+
+        string outDir = Path.Combine(dir.Path, "out");
+        JsonObject report;
+        using (var model = ModelLoader.Load(ckpt.Directory))
+            report = QuantizedCheckpoint.Write(model, method, options, method == "gptq" ? windows : null, outDir);
+        Assert.False(Directory.Exists(outDir + ".partial"));
+
+        using var reloaded = ModelLoader.Load(outDir);
+        foreach (var l in reloaded.Linears)
+        {
+            Assert.Equal(bits, l.QuantizedBits);
+            Assert.Null(l.Rank);
+            reloaded.Load(l);
+            Assert.Equal(expected[l.Name].Span.ToArray(), l.Weight.Span.ToArray());
+            Assert.Equal(l.Name.Contains("self_attn"), l.Bias is not null);
+        }
+        var qc = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "config.json")))!["quantization_config"]!;
+        Assert.Equal("gptq", (string)qc["quant_method"]!);
+        Assert.Equal(bits, (int)qc["bits"]!);
+        Assert.Equal(groupSize, (int)qc["group_size"]!);
+        Assert.Equal(actOrder, (bool)qc["desc_act"]!);
+
+        // Bytes in the report = the layout tensors' sizes in the shards.
+        long onDisk = reloaded.Linears.Sum(l => new[] { "qweight", "qzeros", "scales", "g_idx" }.Sum(s => reloaded.Reader.GetInfo($"{l.Name}.{s}").ByteLength));
+        Assert.Equal(onDisk, (long)report["linear_bytes_after"]!);
+        double expectedBits = 8.0 * onDisk / reloaded.Linears.Sum(l => (long)l.InFeatures * l.OutFeatures);
+        Assert.Equal(expectedBits, (double)report["bits_per_weight"]!, 3);
+        foreach (var t in expected.Values) t.Dispose();
+    }
+
+    [Fact]
+    public void AShapeTheLayoutCannotPackIsRefusedBeforeAnythingIsWritten()
+    {
+        using var dir = new TempDirectory();
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama2, seed: 9);   // intermediate 80: not a multiple of 32
+        using var model = ModelLoader.Load(ckpt.Directory);
+        string outDir = Path.Combine(dir.Path, "out");
+        var e = Assert.Throws<ArgumentException>(() => QuantizedCheckpoint.Write(model, "rtn", new GptqOptions { Bits = 4 }, null, outDir));
+        Assert.Contains("multiple of 32", e.Message);
+        Assert.False(Directory.Exists(outDir));
+        Assert.False(Directory.Exists(outDir + ".partial"));
+    }
+}
