@@ -87,21 +87,21 @@ internal static class CompressCommand
             var quantizationOptions = new Option[] { bits, groupSize, actOrder, staticGroups, sym, damp };
             if (QuantizedCheckpoint.IsQuantization(methodName))
             {
-                if (p.GetResult(ratio) is not null) throw new ArgumentException($"--ratio does not apply to {methodName}; it quantizes every decoder linear to --bits");
+                if (Given(p, ratio)) throw new ArgumentException($"--ratio does not apply to {methodName}; it quantizes every decoder linear to --bits");
                 if (p.GetValue(bits) is not int b) throw new ArgumentException($"{methodName} needs --bits (2, 3, 4 or 8)");
                 var options = new GptqOptions
                 {
                     Bits = b, GroupSize = p.GetValue(groupSize), ActOrder = p.GetValue(actOrder), StaticGroups = p.GetValue(staticGroups),
                     Symmetric = p.GetValue(sym), PercentDamping = p.GetValue(damp),
                 };
-                if (methodName == "rtn" && (options.ActOrder || options.StaticGroups || p.GetResult(damp) is not null))
+                if (methodName == "rtn" && (options.ActOrder || options.StaticGroups || Given(p, damp)))
                     throw new ArgumentException("--act-order, --static-groups and --damp are GPTQ's; rtn has no calibration data");
                 return Quantize(p.GetValue(o.Model)!, methodName, options, p.GetValue(o.TextFile), p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed),
                     p.GetValue(output)!, p.GetValue(o.Json));
             }
             var m = CompressionMethod.Get(methodName);
             foreach (var q in quantizationOptions)
-                if (p.GetResult(q) is not null) throw new ArgumentException($"{q.Name} applies to rtn and gptq, not to {methodName}");
+                if (Given(p, q)) throw new ArgumentException($"{q.Name} applies to rtn and gptq, not to {methodName}");
             if (p.GetValue(ratio) is not double r) throw new ArgumentException($"{methodName} needs --ratio: the fraction of the decoder linears' parameters to remove, in (0, 1)");
             if (!(r > 0 && r < 1)) throw new ArgumentException($"--ratio {r} must be in (0, 1): the fraction of parameters removed");
             if (p.GetValue(o.TextFile) is null) throw new ArgumentException($"{methodName} needs --text-file (the calibration text)");
@@ -174,6 +174,9 @@ internal static class CompressCommand
             Console.WriteLine($"quantized with {method} to {options.Bits} bits ({report["bits_per_weight"]} bits per weight with scales and zeros) → {outDir}");
         return 0;
     }
+
+    /// <summary>Whether the user wrote the option (a default value is not "given").</summary>
+    private static bool Given(ParseResult p, Option option) => p.GetResult(option) is { Implicit: false };
 
     private static void SetThreads(int? threads)
     {

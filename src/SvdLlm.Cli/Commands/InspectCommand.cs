@@ -71,6 +71,11 @@ internal static class InspectCommand
         d["parameters_linear_dense"] = m.Linears.Sum(l => l.DenseParameterCount);
         d["linears"] = m.Linears.Count;
         d["linears_low_rank"] = m.Linears.Count(l => l.IsLowRank);
+        d["linears_quantized"] = m.Linears.Count(l => l.QuantizedBits is not null);
+        // Memory of the decoder linears as stored (what SVD at a ratio and GPTQ at b bits are compared by).
+        long bytes = m.Linears.Sum(l => l.StoredWeightBytes(m.Reader));
+        d["linear_weight_bytes"] = bytes;
+        d["bits_per_weight"] = Math.Round(8.0 * bytes / m.Linears.Sum(l => (long)l.InFeatures * l.OutFeatures), 4);
         return d;
     }
 }

@@ -116,6 +116,15 @@ public sealed class Linear : IDisposable
         return new Linear(name, inputKey, inFeatures, outFeatures, bias, rank) { QuantizedBits = bits };
     }
 
+    /// <summary>Bytes of the weight tensors the checkpoint stores for this linear (bias excluded): what it costs on disk and to load.</summary>
+    public long StoredWeightBytes(CheckpointReader reader)
+    {
+        IEnumerable<string> modules = Rank is null ? [Name] : [UName(Name), VName(Name)];
+        return modules.Sum(m => QuantizedBits is null
+            ? reader.GetInfo(m + ".weight").ByteLength
+            : GptqLayout.Suffixes.Sum(s => reader.GetInfo($"{m}.{s}").ByteLength));
+    }
+
     /// <summary>Bits per weight of the checkpoint's GPTQ-layout storage (of W, or of both factors), or null when stored as floats.</summary>
     public int? QuantizedBits { get; private set; }
 

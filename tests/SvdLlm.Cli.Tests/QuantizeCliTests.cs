@@ -1,0 +1,76 @@
+using System.Text.Json;
+using SvdLlm.Models.Tests;
+using SvdLlm.Models.Tests.Reference;
+using SvdLlm.Models.Training;
+
+namespace SvdLlm.Cli.Tests;
+
+/// <summary><c>svdllm compress --method rtn|gptq --bits …</c> end to end, and the options that do not belong together.</summary>
+public class QuantizeCliTests
+{
+    private static (string Model, string Text) ModelWithTokenizer(TempDirectory dir)
+    {
+        string text = string.Join(' ', Enumerable.Range(0, 600).Select(i => "word" + (i * 7 % 29)));
+        var bpe = ByteLevelBpeTrainer.Train([text], vocabSize: 280);
+        // LLaMA-3-like preset: hidden 64, kv 32, intermediate 96, all multiples of 32 as the GPTQ layout needs.
+        var config = TinyConfig.Preset(TinyArch.Llama3) with { VocabSize = bpe.VocabSize, BosTokenId = bpe.BosId, EosTokenId = bpe.EosId };
+        string model = dir.Sub("model");
+        TinyCheckpoint.Create(model, config, seed: 1);
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), ByteLevelBpeTrainer.ToTokenizerJson(bpe));
+        string textFile = dir.File("calib.txt");
+        File.WriteAllText(textFile, text);
+        return (model, textFile);
+    }
+
+    [Fact]
+    public void Gptq_and_rtn_write_directories_that_ppl_and_inspect_load()
+    {
+        using var dir = new TempDirectory();
+        var (model, text) = ModelWithTokenizer(dir);
+        foreach (var (method, extra) in new[] { ("gptq", new[] { "--text-file", text, "--samples", "4", "--seq-len", "16", "--act-order" }), ("rtn", Array.Empty<string>()) })
+        {
+            string outDir = Path.Combine(dir.Path, method);
+            var r = CliRunner.Run(["compress", "--model", model, "--method", method, "--bits", "4", "--group-size", "32", "--out", outDir, "--json", .. extra]);
+            Assert.True(r.Exit == 0, r.Err);
+            using var doc = JsonDocument.Parse(r.Out.Trim());
+            double bpw = doc.RootElement.GetProperty("bits_per_weight").GetDouble();
+            Assert.InRange(bpw, 4.0, 5.5);   // 4 bits plus float16 scales, packed zeros and g_idx per group of 32
+            var ppl = CliRunner.Run("ppl", "--model", outDir, "--text-file", text, "--seq-len", "16", "--json");
+            Assert.True(ppl.Exit == 0, ppl.Err);
+            using var pplDoc = JsonDocument.Parse(ppl.Out.Trim());
+            Assert.True(double.IsFinite(pplDoc.RootElement.GetProperty("ppl").GetDouble()));
+            var inspect = CliRunner.Run("inspect", "--model", outDir, "--json");
+            Assert.True(inspect.Exit == 0, inspect.Err);
+            using var inspectDoc = JsonDocument.Parse(inspect.Out.Trim());
+            Assert.Equal(bpw, inspectDoc.RootElement.GetProperty("bits_per_weight").GetDouble(), 3);
+            Assert.Equal(doc.RootElement.GetProperty("linear_bytes_after").GetInt64(), inspectDoc.RootElement.GetProperty("linear_weight_bytes").GetInt64());
+            Assert.Equal(14, inspectDoc.RootElement.GetProperty("linears_quantized").GetInt32());
+            var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "compression-report.json"))).RootElement;
+            Assert.Equal(method, report.GetProperty("method").GetString());
+            Assert.Equal(7 * 2, report.GetProperty("matrices").GetArrayLength());
+        }
+    }
+
+    [Fact]
+    public void Options_of_the_other_kind_of_method_are_refused_with_one_line()
+    {
+        using var dir = new TempDirectory();
+        var (model, text) = ModelWithTokenizer(dir);
+        string outDir = Path.Combine(dir.Path, "out");
+        void Refused(string mention, params string[] args)
+        {
+            var r = CliRunner.Run(["compress", "--model", model, "--out", outDir, .. args]);
+            Assert.True(r.Exit == 1, $"exit {r.Exit}: {r.Err}");
+            var last = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+            Assert.StartsWith("error: ", last);
+            Assert.Contains(mention, last, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(outDir));
+        }
+        Refused("--bits", "--method", "gptq", "--text-file", text);
+        Refused("--ratio", "--method", "rtn", "--bits", "4", "--ratio", "0.2");
+        Refused("--bits", "--method", "svdllm", "--ratio", "0.2", "--text-file", text, "--bits", "4");
+        Refused("--text-file", "--method", "gptq", "--bits", "4");
+        Refused("--ratio", "--method", "svdllm", "--text-file", text);
+        Refused("2, 3, 4 or 8", "--method", "rtn", "--bits", "5");
+    }
+}
