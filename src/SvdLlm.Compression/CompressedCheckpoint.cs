@@ -116,18 +116,28 @@ public static class CompressedCheckpoint
         {
             var reader = _model.Reader;
             var tensors = new List<WriterTensor>();
+            // A source linear may itself be low-rank ("…q_u_proj.weight", "…q_v_proj.weight"): its tensors belong to "…q_proj".
+            var ofModule = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (string linear in replacements.Keys)
+            {
+                ofModule[linear] = linear;
+                ofModule[Linear.UName(linear)] = linear;
+                ofModule[Linear.VName(linear)] = linear;
+            }
+            var emitted = new HashSet<string>(StringComparer.Ordinal);
             foreach (string name in names)
             {
                 var info = reader.GetInfo(name);
                 var dtype = info.DType.IsLoadableAsFloat32() ? info.DType : throw new CheckpointFormatException(reader.Directory, $"dtype {info.DType} cannot be rewritten", name, "dtype");
                 int dot = name.LastIndexOf('.');
                 string module = dot < 0 ? name : name[..dot], suffix = dot < 0 ? "" : name[(dot + 1)..];
-                if (replacements.TryGetValue(module, out var r))
+                if (ofModule.TryGetValue(module, out string? linearName) && replacements[linearName] is var r)
                 {
                     if (suffix == "weight")
                     {
+                        if (!emitted.Add(linearName)) continue;
                         foreach (var t in r.Tensors(dtype)) Add(tensors, t, shard);
-                        if (r.Rank is int k) _ranks[module] = k;
+                        if (r.Rank is int k) _ranks[linearName] = k;
                         continue;
                     }
                     if (suffix == "bias")

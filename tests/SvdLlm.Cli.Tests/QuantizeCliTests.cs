@@ -52,6 +52,32 @@ public class QuantizeCliTests
     }
 
     [Fact]
+    public void An_svd_method_with_quantize_writes_quantized_factors_and_no_scratch()
+    {
+        using var dir = new TempDirectory();
+        var (model, text) = ModelWithTokenizer(dir);
+        string svd = Path.Combine(dir.Path, "svd"), both = Path.Combine(dir.Path, "svd-gptq");
+        string[] calib = ["--text-file", text, "--samples", "4", "--seq-len", "16"];
+        Assert.Equal(0, CliRunner.Run(["compress", "--model", model, "--method", "svdllm", "--ratio", "0.4", "--out", svd, .. calib]).Exit);
+        var r = CliRunner.Run(["compress", "--model", model, "--method", "svdllm", "--ratio", "0.4", "--quantize", "gptq", "--bits", "4", "--group-size", "32", "--out", both, .. calib]);
+        Assert.True(r.Exit == 0, r.Err);
+        Assert.Equal("model,svd,svd-gptq", string.Join(",", Directory.GetDirectories(dir.Path).Select(Path.GetFileName).Order()));
+        long Bytes(string d)
+        {
+            var i = CliRunner.Run("inspect", "--model", d, "--json");
+            Assert.True(i.Exit == 0, i.Err);
+            return JsonDocument.Parse(i.Out.Trim()).RootElement.GetProperty("linear_weight_bytes").GetInt64();
+        }
+        // 4-bit codes with group-32 float16 scales instead of float32 factors (padded to ranks of 32): well under a third.
+        Assert.True(Bytes(both) * 3 < Bytes(svd), $"{Bytes(both)} vs {Bytes(svd)}");
+        var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(both, "compression-report.json"))).RootElement;
+        Assert.Equal("svdllm", report.GetProperty("svd").GetProperty("method").GetString());
+        Assert.Equal(2 * 7 * 2, report.GetProperty("matrices").GetArrayLength());   // U and V of 7 linears in 2 layers
+        var ppl = CliRunner.Run("ppl", "--model", both, "--text-file", text, "--seq-len", "16", "--json");
+        Assert.True(ppl.Exit == 0, ppl.Err);
+    }
+
+    [Fact]
     public void Options_of_the_other_kind_of_method_are_refused_with_one_line()
     {
         using var dir = new TempDirectory();
@@ -72,5 +98,7 @@ public class QuantizeCliTests
         Refused("--text-file", "--method", "gptq", "--bits", "4");
         Refused("--ratio", "--method", "svdllm", "--text-file", text);
         Refused("2, 3, 4 or 8", "--method", "rtn", "--bits", "5");
+        Refused("--quantize", "--method", "gptq", "--bits", "4", "--quantize", "rtn", "--text-file", text);
+        Refused("rtn, gptq", "--method", "svdllm", "--ratio", "0.2", "--text-file", text, "--quantize", "awq", "--bits", "4");
     }
 }

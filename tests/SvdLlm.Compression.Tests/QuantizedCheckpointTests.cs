@@ -81,6 +81,70 @@ public class QuantizedCheckpointTests
     }
 
     [Fact]
+    public void LowRankFactorsAreQuantizedVThenUOnVsQuantizedOutput()
+    {
+        using var dir = new TempDirectory();
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyConfig.Preset(TinyArch.Llama3) with { AttentionBias = true }, seed: 9);
+        var windows = Windows();
+        string lowRank = Path.Combine(dir.Path, "svd");
+        using (var model = ModelLoader.Load(ckpt.Directory))
+        using (var stats = Calibrator.Collect(model, windows.Tokens, SeqLen))
+            Compressor.CompressToDirectory(model, stats, "svdllm", 0.4, lowRank);
+
+        var options = new GptqOptions { Bits = 4, GroupSize = 32 };
+        string outDir = Path.Combine(dir.Path, "q");
+        JsonObject report;
+        using (var model = ModelLoader.Load(lowRank))
+            report = QuantizedCheckpoint.Write(model, "gptq", options, windows, outDir);
+
+        using var svd = ModelLoader.Load(lowRank);
+        using var quantized = ModelLoader.Load(outDir);
+        // The H of each V is the Gram of its input in the finished model (as for whole matrices); U's is V' C V'ᵀ.
+        using var c = Calibrator.Collect(quantized, windows.Tokens, SeqLen);
+        var byName = ((JsonArray)report["matrices"]!).ToDictionary(m => (string)m!["name"]!, m => m!);
+        foreach (var l in quantized.Linears)
+        {
+            var s = svd.GetLinear(l.Name);
+            Assert.Equal(4, l.QuantizedBits);
+            Assert.Equal(0, l.Rank!.Value % 32);
+            Assert.True(l.Rank >= s.Rank);
+            quantized.Load(l);
+            svd.Load(s);
+            int k = s.Rank!.Value, kp = l.Rank.Value, n = l.InFeatures, m = l.OutFeatures;
+            // The padding is zero and stays zero.
+            for (int i = k; i < kp; i++) Assert.All(l.V.Row(i).ToArray(), x => Assert.Equal(0f, x));
+            for (int i = 0; i < m; i++) Assert.All(l.U.Row(i)[k..].ToArray(), x => Assert.Equal(0f, x));
+            var cx = c.Input(l.InputKey).Gram;
+            // U's loss as reported equals ½ tr(E (V' C V'ᵀ + λI) Eᵀ), E = U − U', computed here.
+            var hu = new double[kp, kp];
+            for (int a = 0; a < kp; a++)
+                for (int b = 0; b < kp; b++)
+                {
+                    double sum = 0;
+                    for (int i = 0; i < n; i++)
+                    {
+                        double va = l.V[a, i];
+                        if (va == 0) continue;
+                        for (int j = 0; j < n; j++) sum += va * cx[i, j] * l.V[b, j];
+                    }
+                    hu[a, b] = sum;
+                }
+            var uReport = byName[Linear.UName(l.Name)];
+            double lambda = (double)uReport["damping"]!, loss = 0;
+            for (int r = 0; r < m; r++)
+            {
+                var e = new double[kp];
+                for (int j = 0; j < kp; j++) e[j] = (j < k ? s.U[r, j] : 0) - l.U[r, j];
+                for (int a = 0; a < kp; a++)
+                    for (int b = 0; b < kp; b++) loss += e[a] * (hu[a, b] + (a == b ? lambda : 0)) * e[b];
+            }
+            loss /= 2;
+            double reported = (double)uReport["loss"]!;
+            Assert.True(Math.Abs(loss - reported) <= 1e-6 * Math.Max(reported, 1e-12), $"{l.Name}: U loss {reported} vs {loss} recomputed");
+        }
+    }
+
+    [Fact]
     public void AShapeTheLayoutCannotPackIsRefusedBeforeAnythingIsWritten()
     {
         using var dir = new TempDirectory();

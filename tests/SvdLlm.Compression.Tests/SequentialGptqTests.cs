@@ -31,7 +31,7 @@ public class SequentialGptqTests
             SequentialGptq.Run(model, new CalibrationWindows(windows, SeqLen), options, (layer, done) =>
             {
                 order.Add(layer);
-                foreach (var q in done) results[q.Linear.Name] = (q.Result, q.Linear.Weight.Clone());
+                foreach (var q in done) results[q.Linear.Name] = (q.Parts.Single().Result!, q.Linear.Weight.Clone());
             });
         using var original = ModelLoader.Load(ckpt.Directory);
         Assert.Equal(Enumerable.Range(0, original.NumLayers), order);

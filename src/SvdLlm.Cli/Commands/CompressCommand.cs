@@ -72,13 +72,14 @@ internal static class CompressCommand
         var staticGroups = new Option<bool>("--static-groups") { Description = "gptq: fit group parameters up front on the original weights" };
         var sym = new Option<bool>("--sym") { Description = "rtn, gptq: symmetric grid (default asymmetric)" };
         var damp = new Option<double>("--damp") { Description = "gptq: damping relative to mean(diag H)", DefaultValueFactory = _ => 0.01 };
+        var quantize = new Option<string?>("--quantize") { Description = "SVD methods: then quantize both factors with rtn or gptq (V on x, U on V'x, sequentially) to --bits" };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
         var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
         var command = new Command("compress", "Compress a model with an SVD method at a ratio, one decoder layer at a time; writes a sharded Hugging Face directory and compression-report.json.")
         {
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
-            bits, groupSize, actOrder, staticGroups, sym, damp,
+            bits, groupSize, actOrder, staticGroups, sym, damp, quantize,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -88,20 +89,38 @@ internal static class CompressCommand
             if (QuantizedCheckpoint.IsQuantization(methodName))
             {
                 if (Given(p, ratio)) throw new ArgumentException($"--ratio does not apply to {methodName}; it quantizes every decoder linear to --bits");
-                if (p.GetValue(bits) is not int b) throw new ArgumentException($"{methodName} needs --bits (2, 3, 4 or 8)");
+                if (Given(p, quantize)) throw new ArgumentException($"--quantize follows an SVD method; {methodName} quantizes by itself");
+                return Quantize(p.GetValue(o.Model)!, methodName, QuantizationOptions(methodName), p.GetValue(o.TextFile), p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed),
+                    p.GetValue(output)!, p.GetValue(o.Json));
+            }
+            var m = CompressionMethod.Get(methodName);
+            string? quantizer = p.GetValue(quantize);
+            GptqOptions? factorOptions = null;
+            if (quantizer is null)
+            {
+                foreach (var q in quantizationOptions)
+                    if (Given(p, q)) throw new ArgumentException($"{q.Name} applies to rtn and gptq (or to an SVD method with --quantize), not to {methodName} alone");
+            }
+            else
+            {
+                if (!QuantizedCheckpoint.IsQuantization(quantizer)) throw new ArgumentException($"--quantize {quantizer}: expected one of {string.Join(", ", QuantizedCheckpoint.Methods.Select(q => q.Name))}");
+                factorOptions = QuantizationOptions(quantizer);
+            }
+
+            GptqOptions QuantizationOptions(string q)
+            {
+                if (p.GetValue(bits) is not int b) throw new ArgumentException($"{q} needs --bits (2, 3, 4 or 8)");
                 var options = new GptqOptions
                 {
                     Bits = b, GroupSize = p.GetValue(groupSize), ActOrder = p.GetValue(actOrder), StaticGroups = p.GetValue(staticGroups),
                     Symmetric = p.GetValue(sym), PercentDamping = p.GetValue(damp),
                 };
-                if (methodName == "rtn" && (options.ActOrder || options.StaticGroups || Given(p, damp)))
+                if (q == "rtn" && (options.ActOrder || options.StaticGroups || Given(p, damp)))
                     throw new ArgumentException("--act-order, --static-groups and --damp are GPTQ's; rtn has no calibration data");
-                return Quantize(p.GetValue(o.Model)!, methodName, options, p.GetValue(o.TextFile), p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed),
-                    p.GetValue(output)!, p.GetValue(o.Json));
+                options.Check();
+                if (!SvdLlm.Models.Checkpoints.GptqLayout.IsPackable(b)) throw new ArgumentException($"--bits {b}: the GPTQ layout stores 2, 3, 4 or 8 bits");
+                return options;
             }
-            var m = CompressionMethod.Get(methodName);
-            foreach (var q in quantizationOptions)
-                if (Given(p, q)) throw new ArgumentException($"{q.Name} applies to rtn and gptq, not to {methodName}");
             if (p.GetValue(ratio) is not double r) throw new ArgumentException($"{methodName} needs --ratio: the fraction of the decoder linears' parameters to remove, in (0, 1)");
             if (!(r > 0 && r < 1)) throw new ArgumentException($"--ratio {r} must be in (0, 1): the fraction of parameters removed");
             if (p.GetValue(o.TextFile) is null) throw new ArgumentException($"{methodName} needs --text-file (the calibration text)");
@@ -118,16 +137,38 @@ internal static class CompressCommand
             var windows = Calibrator.SampleWindows(request);
             var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log, force: p.GetValue(force), fileHash: fileHash);
             double calibrationSeconds = clock.Elapsed.TotalSeconds;
+            // With --quantize the factors go to a scratch directory beside the output first (a dead run's is swept here).
+            string parent = Path.GetDirectoryName(outDir)!;
+            if (factorOptions is not null) Leftovers.Sweep(parent, Path.GetFileName(outDir) + ".svd");
+            string svdDir = factorOptions is null ? outDir : Leftovers.TempPath(outDir + ".svd");
+            CompressionReport report;
             using (stats)
             {
-                var report = Compressor.CompressToDirectory(model, stats, m.Name, r, outDir, Log, workspaceDir, windows);
+                report = Compressor.CompressToDirectory(model, stats, m.Name, r, svdDir, Log, workspaceDir, windows);
                 report.StageSeconds["calibration"] = calibrationSeconds;
                 report.Calibration["cache_hit"] = hit.ToString();
                 report.Calibration["threads"] = NumericsRuntime.Threads.ToString();
                 report.Calibration["numerics"] = NumericsRuntime.Describe();
                 // Rewritten atomically with the calibration time and provenance, known only here.
-                SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"),
+                SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(svdDir, "compression-report.json"),
                     CompressedCheckpoint.ReportJson(report).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            }
+            if (factorOptions is not null)
+            {
+                try
+                {
+                    using var lowRank = ModelLoader.Load(svdDir);
+                    var quantReport = QuantizedCheckpoint.Write(lowRank, quantizer!, factorOptions, quantizer == "gptq" ? windows : null, outDir, Log);
+                    quantReport["svd"] = CompressedCheckpoint.ReportJson(report);
+                    SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), quantReport.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                    report.Notes.Add($"factors quantized with {quantizer} to {factorOptions.Bits} bits: {quantReport["bits_per_weight"]} bits per dense weight");
+                }
+                finally
+                {
+                    Directory.Delete(svdDir, recursive: true);
+                }
+            }
+            {
                 if (p.GetValue(o.Json))
                 {
                     Console.WriteLine(new JsonObject

@@ -35,50 +35,56 @@ public static class QuantizedCheckpoint
         if (!IsQuantization(method)) throw new ArgumentException($"unknown quantization method '{method}'; known: {string.Join(", ", Methods.Select(m => m.Name))}");
         if (!GptqLayout.IsPackable(options.Bits)) throw new ArgumentException($"--bits {options.Bits}: the GPTQ layout stores 2, 3, 4 or 8 bits");
         if (method == "gptq" && windows is null) throw new ArgumentException("gptq runs the model on calibration windows; pass them");
-        if (model.Linears.Any(l => l.IsLowRank || l.QuantizedBits is not null)) throw new InvalidOperationException($"{model.Directory} is already compressed; quantize the original model");
-        foreach (var l in model.Linears) GptqLayout.CheckShape(l.Name, l.OutFeatures, l.InFeatures, options.Bits);
+        if (model.Linears.Any(l => l.QuantizedBits is not null)) throw new InvalidOperationException($"{model.Directory} is already quantized; quantize the original (or low-rank) model");
+        foreach (var l in model.Linears)
+        {
+            // A low-rank linear's factors are padded to a rank that is a multiple of 32, so only its outer dimensions are checked.
+            GptqLayout.CheckShape(l.Name, l.IsLowRank ? 32 : l.OutFeatures, l.InFeatures, options.Bits);
+            GptqLayout.CheckShape(l.Name, l.OutFeatures, l.IsLowRank ? 32 : l.InFeatures, options.Bits);
+        }
 
         var matrices = new List<QuantizedMatrixReport>();
         var notes = new List<string>();
         var clock = Stopwatch.StartNew();
         using var writer = new CompressedCheckpoint.Writer(model, outDir);
-        void Sink(int layer, IReadOnlyList<(Linear Linear, QuantizedMatrix Q, GptqResult? Result, double Seconds)> done)
+        void Sink(int layer, IReadOnlyList<QuantizedLinear> done)
         {
             var replacements = new Dictionary<string, LinearReplacement>(StringComparer.Ordinal);
-            foreach (var (l, q, result, seconds) in done)
+            foreach (var d in done)
             {
-                replacements[l.Name] = Replacement(l.Name, q);
-                long before = (long)l.OutFeatures * l.InFeatures * model.Reader.GetInfo(l.Name + ".weight").DType.ElementSize();
-                matrices.Add(new QuantizedMatrixReport(l.Name, [l.OutFeatures, l.InFeatures], q.Groups, result?.Loss, result?.Damping, before,
-                    StoredBytes(l.OutFeatures, l.InFeatures, q.Groups, q.Bits), seconds, result?.Note));
-                if (result?.Note is { } note) notes.Add($"{l.Name}: {note}");
+                var l = d.Linear;
+                replacements[l.Name] = Replacement(d);
+                foreach (var part in d.Parts)
+                {
+                    var q = part.Matrix;
+                    var original = model.Reader.GetInfo(part.Module + ".weight");
+                    matrices.Add(new QuantizedMatrixReport(part.Module, [q.Rows, q.Cols], q.Groups, part.Result?.Loss, part.Result?.Damping,
+                        original.ByteLength, StoredBytes(q.Rows, q.Cols, q.Groups, q.Bits), d.Seconds / d.Parts.Count, part.Result?.Note));
+                    if (part.Result?.Note is { } note) notes.Add($"{part.Module}: {note}");
+                }
             }
             writer.WriteLayer(layer, replacements);
         }
 
         if (method == "gptq")
         {
-            SequentialGptq.Run(model, windows!, options, (layer, done) => Sink(layer, done.Select(d => (d.Linear, d.Result.Matrix, (GptqResult?)d.Result, d.Seconds)).ToList()), log);
+            SequentialGptq.Run(model, windows!, options, Sink, log);
         }
         else
         {
             foreach (var layer in model.Linears.GroupBy(l => writer.LayerOf(l.Name) ?? -1).OrderBy(g => g.Key))
             {
-                var done = new List<(Linear, QuantizedMatrix, GptqResult?, double)>();
-                foreach (var l in layer)
-                {
-                    var sw = Stopwatch.StartNew();
-                    using var w = Compressor.Weight(model, l);
-                    l.Unload();
-                    done.Add((l, Gptq.RoundToNearest(w, options.Bits, options.GroupSize, options.Symmetric), null, sw.Elapsed.TotalSeconds));
-                }
+                var done = layer.Select(l => SequentialGptq.Quantize(model, l,
+                    (w, _) => (Gptq.RoundToNearest(w, options.Bits, options.GroupSize, options.Symmetric), null))).ToList();
                 Sink(layer.Key, done);
-                log($"rtn: layer {layer.Key} ({done.Count} matrices)");
+                foreach (var l in layer) l.Unload();
+                log($"rtn: layer {layer.Key} ({done.Count} linears)");
             }
         }
         double seconds = clock.Elapsed.TotalSeconds;
         long bytesBefore = matrices.Sum(m => m.BytesBefore), bytesAfter = matrices.Sum(m => m.BytesAfter);
-        long weights = matrices.Sum(m => (long)m.Shape[0] * m.Shape[1]);
+        // Per weight of the dense linears (not per factor entry), as inspect reports it: the axis methods are compared on.
+        long weights = model.Linears.Sum(l => (long)l.OutFeatures * l.InFeatures);
         var report = new JsonObject
         {
             ["method"] = method,
@@ -117,7 +123,10 @@ public static class QuantizedCheckpoint
         ["static_groups"] = options.StaticGroups,
         ["true_sequential"] = true,
         ["damp_percent"] = options.PercentDamping,
+        // Both spellings: transformers' GPTQConfig reads checkpoint_format, optimum's newer quantizer and GPTQModel read format.
+        // "gptq" (v1) stores zero − 1; the grid never makes a zero of 0, so no field wraps around.
         ["checkpoint_format"] = "gptq",
+        ["format"] = "gptq",
         ["svdllm_method"] = method,
     };
 
@@ -125,11 +134,16 @@ public static class QuantizedCheckpoint
     public static long StoredBytes(int outFeatures, int inFeatures, int groups, int bits)
         => 4L * inFeatures / 32 * bits * outFeatures + 4L * groups * outFeatures / 32 * bits + 2L * groups * outFeatures + 4L * inFeatures;
 
-    /// <summary>The four layout tensors of W [out, in] quantized as <paramref name="q"/>; the bias keeps its name.</summary>
-    public static LinearReplacement Replacement(string name, QuantizedMatrix q)
+    /// <summary>The layout tensors of every quantized part of a linear; the bias stays on W's name, or goes to U's.</summary>
+    public static LinearReplacement Replacement(QuantizedLinear d)
+        => new(_ => d.Parts.SelectMany(p => LayoutTensors(p.Module, p.Matrix)).ToList(),
+            (d.Rank is null ? d.Linear.Name : Linear.UName(d.Linear.Name)) + ".bias", d.Rank);
+
+    /// <summary>The four layout tensors of a matrix [out, in] quantized as <paramref name="q"/>.</summary>
+    public static IReadOnlyList<WriterTensor> LayoutTensors(string name, QuantizedMatrix q)
     {
         int outF = q.Rows, inF = q.Cols, bits = q.Bits, groups = q.Groups;
-        return new LinearReplacement(_ =>
+        return
         [
             WriterTensor.Int32(name + ".qweight", [inF / 32 * bits, outF], () =>
             {
@@ -143,6 +157,6 @@ public static class QuantizedCheckpoint
                 GptqLayout.PackCols(q.Zeros.Select(z => z - GptqLayout.StoredZeroOffset).ToArray(), groups, outF, bits)),
             WriterTensor.Lazy(name + ".scales", SafeTensorsDType.F16, [groups, outF], () => q.Scales.Select(s => (float)s).ToArray()),
             WriterTensor.Int32(name + ".g_idx", [inF], () => q.GroupIndex),
-        ], name + ".bias");
+        ];
     }
 }

@@ -5,8 +5,15 @@ using SvdLlm.Numerics;
 
 namespace SvdLlm.Compression.Quantization;
 
-/// <summary>One quantized linear, for the sink and the report.</summary>
-public sealed record QuantizedLinear(Linear Linear, GptqResult Result, double Seconds);
+/// <summary>One quantized tensor of a linear: its checkpoint module name (the linear's, or its u/v factor's) and codes.</summary>
+/// <param name="Result">GPTQ's result, or null for round-to-nearest</param>
+public sealed record QuantizedPart(string Module, QuantizedMatrix Matrix, GptqResult? Result);
+
+/// <summary>
+/// One quantized linear, for the sink and the report: W itself, or a low-rank linear's factors V then U (both padded to
+/// a rank <see cref="Rank"/> that is a multiple of 32, as the GPTQ layout packs; the padding is zero and stays zero).
+/// </summary>
+public sealed record QuantizedLinear(Linear Linear, IReadOnlyList<QuantizedPart> Parts, int? Rank, double Seconds);
 
 /// <summary>
 /// GPTQ's sequential calibration (the reference's llama_sequential with true-sequential): the inputs of decoder layer l
@@ -61,13 +68,7 @@ public static class SequentialGptq
                         {
                             Blas.SymmetrizeFromLower(stats.Gram.Span, stats.Features);
                             foreach (var l in layer.Where(l => l.InputKey == key))
-                            {
-                                var sw = Stopwatch.StartNew();
-                                using var w = Compressor.Weight(model, l);
-                                var result = Gptq.Quantize(w, stats.Gram, options);
-                                using (var q = result.Matrix.Dequantize()) l.SetDense(DenseMath.ToFloat(q), l.Bias?.Clone());
-                                done.Add(new QuantizedLinear(l, result, sw.Elapsed.TotalSeconds));
-                            }
+                                done.Add(Quantize(model, l, (w, hu) => Gptq.Quantize(w, hu ?? stats.Gram, options) is var r ? (r.Matrix, r) : default, qv => FactorHessian(qv, stats.Gram)));
                         }
                     }
                     model.Observer = previousObserver;
@@ -87,6 +88,59 @@ public static class SequentialGptq
             model.StreamWeights = previousStreaming;
             NativeBufferPool.Trim();
         }
+    }
+
+    /// <summary>
+    /// Quantizes one linear in place (its float32 weights become the dequantized ones) with <paramref name="quantize"/>:
+    /// W, or for a low-rank linear V (on the linear's input) then U (on V's quantized output: H_U = V' H V'ᵀ, built by
+    /// <paramref name="uHessian"/>, the Gram of t = V'x without another pass).
+    /// </summary>
+    internal static QuantizedLinear Quantize(CausalLanguageModel model, Linear l,
+        Func<Tensor<double>, Tensor<double>?, (QuantizedMatrix Matrix, GptqResult? Result)> quantize, Func<Tensor<double>, Tensor<double>>? uHessian = null)
+    {
+        var sw = Stopwatch.StartNew();
+        model.Load(l);
+        if (!l.IsLowRank)
+        {
+            using var w = Compressor.Weight(model, l);
+            var (matrix, result) = quantize(w, null);
+            using (var q = matrix.Dequantize()) l.SetDense(DenseMath.ToFloat(q), l.Bias?.Clone());
+            return new QuantizedLinear(l, [new QuantizedPart(l.Name, matrix, result)], null, sw.Elapsed.TotalSeconds);
+        }
+        int k = l.Rank!.Value, padded = (k + 31) / 32 * 32;
+        if (padded > Math.Min(l.InFeatures, l.OutFeatures))
+            throw new ArgumentException($"{l.Name}: rank {k} rounds up to {padded} for the GPTQ layout, more than min({l.OutFeatures}, {l.InFeatures})");
+        using var v = Tensor<double>.Zeros(padded, l.InFeatures);
+        using var u = Tensor<double>.Zeros(l.OutFeatures, padded);
+        var lv = l.V.Span;
+        for (int i = 0; i < lv.Length; i++) v.Span[i] = lv[i];
+        for (int i = 0; i < l.OutFeatures; i++)
+        {
+            var src = l.U.Row(i);
+            var dst = u.Row(i);
+            for (int j = 0; j < k; j++) dst[j] = src[j];
+        }
+        var (mv, rv) = quantize(v, null);
+        using var qv = mv.Dequantize();
+        using var hu = uHessian?.Invoke(qv);
+        var (mu, ru) = quantize(u, hu);
+        using var qu = mu.Dequantize();
+        l.SetLowRank(DenseMath.ToFloat(qu), DenseMath.ToFloat(qv), l.Bias?.Clone());
+        return new QuantizedLinear(l, [new QuantizedPart(Linear.VName(l.Name), mv, rv), new QuantizedPart(Linear.UName(l.Name), mu, ru)],
+            padded, sw.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>H of U's input t = V'x: V' C V'ᵀ in float64 (the Gram an observer of t would collect, without its float32 rounding).</summary>
+    private static Tensor<double> FactorHessian(Tensor<double> quantizedV, Tensor<double> c)
+    {
+        int k = quantizedV.Rows, n = quantizedV.Cols;
+        using var vc = Tensor<double>.Uninitialized(k, n);
+        Blas.Dgemm(Transpose.No, Transpose.No, k, n, n, 1.0, quantizedV.Span, n, c.Span, n, 0.0, vc.Span, n);
+        var h = Tensor<double>.Uninitialized(k, k);
+        Blas.Dgemm(Transpose.No, Transpose.Yes, k, k, n, 1.0, vc.Span, n, quantizedV.Span, n, 0.0, h.Span, k);
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < i; j++) h[i, j] = h[j, i] = 0.5 * (h[i, j] + h[j, i]);
+        return h;
     }
 
     /// <summary>Layer <paramref name="layer"/> over every window; its outputs replace the inputs only when <paramref name="writeBack"/>.</summary>
