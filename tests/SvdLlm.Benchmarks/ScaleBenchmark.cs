@@ -15,6 +15,7 @@ namespace SvdLlm.Benchmarks;
 /// and compressed at 20 % by each method in a child process (so peak RSS is per run), beside the floor measured in the
 /// same run: 7 float64 eigendecompositions (dsyevd) of size 4096 per layer, the one eigenproblem per matrix every
 /// method needs (docs/NUMERICS.md). Prints per-layer seconds, the ratio to the floor and peak RSS per depth.
+/// rtn and gptq (4-bit, groups of 128) may be named among the methods; gptq's time includes its sequential calibration.
 /// Usage: --scale [--layers 1,3] [--methods svdllm-v2,svdllm,asvd] [--samples 8] [--seq-len 512] [--work DIR] [--only-generate]
 /// </summary>
 internal static class ScaleBenchmark
@@ -45,7 +46,8 @@ internal static class ScaleBenchmark
                     return 2;
             }
         }
-        foreach (string m in methods) CompressionMethod.Get(m);
+        foreach (string m in methods)
+            if (!SvdLlm.Compression.Quantization.QuantizedCheckpoint.IsQuantization(m)) CompressionMethod.Get(m);
         Directory.CreateDirectory(work);
         Console.WriteLine($"scale bench: {NumericsRuntime.Describe()}");
         Console.WriteLine($"LLaMA-2-7B shape (hidden {Hidden}, intermediate {Intermediate}, {Heads} heads, vocab {Vocab}, BF16); calibration {samples} × {seqLen} random token ids; ratio 0.2");
@@ -131,6 +133,27 @@ internal static class ScaleBenchmark
         NumericsRuntime.SetThreads(int.Parse(a[7]));
         using var m = ModelLoader.Load(model);
         double calibration = 0;
+        if (SvdLlm.Compression.Quantization.QuantizedCheckpoint.IsQuantization(method))
+        {
+            // rtn/gptq at 4 bits, groups of 128 (the reference's LLaMA setting); GPTQ runs its own sequential calibration
+            // on the same random windows, so its time includes the (distinct inputs + 1) forward passes per layer.
+            var rng = new Random(3);
+            var tokens = Enumerable.Range(0, samples * seqLen).Select(_ => rng.Next(Vocab)).ToArray();
+            string qOut = Path.Combine(work, $"out-{Environment.ProcessId}");
+            var qClock = Stopwatch.StartNew();
+            var qReport = SvdLlm.Compression.Quantization.QuantizedCheckpoint.Write(m, method, new SvdLlm.Compression.Quantization.GptqOptions { Bits = 4, GroupSize = 128 },
+                method == "gptq" ? new CalibrationWindows(tokens, seqLen) : null, qOut, line => Console.WriteLine(line));
+            double qSeconds = qClock.Elapsed.TotalSeconds;
+            Directory.Delete(qOut, recursive: true);
+            Console.WriteLine(new JsonObject
+            {
+                ["calibration_seconds"] = 0.0,
+                ["compression_seconds"] = qSeconds,
+                ["bits_per_weight"] = qReport["bits_per_weight"]!.DeepClone(),
+                ["peak_rss_bytes"] = PeakRss(),
+            }.ToJsonString());
+            return 0;
+        }
         if (!File.Exists(stats))
         {
             var rng = new Random(3);
