@@ -225,6 +225,26 @@ public static unsafe class Lapack
         }
     }
 
+    private static readonly string[] TrtriArgs = ["UPLO", "DIAG", "N", "A", "LDA", "INFO"];
+
+    /// <summary>
+    /// Inverts a triangular float64 matrix in place (dtrtri, n³/3 flops; a triangular solve against I costs n³).
+    /// <paramref name="upper"/> names the row-major triangle that holds the matrix (the other is ignored and left as is).
+    /// Throws <see cref="LapackException"/> with Info = the index of an exactly zero diagonal entry.
+    /// </summary>
+    public static void InvertTriangular(Tensor<double> t, bool upper)
+    {
+        (int n, int n2) = Matrix(t, "dtrtri");
+        if (n != n2) throw new ArgumentException($"dtrtri: matrix must be square, got {t.ShapeString}");
+        CheckFiniteInput("dtrtri", t.Span);
+        if (n == 0) return;
+        // Row-major upper is column-major lower.
+        byte uplo = upper ? (byte)'L' : (byte)'U', diag = (byte)'N';
+        int nn = n, lda = n, info = 0;
+        OpenBlasNative.dtrtri_(&uplo, &diag, &nn, t.Pointer, &lda, &info, 1, 1);
+        Check("dtrtri", info, TrtriArgs, $"{n}×{n} triangular matrix");
+    }
+
     /// <summary>
     /// Solves A·X = B for square float64 A [n,n] and B [n, nrhs] (LU with partial pivoting, dgesv).
     /// Both are copied into column-major buffers, so the caller's tensors are untouched.
@@ -285,6 +305,7 @@ public static unsafe class Lapack
             "dgesdd" or "sgesdd" => "the bidiagonal SVD (DBDSDC) did not converge",
             "dsyevd" or "ssyevd" => $"the eigen solver failed to converge ({info} off-diagonal elements did not reach zero)",
             "dgesv" => $"U({info},{info}) is exactly zero: the matrix is singular",
+            "dtrtri" => $"diagonal entry {info} is exactly zero: the matrix is singular",
             "dsterf" => $"the QL/QR iteration did not converge ({info} off-diagonal elements did not reach zero)",
             "dstemr" => $"MRRR failed (internal error code {info})",
             _ => $"info = {info}",

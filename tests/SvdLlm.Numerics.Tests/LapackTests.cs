@@ -189,4 +189,31 @@ public class LapackTests
         float q = 16777217f;
         Assert.True(Lapack.RoundUpWorkspace(q) >= 16777217);
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void InvertTriangular_gives_the_inverse_and_keeps_the_triangle(bool upper)
+    {
+        const int n = 37;
+        var r = new Random(11);
+        using var t = Tensor<double>.Zeros(n, n);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (upper ? j >= i : j <= i) t[i, j] = i == j ? 1 + r.NextDouble() : r.NextDouble() - 0.5;
+        using var inv = t.Clone();
+        Lapack.InvertTriangular(inv, upper);
+        // T·T⁻¹ = I by a naive product; T⁻¹ is triangular on the same side.
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int k = 0; k < n; k++) s += t[i, k] * inv[k, j];
+                Assert.Equal(i == j ? 1.0 : 0.0, s, 1e-10);
+                if (upper ? j < i : j > i) Assert.Equal(0.0, inv[i, j]);
+            }
+        using var singular = t.Clone();
+        singular[5, 5] = 0;
+        Assert.Equal(6, Assert.Throws<LapackException>(() => Lapack.InvertTriangular(singular, upper)).Info);
+    }
 }

@@ -254,8 +254,12 @@ public static class Gptq
     }
 
     /// <summary>
-    /// U upper triangular with Uᵀ U = (H + λI)⁻¹, λ = percent · mean(diag H). When a Cholesky fails the damping is raised
-    /// tenfold (at most 4 times) and the result says so; the reference has no fallback and stops.
+    /// U upper triangular with Uᵀ U = (H + λI)⁻¹, λ = percent · mean(diag H), without forming the inverse: with J the
+    /// order reversal, the Cholesky factor L̃ of J H J gives H = R Rᵀ with R = J L̃ J upper triangular, so
+    /// H⁻¹ = R⁻ᵀ R⁻¹ and U = R⁻¹ (positive diagonal, hence the unique such factor). One Cholesky and one triangular
+    /// inverse, 2n³/3 flops, where the reference's chol → inverse → chol costs about 2.7n³ and squares H's condition
+    /// number on the way. When the Cholesky fails the damping is raised tenfold (at most four times) and the result says
+    /// so; the reference has no fallback and stops.
     /// </summary>
     internal static (Tensor<double> U, double Damping, bool Raised) UpperCholeskyOfInverse(Tensor<double> h, double percent)
     {
@@ -266,39 +270,37 @@ public static class Gptq
         for (int attempt = 0; ; attempt++)
         {
             double damping = percent * Math.Pow(10, attempt) * mean;
-            // Each step frees its input as soon as the next exists: at most two n×n float64 buffers live here
-            // (an 11008² one is 969 MB), on top of the caller's H.
-            Tensor<double>? l = null, linv = null, hinv = null, l2 = null;
             try
             {
-                using (var hd = h.Clone())
+                Tensor<double> lt;
+                // Two n×n float64 buffers at most (an 11008² one is 969 MB), on top of the caller's H.
+                using (var reversed = Tensor<double>.Uninitialized(n, n))
                 {
-                    for (int j = 0; j < n; j++) hd[j, j] += damping;
-                    l = Lapack.Cholesky(hd);
+                    for (int i = 0; i < n; i++)
+                    {
+                        var src = h.Row(n - 1 - i);
+                        var dst = reversed.Row(i);
+                        for (int j = 0; j < n; j++) dst[j] = src[n - 1 - j];
+                        dst[i] += damping;
+                    }
+                    lt = Lapack.Cholesky(reversed);
                 }
-                // L⁻¹ by a triangular solve on I, then H⁻¹ = L⁻ᵀ L⁻¹ (syrk), then its lower Cholesky L₂: U = L₂ᵀ.
-                linv = Tensor<double>.Zeros(n, n);
-                for (int j = 0; j < n; j++) linv[j, j] = 1;
-                Blas.Dtrsm(left: true, lower: true, Transpose.No, unitDiagonal: false, n, n, 1.0, l!.Span, n, linv.Span, n);
-                l!.Dispose(); l = null;
-                hinv = Tensor<double>.Zeros(n, n);
-                Blas.Dsyrk(lower: true, Transpose.Yes, n, n, 1.0, linv.Span, n, 0.0, hinv.Span, n);
-                linv.Dispose(); linv = null;
-                Blas.SymmetrizeFromLower(hinv.Span, n);
-                l2 = Lapack.Cholesky(hinv);
-                hinv.Dispose(); hinv = null;
-                var u = Tensor<double>.Uninitialized(n, n);
-                for (int i = 0; i < n; i++)
-                    for (int j = i; j < n; j++) u[i, j] = l2[j, i];
-                for (int i = 1; i < n; i++) u.Row(i)[..i].Clear();
-                return (u, damping, attempt > 0);
+                // R = J L̃ J in place (upper), then U = R⁻¹.
+                var span = lt.Span;
+                for (long a = 0, b = (long)n * n - 1; a < b; a++, b--) (span[(int)a], span[(int)b]) = (span[(int)b], span[(int)a]);
+                try
+                {
+                    Lapack.InvertTriangular(lt, upper: true);
+                }
+                catch
+                {
+                    lt.Dispose();
+                    throw;
+                }
+                return (lt, damping, attempt > 0);
             }
             catch (LapackException e) when (e.Info > 0 && attempt < 4)
             {
-            }
-            finally
-            {
-                l?.Dispose(); linv?.Dispose(); hinv?.Dispose(); l2?.Dispose();
             }
         }
     }

@@ -74,6 +74,9 @@ internal static unsafe class OpenBlasNative
     public static extern void dpotrf_(byte* uplo, int* n, double* a, int* lda, int* info, nint uploLen);
 
     [DllImport(Library)]
+    public static extern void dtrtri_(byte* uplo, byte* diag, int* n, double* a, int* lda, int* info, nint uploLen, nint diagLen);
+
+    [DllImport(Library)]
     public static extern void dgesv_(int* n, int* nrhs, double* a, int* lda, int* ipiv, double* b, int* ldb, int* info);
 
     [DllImport(Library)]
