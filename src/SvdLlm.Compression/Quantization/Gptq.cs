@@ -205,7 +205,8 @@ public static class Gptq
                         loss += e * e / 2;
                         err[i, j] = e;
                         // OBS update of the block's later columns: w_k −= e · U[col, k].
-                        for (int k = j + 1; k < b; k++) row[k] -= e * uRow[k];
+                        if (j + 1 < b)
+                            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(uRow[(j + 1)..], -e, row[(j + 1)..b], row[(j + 1)..b]);
                     }
                 }
                 // Lazy update of every column after the block: W[:, i2:] −= Err · U[i1:i2, i2:].
