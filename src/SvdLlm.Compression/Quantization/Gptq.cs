@@ -129,19 +129,14 @@ public static class Gptq
             var dst = wp.Row(i);
             for (int j = 0; j < n; j++) dst[j] = src[perm[j]];
         }
-        using var hp = Tensor<double>.Uninitialized(n, n);
-        for (int i = 0; i < n; i++)
-        {
-            var src = h.Row(perm[i]);
-            var dst = hp.Row(i);
-            for (int j = 0; j < n; j++) dst[j] = src[perm[j]];
-        }
+        // Dead columns in the permuted order; H itself is never copied in full here (UpperCholeskyOfInverse reads it).
         var isDead = new bool[n];
         foreach (int c in dead) isDead[c] = true;
+        var deadPermuted = new bool[n];
         for (int j = 0; j < n; j++)
         {
             if (!isDead[perm[j]]) continue;
-            hp[j, j] = 1;
+            deadPermuted[j] = true;
             for (int i = 0; i < m; i++) wp[i, j] = 0;
         }
 
@@ -164,7 +159,7 @@ public static class Gptq
         if (options.GroupSize > 0 && !options.StaticGroups)
             for (int j = 0; j < n; j++) groupIndex[perm[j]] = j / g;
 
-        var (u, damping, raised) = UpperCholeskyOfInverse(hp, options.PercentDamping);
+        var (u, damping, raised) = UpperCholeskyOfInverse(h, perm, deadPermuted, options.PercentDamping);
         using (u)
         {
             var codes = new byte[(long)m * n];
@@ -262,46 +257,44 @@ public static class Gptq
     /// number on the way. When the Cholesky fails the damping is raised tenfold (at most four times) and the result says
     /// so; the reference has no fallback and stops.
     /// </summary>
-    internal static (Tensor<double> U, double Damping, bool Raised) UpperCholeskyOfInverse(Tensor<double> h, double percent)
+    internal static (Tensor<double> U, double Damping, bool Raised) UpperCholeskyOfInverse(Tensor<double> h, int[] perm, bool[] dead, double percent)
     {
         int n = h.Rows;
+        // H_p = H[perm, perm] with a dead input's diagonal set to 1 (the reference's H[dead, dead] = 1).
+        double Hp(int a, int b) => a == b && dead[a] ? 1 : h[perm[a], perm[b]];
         double mean = 0;
-        for (int j = 0; j < n; j++) mean += h[j, j];
+        for (int j = 0; j < n; j++) mean += Hp(j, j);
         mean /= n;
         for (int attempt = 0; ; attempt++)
         {
             double damping = percent * Math.Pow(10, attempt) * mean;
+            // One n×n float64 buffer (an 11008² one is 969 MB) on top of the caller's H: J H_p J + λI, factored and
+            // inverted in place.
+            var t = Tensor<double>.Uninitialized(n, n);
             try
             {
-                Tensor<double> lt;
-                // Two n×n float64 buffers at most (an 11008² one is 969 MB), on top of the caller's H.
-                using (var reversed = Tensor<double>.Uninitialized(n, n))
+                for (int i = 0; i < n; i++)
                 {
-                    for (int i = 0; i < n; i++)
-                    {
-                        var src = h.Row(n - 1 - i);
-                        var dst = reversed.Row(i);
-                        for (int j = 0; j < n; j++) dst[j] = src[n - 1 - j];
-                        dst[i] += damping;
-                    }
-                    lt = Lapack.Cholesky(reversed);
+                    var dst = t.Row(i);
+                    int a = n - 1 - i;
+                    for (int j = 0; j < n; j++) dst[j] = Hp(a, n - 1 - j);
+                    dst[i] += damping;
                 }
-                // R = J L̃ J in place (upper), then U = R⁻¹.
-                var span = lt.Span;
-                for (long a = 0, b = (long)n * n - 1; a < b; a++, b--) (span[(int)a], span[(int)b]) = (span[(int)b], span[(int)a]);
-                try
-                {
-                    Lapack.InvertTriangular(lt, upper: true);
-                }
-                catch
-                {
-                    lt.Dispose();
-                    throw;
-                }
-                return (lt, damping, attempt > 0);
+                Lapack.CholeskyInPlace(t);
+                // R = J L̃ J (upper), then U = R⁻¹.
+                var span = t.Span;
+                for (int x = 0, y = span.Length - 1; x < y; x++, y--) (span[x], span[y]) = (span[y], span[x]);
+                Lapack.InvertTriangular(t, upper: true);
+                return (t, damping, attempt > 0);
             }
             catch (LapackException e) when (e.Info > 0 && attempt < 4)
             {
+                t.Dispose();
+            }
+            catch
+            {
+                t.Dispose();
+                throw;
             }
         }
     }
