@@ -216,6 +216,25 @@ public class GptqTests
     }
 
     [Fact]
+    public void StaticGroupsAreFittedOnTheOriginalWeightsInColumnOrder()
+    {
+        var (w, h) = Problem(8, 5, 12);
+        using (w)
+        using (h)
+        {
+            var result = Gptq.Quantize(w, h, new GptqOptions { Bits = 3, GroupSize = 4, ActOrder = true, StaticGroups = true });
+            // The groups' grids are round-to-nearest's on the untouched W; the group of column c is c / 4 whatever the order.
+            var rtn = Gptq.RoundToNearest(w, 3, 4, symmetric: false);
+            Assert.Equal(rtn.Scales, result.Matrix.Scales);
+            Assert.Equal(rtn.Zeros, result.Matrix.Zeros);
+            Assert.Equal(Enumerable.Range(0, 12).Select(c => c / 4), result.Matrix.GroupIndex);
+            // Still GPTQ: the loss identity holds, and the codes differ from round-to-nearest's.
+            Assert.Equal(Objective(w, result.Matrix, h, result.Damping), result.Loss, result.Loss * 1e-9);
+            Assert.NotEqual(rtn.Codes, result.Matrix.Codes);
+        }
+    }
+
+    [Fact]
     public void ADeadInputIsZeroedAndSaid()
     {
         var (w, h) = Problem(6, 4, 9);
