@@ -71,6 +71,40 @@ public static class Preflight
         return new ResourceEstimate(calibration, compression, statsDisk, workspace, output);
     }
 
+    /// <summary>
+    /// rtn/gptq (<see cref="Quantization.QuantizedCheckpoint"/>): one layer's float32 weights; for GPTQ the hidden states
+    /// of all windows (spilled above 1 GiB), one H and GPTQ's one n×n work buffer, W in float64 twice (as read and
+    /// permuted), the layer's codes, a batch's activations and the Gram observer's float64 copy of a batch's inputs.
+    /// Output: the non-linear tensors as they are plus the layout's bytes of every linear.
+    /// </summary>
+    public static ResourceEstimate EstimateQuantization(CausalLanguageModel model, string method, int bits, int groupSize, int samples, int seqLen)
+    {
+        var layers = model.Linears.GroupBy(l => CompressedCheckpoint.Writer.LayerIndex(l.Name + ".") ?? -1).ToList();
+        long hidden = model.HiddenSize;
+        long vocabTensor = (long)model.VocabSize * hidden * 4;
+        long layerWeights = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures * 4));
+        long layerCodes = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures));
+        long matrix = model.Linears.Max(l => 2L * l.OutFeatures * l.InFeatures * 8);
+        long memory = layerWeights + layerCodes + matrix + vocabTensor + 300 * Mb;
+        if (method == "gptq")
+        {
+            long tokens = (long)samples * seqLen;
+            int widest = model.Linears.Max(l => l.InFeatures);
+            int maxIntermediate = model.Linears.Max(l => Math.Max(l.InFeatures, l.OutFeatures));
+            long batchActivations = 4L * seqLen * (12 * hidden + 3L * maxIntermediate) * 4 + 4L * seqLen * seqLen * 4 * 2;
+            memory += Math.Min(tokens * hidden * 4, 1L << 30) + 2L * widest * widest * 8 + batchActivations + 4L * seqLen * widest * 8;
+        }
+        memory += Math.Min(NativeBufferPool.CapacityBytes, memory);
+        long inputBytes = model.Reader.FilePaths.Sum(f => new FileInfo(f).Length);
+        long linearBytes = model.Linears.Sum(l => l.StoredWeightBytes(model.Reader));
+        long layout = model.Linears.Sum(l =>
+        {
+            int g = groupSize > 0 ? (l.InFeatures + groupSize - 1) / groupSize : 1;
+            return Quantization.QuantizedCheckpoint.StoredBytes(l.OutFeatures, l.InFeatures, g, bits);
+        });
+        return new ResourceEstimate(0, memory, 0, 0, inputBytes - linearBytes + layout);
+    }
+
     /// <summary>Route L (m ≤ n): W, Ŵ, W C, G, its eigenvectors and dsyevd workspace, the kept U. Route R: W, Ŵ, B, H and eig, B V, U.</summary>
     internal static long DecompositionBytes(int m, int n)
     {

@@ -99,6 +99,8 @@ public class QuantizeCliTests
         Refused("--ratio", "--method", "svdllm", "--text-file", text);
         Refused("2, 3, 4 or 8", "--method", "rtn", "--bits", "5");
         Refused("--quantize", "--method", "gptq", "--bits", "4", "--quantize", "rtn", "--text-file", text);
+        // 40000-token windows need ≈ 51 GB of attention scratch: refused by the preflight before anything is read or written.
+        Refused("of memory", "--method", "gptq", "--bits", "4", "--text-file", text, "--samples", "2", "--seq-len", "40000");
         Refused("rtn, gptq", "--method", "svdllm", "--ratio", "0.2", "--text-file", text, "--quantize", "awq", "--bits", "4");
     }
 }

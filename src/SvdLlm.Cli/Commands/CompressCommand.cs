@@ -91,7 +91,7 @@ internal static class CompressCommand
                 if (Given(p, ratio)) throw new ArgumentException($"--ratio does not apply to {methodName}; it quantizes every decoder linear to --bits");
                 if (Given(p, quantize)) throw new ArgumentException($"--quantize follows an SVD method; {methodName} quantizes by itself");
                 return Quantize(p.GetValue(o.Model)!, methodName, QuantizationOptions(methodName), p.GetValue(o.TextFile), p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed),
-                    p.GetValue(output)!, p.GetValue(o.Json));
+                    p.GetValue(output)!, p.GetValue(o.Json), p.GetValue(force));
             }
             var m = CompressionMethod.Get(methodName);
             string? quantizer = p.GetValue(quantize);
@@ -189,16 +189,17 @@ internal static class CompressCommand
         return command;
     }
 
-    private static int Quantize(string modelDir, string method, GptqOptions options, string? textFile, int samples, int seqLen, int seed, string output, bool json)
+    private static int Quantize(string modelDir, string method, GptqOptions options, string? textFile, int samples, int seqLen, int seed, string output, bool json, bool force)
     {
         string outDir = Path.GetFullPath(output);
         if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
+        if (method == "gptq" && textFile is null) throw new ArgumentException("gptq needs --text-file (the calibration text)");
         using var model = ModelLoader.Load(modelDir);
+        Preflight.Check(Preflight.EstimateQuantization(model, method, options.Bits, options.GroupSize, samples, seqLen), CalibrationCache.Directory, outDir, null, force, Log);
         CalibrationWindows? windows = null;
         if (method == "gptq")
         {
-            if (textFile is null) throw new ArgumentException("gptq needs --text-file (the calibration text)");
-            windows = Calibrator.SampleWindows(new CalibrationRequest(modelDir, textFile, samples, seqLen, seed, Fisher: false));
+            windows = Calibrator.SampleWindows(new CalibrationRequest(modelDir, textFile!, samples, seqLen, seed, Fisher: false));
         }
         var report = QuantizedCheckpoint.Write(model, method, options, windows, outDir, Log);
         report["calibration_seed"] = windows is null ? null : seed;
