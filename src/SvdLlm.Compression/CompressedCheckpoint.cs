@@ -26,6 +26,10 @@ public static class CompressedCheckpoint
     private static readonly string[] CopiedFiles =
         ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model"];
 
+    /// <summary>The model's decoder linears grouped by layer index (".layers.{i}."), in layer order; -1 for any outside a layer.</summary>
+    public static List<IGrouping<int, Linear>> LinearsByLayer(CausalLanguageModel model)
+        => model.Linears.GroupBy(l => Writer.LayerIndex(l.Name + ".") ?? -1).OrderBy(g => g.Key).ToList();
+
     /// <summary>Writes a model compressed in memory (its low-rank linears) through the same layer-sharded writer.</summary>
     public static void Write(CausalLanguageModel model, string outDir, CompressionReport report)
     {

@@ -130,8 +130,7 @@ public static class Compressor
         report.LinearParamsBefore = model.LinearParameterCount;
         report.ModelParamsBefore = model.ParameterCount;
         foreach (var (k, v) in stats.Metadata) report.Calibration[k] = v;
-        var layers = model.Linears.GroupBy(l => CompressedCheckpoint.Writer.LayerIndex(l.Name + ".") ?? -1).OrderBy(g => g.Key)
-            .Select(g => (Index: g.Key, Linears: g.ToList())).ToList();
+        var layers = CompressedCheckpoint.LinearsByLayer(model).Select(g => (Index: g.Key, Linears: g.ToList())).ToList();
         var targets = layers.SelectMany(g => g.Linears).Select(l => new MatrixTarget(l.Name, l.OutFeatures, l.InFeatures, l.Kind)).ToList();
         var byName = model.Linears.ToDictionary(l => l.Name);
         var seconds = model.Linears.ToDictionary(l => l.Name, _ => 0.0);

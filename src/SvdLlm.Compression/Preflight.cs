@@ -32,21 +32,18 @@ public static class Preflight
     /// <param name="statisticsCached">the statistics file exists already (no calibration memory or statistics disk)</param>
     public static ResourceEstimate Estimate(CausalLanguageModel model, CompressionMethod method, double ratio, int samples, int seqLen, bool statisticsCached)
     {
-        var layers = model.Linears.GroupBy(l => CompressedCheckpoint.Writer.LayerIndex(l.Name + ".") ?? -1).ToList();
+        var layers = CompressedCheckpoint.LinearsByLayer(model);
         long hidden = model.HiddenSize;
         // Largest single tensor outside the layers (embedding or lm_head), converted to float32 when read.
         long vocabTensor = (long)model.VocabSize * hidden * 4;
 
         // Calibration: hidden states of all windows (spilled to disk above 1 GiB), one layer's weights in float32,
         // its Grams (float64 [n, n] per distinct input) and a batch's activations (≈ 12 hidden-sized and 3 intermediate-sized rows per token).
-        long tokens = (long)samples * seqLen;
-        long hiddenStates = Math.Min(tokens * hidden * 4, 1L << 30);
-        long layerWeights = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures * 4));
+        long hiddenStates = HiddenStateBytes(model, samples, seqLen);
+        long layerWeights = LayerWeightBytes(layers);
         // One full float64 Gram per distinct input key of a layer (the file's packed triangles are unpacked on read).
         long layerGrams = layers.Max(g => g.GroupBy(l => l.InputKey).Sum(k => (long)k.First().InFeatures * k.First().InFeatures * 8));
-        int maxIntermediate = model.Linears.Max(l => Math.Max(l.InFeatures, l.OutFeatures));
-        long batchActivations = 4L * seqLen * (12 * hidden + 3L * maxIntermediate) * 4 + 4L * seqLen * seqLen * 4 * 2;
-        long calibration = statisticsCached ? 0 : hiddenStates + layerWeights + layerGrams + batchActivations + vocabTensor + 300 * Mb;
+        long calibration = statisticsCached ? 0 : hiddenStates + layerWeights + layerGrams + BatchActivationBytes(model, seqLen) + vocabTensor + 300 * Mb;
 
         // Compression: one layer's Grams and whitenings, the largest matrix's decomposition, one layer's factors.
         long decomposition = model.Linears.Max(l => DecompositionBytes(l.OutFeatures, l.InFeatures));
@@ -65,9 +62,7 @@ public static class Preflight
         bool twoPass = method.Allocation == AllocationKind.TheoreticalLoss && method.Truncation == TruncationKind.EigenWhitening;
         int workspaceElement = Compressor.CompactWorkspace(model) ? 4 : 8;
         long workspace = twoPass ? model.Linears.Sum(l => (long)l.OutFeatures * WeightedLowRank.MaxUsefulRank(l.OutFeatures, l.InFeatures) * workspaceElement) : 0;
-        long inputBytes = model.Reader.FilePaths.Sum(f => new FileInfo(f).Length);
-        long linearBytes = model.Linears.Sum(l => model.Reader.Contains(l.Name + ".weight") ? model.Reader.GetInfo(l.Name + ".weight").ByteLength : 0);
-        long output = inputBytes - (long)(linearBytes * ratio);
+        long output = NonLinearBytes(model) + (long)(model.Linears.Sum(l => l.StoredWeightBytes(model.Reader)) * (1 - ratio));
         return new ResourceEstimate(calibration, compression, statsDisk, workspace, output);
     }
 
@@ -79,31 +74,38 @@ public static class Preflight
     /// </summary>
     public static ResourceEstimate EstimateQuantization(CausalLanguageModel model, string method, int bits, int groupSize, int samples, int seqLen)
     {
-        var layers = model.Linears.GroupBy(l => CompressedCheckpoint.Writer.LayerIndex(l.Name + ".") ?? -1).ToList();
-        long hidden = model.HiddenSize;
-        long vocabTensor = (long)model.VocabSize * hidden * 4;
-        long layerWeights = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures * 4));
+        var layers = CompressedCheckpoint.LinearsByLayer(model);
+        long vocabTensor = (long)model.VocabSize * model.HiddenSize * 4;
         long layerCodes = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures));
         long matrix = model.Linears.Max(l => 2L * l.OutFeatures * l.InFeatures * 8);
-        long memory = layerWeights + layerCodes + matrix + vocabTensor + 300 * Mb;
+        long memory = LayerWeightBytes(layers) + layerCodes + matrix + vocabTensor + 300 * Mb;
         if (method == "gptq")
         {
-            long tokens = (long)samples * seqLen;
             int widest = model.Linears.Max(l => l.InFeatures);
-            int maxIntermediate = model.Linears.Max(l => Math.Max(l.InFeatures, l.OutFeatures));
-            long batchActivations = 4L * seqLen * (12 * hidden + 3L * maxIntermediate) * 4 + 4L * seqLen * seqLen * 4 * 2;
-            memory += Math.Min(tokens * hidden * 4, 1L << 30) + 2L * widest * widest * 8 + batchActivations + 4L * seqLen * widest * 8;
+            memory += HiddenStateBytes(model, samples, seqLen) + 2L * widest * widest * 8 + BatchActivationBytes(model, seqLen) + 4L * seqLen * widest * 8;
         }
         memory += Math.Min(NativeBufferPool.CapacityBytes, memory);
-        long inputBytes = model.Reader.FilePaths.Sum(f => new FileInfo(f).Length);
-        long linearBytes = model.Linears.Sum(l => l.StoredWeightBytes(model.Reader));
         long layout = model.Linears.Sum(l =>
-        {
-            int g = groupSize > 0 ? (l.InFeatures + groupSize - 1) / groupSize : 1;
-            return Quantization.QuantizedCheckpoint.StoredBytes(l.OutFeatures, l.InFeatures, g, bits);
-        });
-        return new ResourceEstimate(0, memory, 0, 0, inputBytes - linearBytes + layout);
+            Quantization.QuantizedCheckpoint.StoredBytes(l.OutFeatures, l.InFeatures, groupSize > 0 ? (l.InFeatures + groupSize - 1) / groupSize : 1, bits));
+        return new ResourceEstimate(0, memory, 0, 0, NonLinearBytes(model) + layout);
     }
+
+    /// <summary>The hidden states of all windows in float32, spilled to a file above 1 GiB.</summary>
+    private static long HiddenStateBytes(CausalLanguageModel model, int samples, int seqLen) => Math.Min((long)samples * seqLen * model.HiddenSize * 4, 1L << 30);
+
+    /// <summary>One decoder layer's weights in float32.</summary>
+    private static long LayerWeightBytes(IEnumerable<IGrouping<int, Linear>> layers) => layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures * 4));
+
+    /// <summary>A batch of 4 windows' activations: ≈ 12 hidden-sized and 3 intermediate-sized rows per token, and the attention scores.</summary>
+    private static long BatchActivationBytes(CausalLanguageModel model, int seqLen)
+    {
+        int maxIntermediate = model.Linears.Max(l => Math.Max(l.InFeatures, l.OutFeatures));
+        return 4L * seqLen * (12L * model.HiddenSize + 3L * maxIntermediate) * 4 + 4L * seqLen * seqLen * 4 * 2;
+    }
+
+    /// <summary>Bytes of the checkpoint's files besides the decoder linears' weights (embeddings, norms, lm_head).</summary>
+    private static long NonLinearBytes(CausalLanguageModel model)
+        => model.Reader.FilePaths.Sum(f => new FileInfo(f).Length) - model.Linears.Sum(l => l.StoredWeightBytes(model.Reader));
 
     /// <summary>Route L (m ≤ n): W, Ŵ, W C, G, its eigenvectors and dsyevd workspace, the kept U. Route R: W, Ŵ, B, H and eig, B V, U.</summary>
     internal static long DecompositionBytes(int m, int n)

@@ -19,11 +19,7 @@ public class ConcurrentRunMatrixTests
         string text = string.Join(" ", Enumerable.Range(0, 3000).Select(i => words[rng.Next(words.Length)] + (i % 11 == 10 ? "." : "")));
         string textFile = dir.File("text.txt");
         File.WriteAllText(textFile, text);
-        var bpe = ByteLevelBpeTrainer.Train([text], vocabSize: 300);
-        var config = TinyConfig.Preset(TinyArch.Llama2) with { VocabSize = bpe.VocabSize, BosTokenId = bpe.BosId, EosTokenId = bpe.EosId };
-        string model = dir.Sub("model");
-        TinyCheckpoint.Create(model, config, seed: 2);
-        File.WriteAllText(Path.Combine(model, "tokenizer.json"), ByteLevelBpeTrainer.ToTokenizerJson(bpe));
+        string model = TinyModelWithTokenizer.Create(dir.Sub("model"), text, vocabSize: 300, seed: 2);
         string matrix = dir.File("m.yaml");
         File.WriteAllText(matrix, $$"""
             models: [{{model}}]

@@ -23,15 +23,7 @@ public class HostileInputCliTests
     }
 
     /// <summary>A tiny LLaMA with a byte-level BPE tokenizer trained on <paramref name="text"/>.</summary>
-    private static string ModelWithTokenizer(TempDirectory dir, string text)
-    {
-        var bpe = ByteLevelBpeTrainer.Train([text], vocabSize: 280);
-        var config = TinyConfig.Preset(TinyArch.Llama2) with { VocabSize = bpe.VocabSize, BosTokenId = bpe.BosId, EosTokenId = bpe.EosId };
-        string model = dir.Sub("model");
-        TinyCheckpoint.Create(model, config, seed: 1);
-        File.WriteAllText(Path.Combine(model, "tokenizer.json"), ByteLevelBpeTrainer.ToTokenizerJson(bpe));
-        return model;
-    }
+    private static string ModelWithTokenizer(TempDirectory dir, string text) => TinyModelWithTokenizer.Create(dir.Sub("model"), text);
 
     [Fact]
     public void A_user_error_is_one_line_and_exit_1_and_a_bug_is_exit_70_with_its_trace()

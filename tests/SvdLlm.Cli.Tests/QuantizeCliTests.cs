@@ -11,12 +11,8 @@ public class QuantizeCliTests
     private static (string Model, string Text) ModelWithTokenizer(TempDirectory dir)
     {
         string text = string.Join(' ', Enumerable.Range(0, 600).Select(i => "word" + (i * 7 % 29)));
-        var bpe = ByteLevelBpeTrainer.Train([text], vocabSize: 280);
         // LLaMA-3-like preset: hidden 64, kv 32, intermediate 96, all multiples of 32 as the GPTQ layout needs.
-        var config = TinyConfig.Preset(TinyArch.Llama3) with { VocabSize = bpe.VocabSize, BosTokenId = bpe.BosId, EosTokenId = bpe.EosId };
-        string model = dir.Sub("model");
-        TinyCheckpoint.Create(model, config, seed: 1);
-        File.WriteAllText(Path.Combine(model, "tokenizer.json"), ByteLevelBpeTrainer.ToTokenizerJson(bpe));
+        string model = TinyModelWithTokenizer.Create(dir.Sub("model"), text, TinyArch.Llama3);
         string textFile = dir.File("calib.txt");
         File.WriteAllText(textFile, text);
         return (model, textFile);

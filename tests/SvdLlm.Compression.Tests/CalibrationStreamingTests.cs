@@ -11,12 +11,7 @@ public class CalibrationStreamingTests
 {
     private const int SeqLen = 16, Samples = 12;
 
-    private static int[] Windows(int vocab, int seed = 1)
-    {
-        var r = new Random(seed);
-        var stream = Enumerable.Range(0, 2000).Select(_ => r.Next(vocab)).ToArray();
-        return Calibrator.SampleWindows(stream, Samples, SeqLen, seed);
-    }
+    private static int[] Windows(int vocab, int seed = 1) => RandomWindows.Sample(vocab, Samples, SeqLen, seed);
 
     private static void AssertBitIdentical(CalibrationStatistics expected, IStatisticsSource actual)
     {

@@ -14,12 +14,7 @@ public class CompressorTests
 {
     private const int SeqLen = 16, Samples = 12;
 
-    private static int[] Windows(int vocab, int seed = 1)
-    {
-        var r = new Random(seed);
-        var stream = Enumerable.Range(0, 2000).Select(_ => r.Next(vocab)).ToArray();
-        return Calibrator.SampleWindows(stream, Samples, SeqLen, seed);
-    }
+    private static int[] Windows(int vocab, int seed = 1) => RandomWindows.Sample(vocab, Samples, SeqLen, seed);
 
     [Fact]
     public void Layer_by_layer_grams_equal_those_of_a_full_forward_pass_and_layer_0_matches_rmsnorm_of_embeddings()

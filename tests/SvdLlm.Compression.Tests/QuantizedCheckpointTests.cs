@@ -17,11 +17,7 @@ public class QuantizedCheckpointTests
 {
     private const int SeqLen = 16, Samples = 6;
 
-    private static CalibrationWindows Windows()
-    {
-        var r = new Random(4);
-        return new CalibrationWindows(Calibrator.SampleWindows(Enumerable.Range(0, 2000).Select(_ => r.Next(99)).ToArray(), Samples, SeqLen, 4), SeqLen);
-    }
+    private static CalibrationWindows Windows() => new(RandomWindows.Sample(99, Samples, SeqLen, 4), SeqLen);
 
     [Theory]
     [InlineData("gptq", 4, 32, true)]

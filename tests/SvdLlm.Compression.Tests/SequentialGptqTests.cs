@@ -21,8 +21,7 @@ public class SequentialGptqTests
     {
         using var dir = new TempDirectory();
         var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama3, seed: 9);
-        var r = new Random(4);
-        var windows = Calibrator.SampleWindows(Enumerable.Range(0, 2000).Select(_ => r.Next(99)).ToArray(), Samples, SeqLen, 4);
+        var windows = RandomWindows.Sample(99, Samples, SeqLen, 4);
         var options = new GptqOptions { Bits = 3, GroupSize = 8 };
 
         var results = new Dictionary<string, (GptqResult Result, Tensor<float> Q)>();

@@ -13,12 +13,7 @@ public class StreamedCompressionTests
 {
     private const int SeqLen = 16, Samples = 12;
 
-    private static int[] Windows(int vocab)
-    {
-        var r = new Random(4);
-        var stream = Enumerable.Range(0, 2000).Select(_ => r.Next(vocab)).ToArray();
-        return Calibrator.SampleWindows(stream, Samples, SeqLen, 4);
-    }
+    private static int[] Windows(int vocab) => RandomWindows.Sample(vocab, Samples, SeqLen, 4);
 
     public static TheoryData<string> Methods => new(CompressionMethod.All.Select(m => m.Name));
 

@@ -117,8 +117,7 @@ internal static class CompressCommand
                 };
                 if (q == "rtn" && (options.ActOrder || options.StaticGroups || Given(p, damp)))
                     throw new ArgumentException("--act-order, --static-groups and --damp are GPTQ's; rtn has no calibration data");
-                options.Check();
-                if (!SvdLlm.Models.Checkpoints.GptqLayout.IsPackable(b)) throw new ArgumentException($"--bits {b}: the GPTQ layout stores 2, 3, 4 or 8 bits");
+                QuantizedCheckpoint.Check(options);
                 return options;
             }
             if (p.GetValue(ratio) is not double r) throw new ArgumentException($"{methodName} needs --ratio: the fraction of the decoder linears' parameters to remove, in (0, 1)");

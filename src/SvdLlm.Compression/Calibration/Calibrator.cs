@@ -120,28 +120,12 @@ public static class Calibrator
         using var part = Tensor<float>.Uninitialized(Math.Min(batchSize, samples) * seqLen, h);
         try
         {
-            for (int s0 = 0; s0 < samples; s0 += batchSize)
-            {
-                int b = Math.Min(batchSize, samples - s0);
-                using var e = model.Embed(windows.AsSpan(s0 * seqLen, b * seqLen), b, seqLen);
-                hidden.Write(s0 * seqLen, e.Span);
-            }
+            EmbedAll(model, windows, seqLen, batchSize, hidden);
             model.Observer = observer;
             for (int layer = 0; layer < model.NumLayers; layer++)
             {
-                for (int s0 = 0; s0 < samples; s0 += batchSize)
-                {
-                    int b = Math.Min(batchSize, samples - s0);
-                    int rows = b * seqLen;
-                    using var x = rows == part.Rows ? null : Tensor<float>.Uninitialized(rows, h);
-                    var t = x ?? part;
-                    hidden.Read(s0 * seqLen, t.Span);
-                    observer.BeginCall();
-                    // One load of the layer's weights (and one BF16→float32 conversion) for all batches; released after the last.
-                    model.StreamWeights = s0 + batchSize >= samples;
-                    model.ForwardLayer(layer, t, b, seqLen);
-                    hidden.Write(s0 * seqLen, t.Span);
-                }
+                // One load of the layer's weights (and one BF16→float32 conversion) for all batches; released after the last.
+                RunLayer(model, layer, hidden, part, samples, seqLen, batchSize, observer, writeBack: true, releaseAfterLastBatch: true);
                 foreach (var (key, s) in observer.TakeLayer())
                 {
                     if (!done.Add(key)) { s.Dispose(); throw new InvalidOperationException($"input '{key}' seen again in layer {layer}; inputs must belong to one layer"); }
@@ -157,6 +141,40 @@ public static class Calibrator
             model.Observer = previousObserver;
             model.StreamWeights = previousStreaming;
             NativeBufferPool.Trim(); // the layers' reused buffers; the next stage starts from its own peak
+        }
+    }
+
+    /// <summary>The embeddings of every window into <paramref name="hidden"/>, a batch at a time.</summary>
+    internal static void EmbedAll(CausalLanguageModel model, ReadOnlySpan<int> windows, int seqLen, int batchSize, HiddenStore hidden)
+    {
+        int samples = windows.Length / seqLen;
+        for (int s0 = 0; s0 < samples; s0 += batchSize)
+        {
+            int b = Math.Min(batchSize, samples - s0);
+            using var e = model.Embed(windows.Slice(s0 * seqLen, b * seqLen), b, seqLen);
+            hidden.Write((long)s0 * seqLen, e.Span);
+        }
+    }
+
+    /// <summary>
+    /// Decoder layer <paramref name="layer"/> over every window, a batch at a time through <paramref name="part"/>; its outputs
+    /// replace the inputs when <paramref name="writeBack"/>. The observer (set on the model by the caller) starts a call per
+    /// batch. With <paramref name="releaseAfterLastBatch"/> the layer's weights are released after its last batch.
+    /// </summary>
+    internal static void RunLayer(CausalLanguageModel model, int layer, HiddenStore hidden, Tensor<float> part, int samples, int seqLen, int batchSize,
+        GramObserver? observer, bool writeBack, bool releaseAfterLastBatch)
+    {
+        for (int s0 = 0; s0 < samples; s0 += batchSize)
+        {
+            int b = Math.Min(batchSize, samples - s0);
+            int rows = b * seqLen;
+            using var x = rows == part.Rows ? null : Tensor<float>.Uninitialized(rows, model.HiddenSize);
+            var t = x ?? part;
+            hidden.Read((long)s0 * seqLen, t.Span);
+            observer?.BeginCall();
+            if (releaseAfterLastBatch) model.StreamWeights = s0 + batchSize >= samples;
+            model.ForwardLayer(layer, t, b, seqLen);
+            if (writeBack) hidden.Write((long)s0 * seqLen, t.Span);
         }
     }
 

@@ -106,12 +106,13 @@ public static class Gptq
         int groups = (n + g - 1) / g;
 
         // Dead inputs: no calibration token reached column j, so it cannot matter to the objective; zero it.
-        var dead = new List<int>();
+        var isDead = new bool[n];
+        int deadCount = 0;
         for (int j = 0; j < n; j++)
         {
             double hjj = h[j, j];
             if (double.IsNaN(hjj)) throw new ArgumentException($"H[{j},{j}] is NaN");
-            if (hjj == 0) dead.Add(j);
+            if (hjj == 0) { isDead[j] = true; deadCount++; }
         }
 
         var perm = Enumerable.Range(0, n).ToArray();
@@ -122,44 +123,34 @@ public static class Gptq
             perm = [.. perm.OrderByDescending(j => diag[j])];
         }
 
+        // The working copy of W, columns in quantization order, dead ones zeroed.
         using var wp = Tensor<double>.Uninitialized(m, n);
         for (int i = 0; i < m; i++)
         {
             var src = w.Row(i);
             var dst = wp.Row(i);
-            for (int j = 0; j < n; j++) dst[j] = src[perm[j]];
-        }
-        // Dead columns in the permuted order; H itself is never copied in full here (UpperCholeskyOfInverse reads it).
-        var isDead = new bool[n];
-        foreach (int c in dead) isDead[c] = true;
-        var deadPermuted = new bool[n];
-        for (int j = 0; j < n; j++)
-        {
-            if (!isDead[perm[j]]) continue;
-            deadPermuted[j] = true;
-            for (int i = 0; i < m; i++) wp[i, j] = 0;
+            for (int j = 0; j < n; j++) dst[j] = isDead[perm[j]] ? 0 : src[perm[j]];
         }
 
-        var scales = new double[groups * m];
-        var zeros = new int[groups * m];
-        var groupIndex = new int[n];
-        if (options.GroupSize <= 0)
+        int[] groupIndex;
+        double[] scales;
+        int[] zeros;
+        if (options.GroupSize <= 0 || options.StaticGroups)
         {
-            FitGroup(grid, wp, 0, n, scales, zeros, 0, m);
+            // Fitted up front on the original W in column order (the grid starts from [0, 0], so zeroing the dead
+            // columns would change nothing): one group per row, or static groups c / g.
+            (scales, zeros, groupIndex) = FitGroups(grid, w, g);
         }
-        else if (options.StaticGroups)
+        else
         {
-            // Fitted on the original (dead-zeroed) W in original column order: group of column c is c / g.
-            using var original = Tensor<double>.Uninitialized(m, n);
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) original[i, perm[j]] = wp[i, j];
-            for (int k = 0; k < groups; k++) FitGroup(grid, original, k * g, Math.Min(n, (k + 1) * g), scales, zeros, k, m);
-        }
-        for (int c = 0; c < n; c++) groupIndex[c] = options.GroupSize <= 0 ? 0 : c / g;
-        if (options.GroupSize > 0 && !options.StaticGroups)
+            // Dynamic groups: consecutive in quantization order, fitted when each starts (below).
+            scales = new double[groups * m];
+            zeros = new int[groups * m];
+            groupIndex = new int[n];
             for (int j = 0; j < n; j++) groupIndex[perm[j]] = j / g;
+        }
 
-        var (u, damping, raised) = UpperCholeskyOfInverse(h, perm, deadPermuted, options.PercentDamping);
+        var (u, damping, raised) = UpperCholeskyOfInverse(h, perm, isDead, options.PercentDamping);
         using (u)
         {
             var codes = new byte[(long)m * n];
@@ -210,9 +201,9 @@ public static class Gptq
                 i1 = i2;
             }
             string? note = null;
-            if (dead.Count > 0) note = $"{dead.Count} dead input column(s) (H_jj = 0) set to zero";
+            if (deadCount > 0) note = $"{deadCount} dead input column(s) (H_jj = 0) set to zero";
             if (raised) note = (note is null ? "" : note + "; ") + $"Cholesky failed at {options.PercentDamping:G3} relative damping, raised to λ = {damping:G3}";
-            return new GptqResult(new QuantizedMatrix(options.Bits, codes, m, n, scales, zeros, groupIndex), loss, damping, dead.Count, note);
+            return new GptqResult(new QuantizedMatrix(options.Bits, codes, m, n, scales, zeros, groupIndex), loss, damping, deadCount, note);
         }
     }
 
@@ -222,14 +213,8 @@ public static class Gptq
         UniformGrid.CheckBits(bits);
         int m = w.Rows, n = w.Cols;
         var grid = new UniformGrid(bits, symmetric);
-        int g = groupSize > 0 ? Math.Min(groupSize, n) : n;
-        int groups = (n + g - 1) / g;
-        var scales = new double[groups * m];
-        var zeros = new int[groups * m];
-        var groupIndex = new int[n];
+        var (scales, zeros, groupIndex) = FitGroups(grid, w, groupSize > 0 ? Math.Min(groupSize, n) : n);
         var codes = new byte[(long)m * n];
-        for (int k = 0; k < groups; k++) FitGroup(grid, w, k * g, Math.Min(n, (k + 1) * g), scales, zeros, k, m);
-        for (int c = 0; c < n; c++) groupIndex[c] = c / g;
         for (int i = 0; i < m; i++)
             for (int c = 0; c < n; c++)
             {
@@ -237,6 +222,16 @@ public static class Gptq
                 codes[(long)i * n + c] = (byte)grid.Code(w[i, c], scales[k * m + i], zeros[k * m + i]);
             }
         return new QuantizedMatrix(bits, codes, m, n, scales, zeros, groupIndex);
+    }
+
+    /// <summary>Every group's grid fitted on W as it is, groups of <paramref name="g"/> consecutive columns: scales, zeros, g_idx.</summary>
+    private static (double[] Scales, int[] Zeros, int[] GroupIndex) FitGroups(UniformGrid grid, Tensor<double> w, int g)
+    {
+        int m = w.Rows, n = w.Cols, groups = (n + g - 1) / g;
+        var scales = new double[groups * m];
+        var zeros = new int[groups * m];
+        for (int k = 0; k < groups; k++) FitGroup(grid, w, k * g, Math.Min(n, (k + 1) * g), scales, zeros, k, m);
+        return (scales, zeros, Enumerable.Range(0, n).Select(c => c / g).ToArray());
     }
 
     private static void FitGroup(UniformGrid grid, Tensor<double> w, int start, int end, double[] scales, int[] zeros, int group, int m)
@@ -261,9 +256,8 @@ public static class Gptq
     {
         int n = h.Rows;
         // H_p = H[perm, perm] with a dead input's diagonal set to 1 (the reference's H[dead, dead] = 1).
-        double Hp(int a, int b) => a == b && dead[a] ? 1 : h[perm[a], perm[b]];
         double mean = 0;
-        for (int j = 0; j < n; j++) mean += Hp(j, j);
+        for (int j = 0; j < n; j++) mean += dead[j] ? 1 : h[j, j];
         mean /= n;
         for (int attempt = 0; ; attempt++)
         {
@@ -275,9 +269,11 @@ public static class Gptq
             {
                 for (int i = 0; i < n; i++)
                 {
+                    int a = perm[n - 1 - i];
+                    var src = h.Row(a);
                     var dst = t.Row(i);
-                    int a = n - 1 - i;
-                    for (int j = 0; j < n; j++) dst[j] = Hp(a, n - 1 - j);
+                    for (int j = 0; j < n; j++) dst[j] = src[perm[n - 1 - j]];
+                    if (dead[a]) dst[i] = 1;
                     dst[i] += damping;
                 }
                 Lapack.CholeskyInPlace(t);

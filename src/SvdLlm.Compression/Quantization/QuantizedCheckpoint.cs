@@ -28,12 +28,18 @@ public static class QuantizedCheckpoint
 
     public static bool IsQuantization(string method) => Methods.Any(m => m.Name == method);
 
-    public static JsonObject Write(CausalLanguageModel model, string method, GptqOptions options, CalibrationWindows? windows, string outDir, Action<string>? log = null)
+    /// <summary>The options GPTQ takes that this writer can also store (2, 3, 4 or 8 bits); checked before any work.</summary>
+    public static void Check(GptqOptions options)
     {
         options.Check();
+        if (!GptqLayout.IsPackable(options.Bits)) throw new ArgumentException($"--bits {options.Bits}: the GPTQ layout stores 2, 3, 4 or 8 bits");
+    }
+
+    public static JsonObject Write(CausalLanguageModel model, string method, GptqOptions options, CalibrationWindows? windows, string outDir, Action<string>? log = null)
+    {
+        Check(options);
         log ??= _ => { };
         if (!IsQuantization(method)) throw new ArgumentException($"unknown quantization method '{method}'; known: {string.Join(", ", Methods.Select(m => m.Name))}");
-        if (!GptqLayout.IsPackable(options.Bits)) throw new ArgumentException($"--bits {options.Bits}: the GPTQ layout stores 2, 3, 4 or 8 bits");
         if (method == "gptq" && windows is null) throw new ArgumentException("gptq runs the model on calibration windows; pass them");
         if (model.Linears.Any(l => l.QuantizedBits is not null)) throw new InvalidOperationException($"{model.Directory} is already quantized; quantize the original (or low-rank) model");
         foreach (var l in model.Linears)
@@ -72,7 +78,7 @@ public static class QuantizedCheckpoint
         }
         else
         {
-            foreach (var layer in model.Linears.GroupBy(l => writer.LayerOf(l.Name) ?? -1).OrderBy(g => g.Key))
+            foreach (var layer in CompressedCheckpoint.LinearsByLayer(model))
             {
                 var done = layer.Select(l => SequentialGptq.Quantize(model, l,
                     (w, _) => (Gptq.RoundToNearest(w, options.Bits, options.GroupSize, options.Symmetric), null))).ToList();

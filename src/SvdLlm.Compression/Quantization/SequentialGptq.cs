@@ -32,7 +32,7 @@ public static class SequentialGptq
         options.Check();
         log ??= _ => { };
         int seqLen = windows.SeqLen, samples = windows.Count, h = model.HiddenSize;
-        var layers = model.Linears.GroupBy(l => CompressedCheckpoint.Writer.LayerIndex(l.Name + ".") ?? -1).OrderBy(g => g.Key).ToList();
+        var layers = CompressedCheckpoint.LinearsByLayer(model);
         if (layers.Count != model.NumLayers || layers[0].Key != 0)
             throw new InvalidOperationException($"{model.Directory}: expected the linears of {model.NumLayers} decoder layers, found layers {string.Join(", ", layers.Select(g => g.Key))}");
         var previousObserver = model.Observer;
@@ -43,12 +43,7 @@ public static class SequentialGptq
         try
         {
             model.StreamWeights = false;
-            for (int s0 = 0; s0 < samples; s0 += batchSize)
-            {
-                int b = Math.Min(batchSize, samples - s0);
-                using var e = model.Embed(windows.Tokens.AsSpan(s0 * seqLen, b * seqLen), b, seqLen);
-                hidden.Write((long)s0 * seqLen, e.Span);
-            }
+            Calibrator.EmbedAll(model, windows.Tokens, seqLen, batchSize, hidden);
             foreach (var layer in layers)
             {
                 var clock = Stopwatch.StartNew();
@@ -60,7 +55,7 @@ public static class SequentialGptq
                     {
                         observer.Only = key;
                         model.Observer = observer;
-                        Pass(model, layer.Key, hidden, part, samples, seqLen, batchSize, writeBack: false, observer);
+                        Calibrator.RunLayer(model, layer.Key, hidden, part, samples, seqLen, batchSize, observer, writeBack: false, releaseAfterLastBatch: false);
                         model.Observer = previousObserver;
                         var taken = observer.TakeLayer();
                         var stats = taken.Single(t => t.Key == key).S;
@@ -68,11 +63,15 @@ public static class SequentialGptq
                         {
                             Blas.SymmetrizeFromLower(stats.Gram.Span, stats.Features);
                             foreach (var l in layer.Where(l => l.InputKey == key))
-                                done.Add(Quantize(model, l, (w, hu) => Gptq.Quantize(w, hu ?? stats.Gram, options) is var r ? (r.Matrix, r) : default, qv => FactorHessian(qv, stats.Gram)));
+                                done.Add(Quantize(model, l, (w, hu) =>
+                                {
+                                    var r = Gptq.Quantize(w, hu ?? stats.Gram, options);
+                                    return (r.Matrix, r);
+                                }, qv => FactorHessian(qv, stats.Gram)));
                         }
                     }
                     model.Observer = previousObserver;
-                    Pass(model, layer.Key, hidden, part, samples, seqLen, batchSize, writeBack: true, observer: null);
+                    Calibrator.RunLayer(model, layer.Key, hidden, part, samples, seqLen, batchSize, observer: null, writeBack: true, releaseAfterLastBatch: false);
                     sink(layer.Key, done);
                 }
                 finally
@@ -141,23 +140,5 @@ public static class SequentialGptq
         for (int i = 0; i < k; i++)
             for (int j = 0; j < i; j++) h[i, j] = h[j, i] = 0.5 * (h[i, j] + h[j, i]);
         return h;
-    }
-
-    /// <summary>Layer <paramref name="layer"/> over every window; its outputs replace the inputs only when <paramref name="writeBack"/>.</summary>
-    private static void Pass(CausalLanguageModel model, int layer, Calibrator.HiddenStore hidden, Tensor<float> part, int samples, int seqLen, int batchSize,
-        bool writeBack, Calibrator.GramObserver? observer)
-    {
-        int h = model.HiddenSize;
-        for (int s0 = 0; s0 < samples; s0 += batchSize)
-        {
-            int b = Math.Min(batchSize, samples - s0);
-            int rows = b * seqLen;
-            using var x = rows == part.Rows ? null : Tensor<float>.Uninitialized(rows, h);
-            var t = x ?? part;
-            hidden.Read((long)s0 * seqLen, t.Span);
-            observer?.BeginCall();
-            model.ForwardLayer(layer, t, b, seqLen);
-            if (writeBack) hidden.Write((long)s0 * seqLen, t.Span);
-        }
     }
 }

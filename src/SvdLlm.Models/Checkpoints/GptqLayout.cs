@@ -59,20 +59,11 @@ public static class GptqLayout
         return values;
     }
 
-    /// <summary>Packs values [rows, cols] along the column axis: [rows, cols·bits/32].</summary>
+    /// <summary>Packs values [rows, cols] along the column axis: [rows, cols·bits/32] (qzeros; small, so packed through a transpose).</summary>
     public static int[] PackCols(ReadOnlySpan<int> values, int rows, int cols, int bits)
     {
         Check(values.Length, rows, cols, bits, cols, "columns");
-        int wcols = cols / 32 * bits;
-        var packed = new int[(long)rows * wcols];
-        Span<uint> words = stackalloc uint[8];
-        for (int r = 0; r < rows; r++)
-            for (int c0 = 0; c0 < cols; c0 += 32)
-            {
-                PackChunk(values.Slice(r * cols + c0, 32), words[..bits], bits);
-                for (int w = 0; w < bits; w++) packed[r * wcols + c0 / 32 * bits + w] = (int)words[w];
-            }
-        return packed;
+        return Transposed(PackRows(Transposed(values, rows, cols), cols, rows, bits), cols / 32 * bits, rows);
     }
 
     /// <summary>Inverse of <see cref="PackCols"/>: values [rows, cols].</summary>
@@ -80,15 +71,15 @@ public static class GptqLayout
     {
         int wcols = cols / 32 * bits;
         Check(packed.Length, rows, wcols, bits, cols, "columns");
-        var values = new int[(long)rows * cols];
-        Span<uint> words = stackalloc uint[8];
-        for (int r = 0; r < rows; r++)
-            for (int c0 = 0; c0 < cols; c0 += 32)
-            {
-                for (int w = 0; w < bits; w++) words[w] = (uint)packed[r * wcols + c0 / 32 * bits + w];
-                UnpackChunk(words[..bits], values.AsSpan(r * cols + c0, 32), bits);
-            }
-        return values;
+        return Transposed(UnpackRows(Transposed(packed, rows, wcols), cols, rows, bits), cols, rows);
+    }
+
+    private static int[] Transposed(ReadOnlySpan<int> a, int rows, int cols)
+    {
+        var t = new int[a.Length];
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) t[j * rows + i] = a[i * cols + j];
+        return t;
     }
 
     /// <summary>32 values of b bits → b words: value j at bit b·j of the little-endian stream w₀ w₁ … .</summary>
