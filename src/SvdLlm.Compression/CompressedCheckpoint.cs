@@ -253,12 +253,17 @@ public static class CompressedCheckpoint
             ["model_params_after"] = r.ModelParamsAfter,
             ["achieved_linear_ratio"] = Math.Round(r.AchievedLinearRatio, 6),
             ["achieved_model_ratio"] = Math.Round(r.AchievedModelRatio, 6),
+            ["linear_bytes_before"] = r.LinearBytesBefore,
+            ["linear_bytes_after"] = r.LinearBytesAfter,
+            ["bits_per_weight"] = r.BitsPerWeight is double bpw ? Math.Round(bpw, 4) : null,
+            ["label"] = r.Label,
             ["largest_svd"] = r.LargestSvdMatrix,
             ["largest_svd_seconds"] = Math.Round(r.LargestSvdSeconds, 4),
             ["stage_seconds"] = stages,
             ["calibration"] = calibration,
             ["notes"] = new JsonArray(r.Notes.Select(n => (JsonNode)JsonValue.Create(n)!).ToArray()),
             ["matrices"] = matrices,
+            ["quantization"] = r.Quantization?.DeepClone(),
         };
     }
 }

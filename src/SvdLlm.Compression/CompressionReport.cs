@@ -37,6 +37,19 @@ public sealed class CompressionReport
     /// <summary>Fraction of all model parameters removed (what some papers call the ratio).</summary>
     public double AchievedModelRatio => 1 - (double)ModelParamsAfter / ModelParamsBefore;
 
+    /// <summary>Stored bytes of the decoder linears' weights (factors, codes, scales) in the source and in the output, when known.</summary>
+    public long? LinearBytesBefore { get; set; }
+    public long? LinearBytesAfter { get; set; }
+
+    /// <summary>Stored bits per weight of the dense decoder linears: 8 · bytes after / dense linear parameters.</summary>
+    public double? BitsPerWeight => LinearBytesAfter is long b && LinearParamsBefore > 0 ? 8.0 * b / LinearParamsBefore : null;
+
+    /// <summary>The method with its parameters as tables name it ("SVD-LLM V2 + GPTQ 4-bit g128"), when it has parameters.</summary>
+    public string? Label { get; set; }
+
+    /// <summary>The quantization's own report (grid, per-matrix losses and damping), when anything was quantized.</summary>
+    public System.Text.Json.Nodes.JsonObject? Quantization { get; set; }
+
     public Dictionary<string, double> StageSeconds { get; } = [];
     public string? LargestSvdMatrix { get; set; }
     public double LargestSvdSeconds { get; set; }

@@ -101,6 +101,7 @@ public static class Compressor
     private static CompressionMethod Validate(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, CalibrationWindows? windows)
     {
         var method = CompressionMethod.Get(methodName);
+        if (method.IsQuantization) throw new ArgumentException($"{methodName} quantizes; it is run through MethodRecipe (QuantizedCheckpoint), not the low-rank compressor");
         if (!(ratio > 0 && ratio < 1)) throw new ArgumentOutOfRangeException(nameof(ratio), $"ratio {ratio} must be in (0, 1): the fraction of the linears' parameters removed");
         if (model.Linears.Any(l => l.IsLowRank)) throw new InvalidOperationException($"{model.Directory} is already compressed (it has low-rank linears); compress the original model");
         if (method.NeedsFisher && !stats.HasFisher) throw new ArgumentException($"method '{methodName}' needs Fisher statistics; calibrate with Fisher enabled");

@@ -27,9 +27,15 @@ public enum TruncationKind
 /// </summary>
 /// <param name="Display">how tables and plots name it</param>
 /// <param name="Order">its row in tables: baselines first, SVD-LLM, then V2 and its ablations (V2 paper, Tables 2 and 4)</param>
-public sealed record CompressionMethod(string Name, string Display, int Order, string Description, AllocationKind Allocation, Func<ITruncation> Reference,
+public sealed record CompressionMethod(string Name, string Display, int Order, string Description, AllocationKind Allocation, Func<ITruncation>? LowRankReference,
     bool NeedsFisher = false, bool LocalUpdate = false)
 {
+    /// <summary>Low-rank factors (every SVD method), or integer codes on a grid (rtn, gptq): see <see cref="Quantization.QuantizedCheckpoint"/>.</summary>
+    public bool IsQuantization => LowRankReference is null;
+
+    /// <summary>The papers' literal truncation (the test oracle); only low-rank methods have one.</summary>
+    public Func<ITruncation> Reference => LowRankReference ?? throw new InvalidOperationException($"{Name} is a quantization method; it has no truncation");
+
     /// <summary>The truncation's objective, from its reference implementation.</summary>
     public TruncationKind Truncation => Reference() switch
     {
@@ -44,15 +50,21 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// <summary>
     /// The method runs the model on the calibration windows while compressing (ASVD's sensitivity search probes the
     /// calibration perplexity; SVD-LLM's local update re-collects inputs from the compressed layers), so it needs them
-    /// and compresses the whole model in memory rather than one streamed layer at a time.
+    /// and compresses the whole model in memory rather than one streamed layer at a time. GPTQ runs the model on them
+    /// too (sequential calibration, one layer at a time) and needs no statistics.
     /// </summary>
-    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate;
+    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate || Name == "gptq";
+
+    /// <summary>Whether the method reads the cached calibration statistics (every low-rank method does; quantization does not).</summary>
+    public bool NeedsStatistics => !IsQuantization;
 
     /// <summary>
     /// The parameters a matrix may give the method (<c>methods: [{name: x, params: {...}}]</c>); matrix validation
-    /// refuses any other. None of this build's methods takes one; a method that does lists them in its entry.
+    /// refuses any other, and <see cref="MethodRecipe"/> reads them.
     /// </summary>
-    public IReadOnlyList<string> Parameters { get; init; } = [];
+    public IReadOnlyList<string> Parameters => IsQuantization
+        ? Name == "rtn" ? MethodRecipe.RtnParameters : MethodRecipe.GptqParameters
+        : MethodRecipe.LowRankParameters;
 
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =
@@ -72,7 +84,15 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
         new("svdllm-v2-alloc", "SVD-LLM V2 (allocation only)", 7, "ablation: V2's allocation with SVD-LLM's Cholesky truncation", AllocationKind.TheoreticalLoss,
             () => new CholeskyWhiteningTruncation()),
         new("svdllm-v2-trunc", "SVD-LLM V2 (truncation only)", 8, "ablation: V2's eigen truncation with uniform ratios", AllocationKind.Uniform, () => new EigenWhiteningTruncation()),
+        new("rtn", "RTN", 10, "round-to-nearest on GPTQ's per-row (per-group) grid; no calibration data", AllocationKind.Uniform, null),
+        new("gptq", "GPTQ", 11, "GPTQ (Frantar et al. 2022) with sequential calibration, as its reference's LLaMA script", AllocationKind.Uniform, null),
     ];
+
+    /// <summary>The low-rank (SVD) methods: those that take a ratio and a truncation.</summary>
+    public static IReadOnlyList<CompressionMethod> LowRank => [.. All.Where(m => !m.IsQuantization)];
+
+    /// <summary>The quantization methods: every decoder linear to a bit width, no ratio.</summary>
+    public static IReadOnlyList<CompressionMethod> Quantizers => [.. All.Where(m => m.IsQuantization)];
 
     public static CompressionMethod Get(string name)
     {

@@ -67,6 +67,25 @@ public static class Preflight
     }
 
     /// <summary>
+    /// What a recipe needs: its SVD method's estimate, its quantizer's, or both (an SVD method whose factors are then
+    /// quantized: the stages run one after the other, so memory is the larger of the two; the SVD output is a scratch
+    /// directory beside the quantized one, so both outputs count, and the quantizer's output is bounded by the dense
+    /// layout's since the factors hold fewer weights).
+    /// </summary>
+    public static ResourceEstimate Estimate(CausalLanguageModel model, MethodRecipe recipe, double ratio, int samples, int seqLen, bool statisticsCached)
+    {
+        if (recipe.Method.IsQuantization) return EstimateQuantization(model, recipe.Method.Name, recipe.Quantization!.Bits, recipe.Quantization.GroupSize, samples, seqLen);
+        var svd = Estimate(model, recipe.Method, ratio, samples, seqLen, statisticsCached);
+        if (recipe.Quantization is not { } q) return svd;
+        var quant = EstimateQuantization(model, recipe.Quantizer!, q.Bits, q.GroupSize, samples, seqLen);
+        return svd with
+        {
+            CompressionMemoryBytes = Math.Max(svd.CompressionMemoryBytes, quant.CompressionMemoryBytes),
+            OutputDiskBytes = svd.OutputDiskBytes + quant.OutputDiskBytes,
+        };
+    }
+
+    /// <summary>
     /// rtn/gptq (<see cref="Quantization.QuantizedCheckpoint"/>): one layer's float32 weights; for GPTQ the hidden states
     /// of all windows (spilled above 1 GiB), one H and GPTQ's one n×n work buffer, W in float64 twice (as read and
     /// permuted), the layer's codes, a batch's activations and the Gram observer's float64 copy of a batch's inputs.

@@ -47,7 +47,7 @@ internal static class ScaleBenchmark
             }
         }
         foreach (string m in methods)
-            if (!SvdLlm.Compression.Quantization.QuantizedCheckpoint.IsQuantization(m)) CompressionMethod.Get(m);
+            CompressionMethod.Get(m);
         Directory.CreateDirectory(work);
         Console.WriteLine($"scale bench: {NumericsRuntime.Describe()}");
         Console.WriteLine($"LLaMA-2-7B shape (hidden {Hidden}, intermediate {Intermediate}, {Heads} heads, vocab {Vocab}, BF16); calibration {samples} × {seqLen} random token ids; ratio 0.2");
@@ -154,7 +154,7 @@ internal static class ScaleBenchmark
         NumericsRuntime.SetThreads(int.Parse(a[7]));
         using var m = ModelLoader.Load(model);
         double calibration = 0;
-        if (SvdLlm.Compression.Quantization.QuantizedCheckpoint.IsQuantization(method))
+        if (CompressionMethod.Get(method).IsQuantization)
         {
             // rtn/gptq at 4 bits, groups of 128 (the reference's LLaMA setting); GPTQ runs its own sequential calibration
             // on the same random windows, so its time includes the (distinct inputs + 1) forward passes per layer.

@@ -43,7 +43,7 @@ public class QuantizeCliTests
             Assert.Equal(14, inspectDoc.RootElement.GetProperty("linears_quantized").GetInt32());
             var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "compression-report.json"))).RootElement;
             Assert.Equal(method, report.GetProperty("method").GetString());
-            Assert.Equal(7 * 2, report.GetProperty("matrices").GetArrayLength());
+            Assert.Equal(7 * 2, report.GetProperty("quantization").GetProperty("matrices").GetArrayLength());
         }
     }
 
@@ -67,8 +67,11 @@ public class QuantizeCliTests
         // 4-bit codes with group-32 float16 scales instead of float32 factors (padded to ranks of 32): well under a third.
         Assert.True(Bytes(both) * 3 < Bytes(svd), $"{Bytes(both)} vs {Bytes(svd)}");
         var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(both, "compression-report.json"))).RootElement;
-        Assert.Equal("svdllm", report.GetProperty("svd").GetProperty("method").GetString());
-        Assert.Equal(2 * 7 * 2, report.GetProperty("matrices").GetArrayLength());   // U and V of 7 linears in 2 layers
+        // The SVD report (ranks and losses of 14 linears), with the quantization of their factors inside it.
+        Assert.Equal("svdllm", report.GetProperty("method").GetString());
+        Assert.Equal(2 * 7, report.GetProperty("matrices").GetArrayLength());
+        Assert.Equal(2 * 7 * 2, report.GetProperty("quantization").GetProperty("matrices").GetArrayLength());   // U and V of 7 linears in 2 layers
+        Assert.Equal(Bytes(both), report.GetProperty("linear_bytes_after").GetInt64());
         var ppl = CliRunner.Run("ppl", "--model", both, "--text-file", text, "--seq-len", "16", "--json");
         Assert.True(ppl.Exit == 0, ppl.Err);
     }
@@ -97,6 +100,6 @@ public class QuantizeCliTests
         Refused("--quantize", "--method", "gptq", "--bits", "4", "--quantize", "rtn", "--text-file", text);
         // 40000-token windows need ≈ 51 GB of attention scratch: refused by the preflight before anything is read or written.
         Refused("of memory", "--method", "gptq", "--bits", "4", "--text-file", text, "--samples", "2", "--seq-len", "40000");
-        Refused("rtn, gptq", "--method", "svdllm", "--ratio", "0.2", "--text-file", text, "--quantize", "awq", "--bits", "4");
+        Refused("rtn or gptq", "--method", "svdllm", "--ratio", "0.2", "--text-file", text, "--quantize", "awq", "--bits", "4");
     }
 }

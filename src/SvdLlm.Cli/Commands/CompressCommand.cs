@@ -62,7 +62,7 @@ internal static class CompressCommand
         o.TextFile.Required = false; // round-to-nearest needs no data; checked per method below
         var method = new Option<string>("--method")
         {
-            Description = "one of: " + string.Join(", ", CompressionMethod.All.Select(m => m.Name).Concat(QuantizedCheckpoint.Methods.Select(m => m.Name))),
+            Description = "one of: " + string.Join(", ", CompressionMethod.All.Select(m => m.Name)),
             Required = true,
         };
         var ratio = new Option<double?>("--ratio") { Description = "SVD methods: fraction of the decoder linears' parameters to remove, in (0, 1)" };
@@ -85,136 +85,85 @@ internal static class CompressCommand
         {
             SetThreads(p.GetValue(o.Threads));
             string methodName = p.GetValue(method)!;
-            var quantizationOptions = new Option[] { bits, groupSize, actOrder, staticGroups, sym, damp };
-            if (QuantizedCheckpoint.IsQuantization(methodName))
+            // The options become the method's parameters, read by the same code as a matrix's params: (name, value if given).
+            var given = new (string Name, Option Option, Func<string> Value)[]
             {
-                if (Given(p, ratio)) throw new ArgumentException($"--ratio does not apply to {methodName}; it quantizes every decoder linear to --bits");
-                if (Given(p, quantize)) throw new ArgumentException($"--quantize follows an SVD method; {methodName} quantizes by itself");
-                return Quantize(p.GetValue(o.Model)!, methodName, QuantizationOptions(methodName), p.GetValue(o.TextFile), p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed),
-                    p.GetValue(output)!, p.GetValue(o.Json), p.GetValue(force));
-            }
-            var m = CompressionMethod.Get(methodName);
-            string? quantizer = p.GetValue(quantize);
-            GptqOptions? factorOptions = null;
-            if (quantizer is null)
+                ("quantize", quantize, () => p.GetValue(quantize)!), ("bits", bits, () => Invariant(p.GetValue(bits))),
+                ("group_size", groupSize, () => Invariant(p.GetValue(groupSize))), ("act_order", actOrder, () => "true"),
+                ("static_groups", staticGroups, () => "true"), ("sym", sym, () => "true"), ("damp", damp, () => Invariant(p.GetValue(damp))),
+            };
+            var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (name, option, value) in given)
+                if (Given(p, option) && (option is not Option<bool> flag || p.GetValue(flag))) parameters[name] = value();
+            var recipe = MethodRecipe.Parse(methodName, parameters, name => "--" + name.Replace('_', '-'));
+            var m = recipe.Method;
+            double r = 0;
+            if (recipe.TakesRatio)
             {
-                foreach (var q in quantizationOptions)
-                    if (Given(p, q)) throw new ArgumentException($"{q.Name} applies to rtn and gptq (or to an SVD method with --quantize), not to {methodName} alone");
+                if (p.GetValue(ratio) is not double given1) throw new ArgumentException($"{methodName} needs --ratio: the fraction of the decoder linears' parameters to remove, in (0, 1)");
+                if (!(given1 > 0 && given1 < 1)) throw new ArgumentException($"--ratio {given1} must be in (0, 1): the fraction of parameters removed");
+                r = given1;
             }
-            else
-            {
-                if (!QuantizedCheckpoint.IsQuantization(quantizer)) throw new ArgumentException($"--quantize {quantizer}: expected one of {string.Join(", ", QuantizedCheckpoint.Methods.Select(q => q.Name))}");
-                factorOptions = QuantizationOptions(quantizer);
-            }
-
-            GptqOptions QuantizationOptions(string q)
-            {
-                if (p.GetValue(bits) is not int b) throw new ArgumentException($"{q} needs --bits (2, 3, 4 or 8)");
-                var options = new GptqOptions
-                {
-                    Bits = b, GroupSize = p.GetValue(groupSize), ActOrder = p.GetValue(actOrder), StaticGroups = p.GetValue(staticGroups),
-                    Symmetric = p.GetValue(sym), PercentDamping = p.GetValue(damp),
-                };
-                if (q == "rtn" && (options.ActOrder || options.StaticGroups || Given(p, damp)))
-                    throw new ArgumentException("--act-order, --static-groups and --damp are GPTQ's; rtn has no calibration data");
-                QuantizedCheckpoint.Check(options);
-                return options;
-            }
-            if (p.GetValue(ratio) is not double r) throw new ArgumentException($"{methodName} needs --ratio: the fraction of the decoder linears' parameters to remove, in (0, 1)");
-            if (!(r > 0 && r < 1)) throw new ArgumentException($"--ratio {r} must be in (0, 1): the fraction of parameters removed");
-            if (p.GetValue(o.TextFile) is null) throw new ArgumentException($"{methodName} needs --text-file (the calibration text)");
+            else if (Given(p, ratio)) throw new ArgumentException($"--ratio does not apply to {methodName}; it quantizes every decoder linear to --bits");
+            if ((recipe.NeedsStatistics || recipe.NeedsWindows) && p.GetValue(o.TextFile) is null) throw new ArgumentException($"{methodName} needs --text-file (the calibration text)");
             string outDir = Path.GetFullPath(p.GetValue(output)!);
             if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
-            var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
+            string modelDir = p.GetValue(o.Model)!;
+            var request = new CalibrationRequest(modelDir, p.GetValue(o.TextFile) ?? "", p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            using var model = ModelLoader.Load(request.ModelDirectory);
+            using var model = ModelLoader.Load(modelDir);
             string? workspaceDir = p.GetValue(workspace);
             var fileHash = AssetCache.Sha256Once();
-            bool cached = File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(request, fileHash)));
-            var estimate = Preflight.Estimate(model, m, r, request.Samples, request.SeqLen, cached);
-            Preflight.Check(estimate, CalibrationCache.Directory, outDir, workspaceDir, p.GetValue(force), Log);
-            var windows = Calibrator.SampleWindows(request);
-            var (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log, force: p.GetValue(force), fileHash: fileHash);
+            bool cached = recipe.NeedsStatistics && File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(request, fileHash)));
+            Preflight.Check(Preflight.Estimate(model, recipe, r, request.Samples, request.SeqLen, cached), CalibrationCache.Directory, outDir, workspaceDir, p.GetValue(force), Log);
+            var windows = recipe.NeedsStatistics || recipe.NeedsWindows ? Calibrator.SampleWindows(request) : null;
+            CalibrationStatisticsFile? stats = null;
+            string? key = null;
+            bool hit = false;
+            if (recipe.NeedsStatistics) (stats, key, _, hit) = CalibrationCache.GetOrCollect(model, windows!, request, Log, force: p.GetValue(force), fileHash: fileHash);
             double calibrationSeconds = clock.Elapsed.TotalSeconds;
-            // With --quantize the factors go to a scratch directory beside the output first (a dead run's is swept here).
-            string parent = Path.GetDirectoryName(outDir)!;
-            if (factorOptions is not null) Leftovers.Sweep(parent, Path.GetFileName(outDir) + ".svd");
-            string svdDir = factorOptions is null ? outDir : Leftovers.TempPath(outDir + ".svd");
             CompressionReport report;
             using (stats)
             {
-                report = Compressor.CompressToDirectory(model, stats, m.Name, r, svdDir, Log, workspaceDir, windows);
-                report.StageSeconds["calibration"] = calibrationSeconds;
-                report.Calibration["cache_hit"] = hit.ToString();
-                report.Calibration["threads"] = NumericsRuntime.Threads.ToString();
-                report.Calibration["numerics"] = NumericsRuntime.Describe();
-                // Rewritten atomically with the calibration time and provenance, known only here.
-                SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(svdDir, "compression-report.json"),
-                    CompressedCheckpoint.ReportJson(report).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            }
-            if (factorOptions is not null)
-            {
-                try
+                report = recipe.CompressToDirectory(model, stats, windows, r, outDir, Log, workspaceDir, rep =>
                 {
-                    using var lowRank = ModelLoader.Load(svdDir);
-                    var quantReport = QuantizedCheckpoint.Write(lowRank, quantizer!, factorOptions, quantizer == "gptq" ? windows : null, outDir, Log);
-                    quantReport["svd"] = CompressedCheckpoint.ReportJson(report);
-                    SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), quantReport.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-                    report.Notes.Add($"factors quantized with {quantizer} to {factorOptions.Bits} bits: {quantReport["bits_per_weight"]} bits per dense weight");
-                }
-                finally
-                {
-                    Directory.Delete(svdDir, recursive: true);
-                }
-            }
-            {
-                if (p.GetValue(o.Json))
-                {
-                    Console.WriteLine(new JsonObject
+                    if (recipe.NeedsStatistics)
                     {
-                        ["out"] = outDir, ["method"] = m.Name, ["ratio"] = r, ["calibration_key"] = key,
-                        ["achieved_linear_ratio"] = report.AchievedLinearRatio, ["achieved_model_ratio"] = report.AchievedModelRatio,
-                        ["largest_svd"] = report.LargestSvdMatrix, ["largest_svd_seconds"] = report.LargestSvdSeconds,
-                        ["stage_seconds"] = JsonSerializer.SerializeToNode(report.StageSeconds),
-                    }.ToJsonString());
-                }
-                else
+                        rep.StageSeconds["calibration"] = calibrationSeconds;
+                        rep.Calibration["cache_hit"] = hit.ToString();
+                    }
+                    if (windows is not null) rep.Calibration["seed"] = request.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    rep.Calibration["threads"] = NumericsRuntime.Threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    rep.Calibration["numerics"] = NumericsRuntime.Describe();
+                });
+            }
+            if (p.GetValue(o.Json))
+            {
+                Console.WriteLine(new JsonObject
                 {
-                    Console.WriteLine($"compressed with {m.Name} at {r:P0}: removed {report.AchievedLinearRatio:P2} of the linear parameters ({report.AchievedModelRatio:P2} of the model) → {outDir}");
-                }
+                    ["out"] = outDir, ["method"] = m.Name, ["label"] = recipe.Label, ["ratio"] = r, ["calibration_key"] = key,
+                    ["achieved_linear_ratio"] = report.AchievedLinearRatio, ["achieved_model_ratio"] = report.AchievedModelRatio,
+                    ["linear_bytes_before"] = report.LinearBytesBefore, ["linear_bytes_after"] = report.LinearBytesAfter,
+                    ["bits_per_weight"] = report.BitsPerWeight is double bpw ? Math.Round(bpw, 4) : null,
+                    ["largest_svd"] = report.LargestSvdMatrix, ["largest_svd_seconds"] = report.LargestSvdSeconds,
+                    ["stage_seconds"] = JsonSerializer.SerializeToNode(report.StageSeconds),
+                }.ToJsonString());
+            }
+            else
+            {
+                string bytes = report.LinearBytesAfter is long after ? $"; linear weights {report.LinearBytesBefore / 1e6:F2} → {after / 1e6:F2} MB ({report.BitsPerWeight:F3} bits per weight)" : "";
+                Console.WriteLine(recipe.TakesRatio
+                    ? $"compressed with {recipe.Label} at {r:P0}: removed {report.AchievedLinearRatio:P2} of the linear parameters ({report.AchievedModelRatio:P2} of the model){bytes} → {outDir}"
+                    : $"quantized with {recipe.Label}{bytes} → {outDir}");
             }
             return 0;
         }));
         return command;
     }
 
-    private static int Quantize(string modelDir, string method, GptqOptions options, string? textFile, int samples, int seqLen, int seed, string output, bool json, bool force)
-    {
-        string outDir = Path.GetFullPath(output);
-        if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
-        if (method == "gptq" && textFile is null) throw new ArgumentException("gptq needs --text-file (the calibration text)");
-        using var model = ModelLoader.Load(modelDir);
-        Preflight.Check(Preflight.EstimateQuantization(model, method, options.Bits, options.GroupSize, samples, seqLen), CalibrationCache.Directory, outDir, null, force, Log);
-        CalibrationWindows? windows = null;
-        if (method == "gptq")
-        {
-            windows = Calibrator.SampleWindows(new CalibrationRequest(modelDir, textFile!, samples, seqLen, seed, Fisher: false));
-        }
-        var report = QuantizedCheckpoint.Write(model, method, options, windows, outDir, Log);
-        report["calibration_seed"] = windows is null ? null : seed;
-        report["threads"] = NumericsRuntime.Threads;
-        report["numerics"] = NumericsRuntime.Describe();
-        SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        if (json)
-            Console.WriteLine(new JsonObject
-            {
-                ["out"] = outDir, ["method"] = method, ["bits"] = options.Bits, ["bits_per_weight"] = report["bits_per_weight"]!.DeepClone(),
-                ["linear_bytes_after"] = report["linear_bytes_after"]!.DeepClone(), ["stage_seconds"] = report["stage_seconds"]!.DeepClone(),
-            }.ToJsonString());
-        else
-            Console.WriteLine($"quantized with {method} to {options.Bits} bits ({report["bits_per_weight"]} bits per weight with scales and zeros) → {outDir}");
-        return 0;
-    }
+    private static string Invariant<T>(T value) where T : IFormattable => value.ToString(null, System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string Invariant(int? value) => value is int v ? Invariant(v) : "";
 
     /// <summary>Whether the user wrote the option (a default value is not "given").</summary>
     private static bool Given(ParseResult p, Option option) => p.GetResult(option) is { Implicit: false };

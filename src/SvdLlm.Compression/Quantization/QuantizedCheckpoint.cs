@@ -19,15 +19,6 @@ public sealed record QuantizedMatrixReport(string Name, int[] Shape, int Groups,
 /// </summary>
 public static class QuantizedCheckpoint
 {
-    /// <summary>The quantization methods, by the name used on the command line.</summary>
-    public static readonly IReadOnlyList<(string Name, string Description)> Methods =
-    [
-        ("rtn", "round-to-nearest on GPTQ's per-row (per-group) grid; no calibration data"),
-        ("gptq", "GPTQ (Frantar et al. 2022) with sequential calibration, as its reference's LLaMA script"),
-    ];
-
-    public static bool IsQuantization(string method) => Methods.Any(m => m.Name == method);
-
     /// <summary>The options GPTQ takes that this writer can also store (2, 3, 4 or 8 bits); checked before any work.</summary>
     public static void Check(GptqOptions options)
     {
@@ -35,11 +26,16 @@ public static class QuantizedCheckpoint
         if (!GptqLayout.IsPackable(options.Bits)) throw new ArgumentException($"--bits {options.Bits}: the GPTQ layout stores 2, 3, 4 or 8 bits");
     }
 
-    public static JsonObject Write(CausalLanguageModel model, string method, GptqOptions options, CalibrationWindows? windows, string outDir, Action<string>? log = null)
+    /// <summary>
+    /// Quantizes and writes the directory; returns this quantization's report. <paramref name="compose"/> turns it into
+    /// the compression-report.json the directory is committed with (by default the quantization report itself).
+    /// </summary>
+    public static JsonObject Write(CausalLanguageModel model, string method, GptqOptions options, CalibrationWindows? windows, string outDir, Action<string>? log = null,
+        Func<JsonObject, JsonObject>? compose = null)
     {
         Check(options);
         log ??= _ => { };
-        if (!IsQuantization(method)) throw new ArgumentException($"unknown quantization method '{method}'; known: {string.Join(", ", Methods.Select(m => m.Name))}");
+        if (method is not ("rtn" or "gptq")) throw new ArgumentException($"unknown quantization method '{method}'; known: rtn, gptq");
         if (method == "gptq" && windows is null) throw new ArgumentException("gptq runs the model on calibration windows; pass them");
         if (model.Linears.Any(l => l.QuantizedBits is not null)) throw new InvalidOperationException($"{model.Directory} is already quantized; quantize the original (or low-rank) model");
         foreach (var l in model.Linears)
@@ -113,7 +109,7 @@ public static class QuantizedCheckpoint
                 bytes_before = m.BytesBefore, bytes_after = m.BytesAfter, seconds = Math.Round(m.Seconds, 4), note = m.Note,
             })),
         };
-        writer.Commit(report, config => config["quantization_config"] = QuantizationConfig(method, options));
+        writer.Commit(compose is null ? report : compose(report), config => config["quantization_config"] = QuantizationConfig(method, options));
         log($"{method} {options.Bits}-bit: {bytesBefore / 1e6:F1} MB of linear weights → {bytesAfter / 1e6:F1} MB ({8.0 * bytesAfter / weights:F3} bits per weight) in {seconds:F1} s");
         return report;
     }

@@ -1,0 +1,196 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Compression.Quantization;
+using SvdLlm.Models.Architectures;
+
+namespace SvdLlm.Compression;
+
+/// <summary>
+/// A method with its parameters: what one matrix cell or one <c>svdllm compress</c> computes. A matrix's
+/// <c>{name: gptq, params: {bits: 4, group_size: 128}}</c> and the command line's <c>--bits 4 --group-size 128</c> both
+/// come through <see cref="Parse"/>, and <see cref="Canonical"/> is what a cell key hashes: values in one spelling and
+/// defaults left out, so <c>{bits: 4, sym: false}</c> and <c>{bits: "4"}</c> are the same cell.
+/// </summary>
+/// <param name="Quantizer">for a low-rank method, the quantizer of its factors (rtn or gptq), or null; for rtn/gptq, the method itself</param>
+/// <param name="Quantization">the grid and GPTQ settings when anything is quantized</param>
+public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization)
+{
+    public static readonly IReadOnlyList<string> RtnParameters = ["bits", "group_size", "sym"];
+    public static readonly IReadOnlyList<string> GptqParameters = ["bits", "group_size", "act_order", "static_groups", "sym", "damp"];
+
+    /// <summary>An SVD method's: <c>quantize</c> (rtn or gptq) and that quantizer's parameters, applied to both factors.</summary>
+    public static readonly IReadOnlyList<string> LowRankParameters = ["quantize", .. GptqParameters];
+
+    private static readonly GptqOptions Defaults = new();
+
+    /// <summary>Whether the cell reads calibration statistics (low-rank methods do).</summary>
+    public bool NeedsStatistics => Method.NeedsStatistics;
+
+    /// <summary>Whether the cell runs the model on calibration windows (GPTQ, sensitivity search, local update).</summary>
+    public bool NeedsWindows => Method.NeedsCalibrationWindows || Quantizer == "gptq";
+
+    /// <summary>Whether the cell takes a ratio (low-rank) or quantizes at full rank (rtn, gptq: ratio 0 in results).</summary>
+    public bool TakesRatio => !Method.IsQuantization;
+
+    public static MethodRecipe Plain(string method) => Parse(method, new Dictionary<string, string>());
+
+    /// <summary>
+    /// Reads a method's parameters. Errors name the parameter as <paramref name="spell"/> writes it (<c>params.bits</c>
+    /// in a matrix, <c>--bits</c> on the command line) and say what was expected.
+    /// </summary>
+    public static MethodRecipe Parse(string method, IReadOnlyDictionary<string, string> parameters, Func<string, string>? spell = null)
+    {
+        spell ??= p => "params." + p;
+        var m = CompressionMethod.Get(method);
+        foreach (string p in parameters.Keys.Where(p => !m.Parameters.Contains(p)))
+            throw new ArgumentException(m.IsQuantization && LowRankParameters.Contains(p)
+                ? $"{spell(p)} is not a parameter of {method} (it takes {string.Join(", ", m.Parameters.Select(spell))})"
+                : $"{spell(p)}: unknown parameter of {method}; it takes {string.Join(", ", m.Parameters.Select(spell))}");
+        string? quantizer = m.IsQuantization ? m.Name : parameters.GetValueOrDefault("quantize");
+        if (quantizer is null)
+        {
+            if (parameters.Count > 0)
+                throw new ArgumentException($"{spell(parameters.Keys.First())} applies to a quantizer: give {spell("quantize")} (rtn or gptq) as well, or drop it");
+            return new MethodRecipe(m, null, null);
+        }
+        if (quantizer is not ("rtn" or "gptq"))
+            throw new ArgumentException($"{spell("quantize")}: '{quantizer}' is not a quantizer of factors; expected rtn or gptq");
+        if (quantizer == "rtn")
+            foreach (string p in GptqParameters.Except(RtnParameters).Where(parameters.ContainsKey))
+                throw new ArgumentException($"{spell(p)} is GPTQ's; rtn uses no calibration data");
+        if (!parameters.TryGetValue("bits", out string? bitsText))
+            throw new ArgumentException($"{quantizer} needs {spell("bits")} (2, 3, 4 or 8)");
+        var options = new GptqOptions
+        {
+            Bits = Int(bitsText, "bits"),
+            GroupSize = parameters.TryGetValue("group_size", out string? g) ? Int(g, "group_size") : Defaults.GroupSize,
+            ActOrder = parameters.TryGetValue("act_order", out string? a) && Bool(a, "act_order"),
+            StaticGroups = parameters.TryGetValue("static_groups", out string? s) && Bool(s, "static_groups"),
+            Symmetric = parameters.TryGetValue("sym", out string? y) && Bool(y, "sym"),
+            PercentDamping = parameters.TryGetValue("damp", out string? d) ? Double(d, "damp") : Defaults.PercentDamping,
+        };
+        if (options.GroupSize <= 0) options = options with { GroupSize = -1 };
+        try
+        {
+            QuantizedCheckpoint.Check(options);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{method}{(m.IsQuantization ? "" : " + " + quantizer)}: {e.Message}", e);
+        }
+        return new MethodRecipe(m, quantizer, options);
+
+        int Int(string v, string p) => int.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int x)
+            ? x : throw new ArgumentException($"{spell(p)}: '{v}' is not an integer");
+        bool Bool(string v, string p) => bool.TryParse(v, out bool x) ? x : throw new ArgumentException($"{spell(p)}: '{v}' is not true or false");
+        double Double(string v, string p) => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && double.IsFinite(x)
+            ? x : throw new ArgumentException($"{spell(p)}: '{v}' is not a number");
+    }
+
+    /// <summary>The parameters in one spelling, defaults left out (what a cell key hashes).</summary>
+    public SortedDictionary<string, string> Canonical()
+    {
+        var c = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        if (Quantization is not { } q) return c;
+        if (!Method.IsQuantization) c["quantize"] = Quantizer!;
+        c["bits"] = q.Bits.ToString(CultureInfo.InvariantCulture);
+        if (q.GroupSize > 0) c["group_size"] = q.GroupSize.ToString(CultureInfo.InvariantCulture);
+        if (q.ActOrder) c["act_order"] = "true";
+        if (q.StaticGroups) c["static_groups"] = "true";
+        if (q.Symmetric) c["sym"] = "true";
+        if (Quantizer == "gptq" && q.PercentDamping != Defaults.PercentDamping) c["damp"] = q.PercentDamping.ToString("R", CultureInfo.InvariantCulture);
+        return c;
+    }
+
+    /// <summary>"GPTQ 4-bit g128", "SVD-LLM V2 + GPTQ 4-bit g128": how tables and plots name the cell's method.</summary>
+    public string Label => Quantization is null ? Method.Display
+        : Method.IsQuantization ? QuantizationLabel : $"{Method.Display} + {QuantizationLabel}";
+
+    private string QuantizationLabel
+    {
+        get
+        {
+            var q = Quantization!;
+            var parts = new List<string> { $"{(Quantizer == "gptq" ? "GPTQ" : "RTN")} {q.Bits}-bit" };
+            if (q.GroupSize > 0) parts.Add($"g{q.GroupSize}");
+            if (q.ActOrder) parts.Add("act-order");
+            if (q.StaticGroups) parts.Add("static groups");
+            if (q.Symmetric) parts.Add("sym");
+            if (Quantizer == "gptq" && q.PercentDamping != Defaults.PercentDamping) parts.Add($"damp {q.PercentDamping.ToString("G3", CultureInfo.InvariantCulture)}");
+            return string.Join(" ", parts);
+        }
+    }
+
+    /// <summary>
+    /// Compresses <paramref name="model"/> into <paramref name="outDir"/> (which appears whole or not at all) and returns
+    /// the report that compression-report.json holds: an SVD method at <paramref name="ratio"/>, a quantizer at full rank,
+    /// or an SVD method whose factors are then quantized (the factors go to a scratch directory beside the output
+    /// first). Every report carries the decoder linears' stored bytes before and after, the axis on which SVD and
+    /// quantization compare. <paramref name="annotate"/> adds what only the caller knows (calibration time, provenance)
+    /// before the report is written.
+    /// </summary>
+    public CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource? stats, CalibrationWindows? windows, double ratio, string outDir,
+        Action<string> log, string? workspaceDir = null, Action<CompressionReport>? annotate = null)
+    {
+        if (NeedsStatistics && stats is null) throw new ArgumentException($"{Method.Name} needs calibration statistics");
+        if (NeedsWindows && windows is null) throw new ArgumentException($"{Label} runs the model on calibration windows; pass them");
+        long bytesBefore = model.Linears.Sum(l => l.StoredWeightBytes(model.Reader));
+        var indented = new JsonSerializerOptions { WriteIndented = true };
+        if (Method.IsQuantization)
+        {
+            CompressionReport? composed = null;
+            QuantizedCheckpoint.Write(model, Method.Name, Quantization!, Method.NeedsCalibrationWindows ? windows : null, outDir, log, quant =>
+            {
+                composed = new CompressionReport { Method = Method.Name, Ratio = 0 };
+                composed.LinearParamsBefore = composed.LinearParamsAfter = model.LinearParameterCount;
+                composed.ModelParamsBefore = composed.ModelParamsAfter = model.ParameterCount;
+                Quantized(composed, quant, bytesBefore);
+                annotate?.Invoke(composed);
+                return CompressedCheckpoint.ReportJson(composed);
+            });
+            return composed!;
+        }
+        if (Quantization is null)
+        {
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows);
+            report.LinearBytesBefore = bytesBefore;
+            using (var written = ModelLoader.Load(outDir)) report.LinearBytesAfter = written.Linears.Sum(l => l.StoredWeightBytes(written.Reader));
+            annotate?.Invoke(report);
+            SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), CompressedCheckpoint.ReportJson(report).ToJsonString(indented));
+            return report;
+        }
+        string parent = Path.GetDirectoryName(Path.GetFullPath(outDir))!;
+        SvdLlm.Models.Data.Leftovers.Sweep(parent, Path.GetFileName(outDir) + ".svd");
+        string svdDir = SvdLlm.Models.Data.Leftovers.TempPath(Path.GetFullPath(outDir) + ".svd");
+        try
+        {
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows);
+            using var lowRank = ModelLoader.Load(svdDir);
+            QuantizedCheckpoint.Write(lowRank, Quantizer!, Quantization, Quantizer == "gptq" ? windows : null, outDir, log, quant =>
+            {
+                Quantized(report, quant, bytesBefore);
+                annotate?.Invoke(report);
+                return CompressedCheckpoint.ReportJson(report);
+            });
+            return report;
+        }
+        finally
+        {
+            if (Directory.Exists(svdDir)) Directory.Delete(svdDir, recursive: true);
+        }
+    }
+
+    /// <summary>Folds a quantization report into <paramref name="report"/>: bytes, stage time, notes, and the whole of it under "quantization".</summary>
+    private void Quantized(CompressionReport report, JsonObject quant, long bytesBefore)
+    {
+        report.LinearBytesBefore = bytesBefore;
+        report.LinearBytesAfter = quant["linear_bytes_after"]!.GetValue<long>();
+        report.StageSeconds["quantization"] = quant["stage_seconds"]!["quantization"]!.GetValue<double>();
+        foreach (var n in quant["notes"]!.AsArray()) report.Notes.Add(n!.GetValue<string>());
+        report.Notes.Add($"{QuantizationLabel}: {quant["bits_per_weight"]} bits per dense linear weight");
+        report.Quantization = quant;
+        report.Label = Label;
+    }
+}
