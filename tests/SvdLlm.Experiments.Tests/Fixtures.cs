@@ -13,12 +13,13 @@ internal sealed class MicroWorld : IDisposable
     public string TextFile { get; }
     public string CacheDir { get; }
 
-    public MicroWorld(int seed = 1)
+    /// <param name="arch">Llama2's micro preset (hidden 32, intermediate 80); Llama3's (64/96) has every dimension a multiple of 32, as quantizers need</param>
+    public MicroWorld(int seed = 1, TinyArch arch = TinyArch.Llama2)
     {
         TextFile = Temp.File("text.txt");
         File.WriteAllText(TextFile, Text(seed: 7, words: 2500));
         var bpe = ByteLevelBpeTrainer.Train([File.ReadAllText(TextFile)], vocabSize: 300);
-        var config = TinyConfig.Preset(TinyArch.Llama2) with { VocabSize = bpe.VocabSize, BosTokenId = bpe.BosId, EosTokenId = bpe.EosId };
+        var config = TinyConfig.Preset(arch) with { VocabSize = bpe.VocabSize, BosTokenId = bpe.BosId, EosTokenId = bpe.EosId };
         ModelDir = Temp.Sub("model");
         TinyCheckpoint.Create(ModelDir, config, seed);
         File.WriteAllText(Path.Combine(ModelDir, "tokenizer.json"), ByteLevelBpeTrainer.ToTokenizerJson(bpe));

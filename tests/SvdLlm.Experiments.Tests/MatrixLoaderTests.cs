@@ -1,3 +1,5 @@
+using SvdLlm.Experiments.Cache;
+using SvdLlm.Experiments.Pipeline;
 using SvdLlm.Experiments.Matrix;
 using SvdLlm.Models.Tests;
 
@@ -80,8 +82,8 @@ public sealed class MatrixLoaderTests
             $"{At(f, 1, "/nonexistent")}: models[0].path: model directory '/nonexistent/model' not found",
             $"{At(f, 2, "/nonexistent")}: calibration.dataset: calibration text '/nonexistent/text.txt' not found",
             $"{At(f, 2, "lots")}: calibration.samples: expected an integer, got 'lots'",
-            $"{At(f, 3, "svdd")}: methods[1]: unknown method 'svdd'; did you mean 'svd'?; known: svd, asvd, asvd-search, fwsvd, svdllm, svdllm-update, svdllm-v2, svdllm-v2-alloc, svdllm-v2-trunc",
-            $"{At(f, 3, "svd", 3)}: methods[2]: duplicate cell: method 'svd' is already listed at line 3",
+            $"{At(f, 3, "svdd")}: methods[1]: unknown method 'svdd'; did you mean 'svd'?; known: svd, asvd, asvd-search, fwsvd, svdllm, svdllm-update, svdllm-v2, svdllm-v2-alloc, svdllm-v2-trunc, rtn, gptq",
+            $"{At(f, 3, "svd", 3)}: methods[2]: duplicate cell: SVD is already listed at line 3",
             $"{At(f, 4, "1.5")}: ratios[1]: ratio 1.5 is outside (0, 1): it is the fraction of the linears' parameters removed",
             $"{At(f, 4, "0,")}: ratios[2]: ratio 0 is outside (0, 1): it is the fraction of the linears' parameters removed",
             $"{At(f, 4, "0.2", 2)}: ratios[3]: duplicate cell: ratio 0.2 is already listed at line 4",
@@ -148,16 +150,55 @@ public sealed class MatrixLoaderTests
     public void AMethodParameterIsCheckedAgainstTheMethodsOwnList()
     {
         using var w = new MicroWorld();
-        string yaml = """
+        string Yaml(string methods, string ratios = "ratios: [0.2]") => $$$"""
             models: [{model}]
             calibration: {dataset: {text}, samples: 8, seq_len: 32}
-            methods: [{name: svdllm, params: {alpha: 0.5}}]
+            methods: {{{methods}}}
+            {{{ratios}}}
+            tasks: [{name: wikitext2, data: {text}}]
+            """;
+        string Error(string methods, string ratios = "ratios: [0.2]") => Assert.Single(Invalid(w.Matrix(Yaml(methods, ratios))).Errors).ToString();
+        Assert.Contains("methods[0].params: unknown parameter 'alpha' of 'svdllm'; it takes quantize, bits, group_size, act_order, static_groups, sym, damp",
+            Error("[{name: svdllm, params: {alpha: 0.5}}]"), StringComparison.Ordinal);
+        Assert.Contains("methods[0].params: unknown parameter 'act_order' of 'rtn'", Error("[{name: rtn, params: {bits: 4, act_order: true}}]"), StringComparison.Ordinal);
+        Assert.Contains("gptq needs methods[0].params.bits (2, 3, 4 or 8)", Error("[{name: gptq, params: {group_size: 128}}]"), StringComparison.Ordinal);
+        Assert.Contains("methods[0].params.bits: 'four' is not an integer", Error("[{name: gptq, params: {bits: four}}]"), StringComparison.Ordinal);
+        Assert.Contains("2, 3, 4 or 8", Error("[{name: gptq, params: {bits: 5}}]"), StringComparison.Ordinal);
+        Assert.Contains("methods[0].params.bits applies to a quantizer: give methods[0].params.quantize", Error("[{name: svdllm, params: {bits: 4}}]"), StringComparison.Ordinal);
+        Assert.Contains("methods[0].params.quantize: 'awq' is not a quantizer", Error("[{name: svdllm, params: {quantize: awq, bits: 4}}]"), StringComparison.Ordinal);
+        Assert.Contains("methods[0].params.damp is GPTQ's", Error("[{name: svdllm, params: {quantize: rtn, bits: 4, damp: 0.1}}]"), StringComparison.Ordinal);
+        // Quantizers take no ratio: a matrix of quantizers only with ratios is a mistake, and without them is complete.
+        Assert.Contains("ratios: only SVD methods take a ratio", Error("[{name: gptq, params: {bits: 4}}]"), StringComparison.Ordinal);
+        var quantOnly = MatrixLoader.Load(w.Matrix(Yaml("[{name: gptq, params: {bits: 4}}, {name: rtn, params: {bits: 4}}]", "")));
+        Assert.Equal(2, quantOnly.Methods.Count);
+    }
+
+    /// <summary>Parameters are stored canonically, so spellings of one configuration are one cell (a duplicate), and other values are other cells with other keys.</summary>
+    [Fact]
+    public void MethodParametersAreCanonicalSoOneConfigurationIsOneCell()
+    {
+        using var w = new MicroWorld();
+        string Yaml(string methods) => $$$"""
+            models: [{model}]
+            calibration: {dataset: {text}, samples: 8, seq_len: 32}
+            methods: {{{methods}}}
             ratios: [0.2]
             tasks: [{name: wikitext2, data: {text}}]
             """;
-        var error = Assert.Single(Invalid(w.Matrix(yaml)).Errors);
-        Assert.Contains("methods[0].params: method 'svdllm' takes no parameters (got 'alpha')", error.ToString(), StringComparison.Ordinal);
-        Assert.Empty(SvdLlm.Compression.CompressionMethod.Get("svdllm").Parameters);
+        var e = Invalid(w.Matrix(Yaml("[svd, {name: gptq, params: {bits: 4, group_size: 128}}, {name: gptq, params: {bits: \"4\", group_size: 128, sym: false, damp: 0.01}}]")));
+        Assert.Contains("methods[2]: duplicate cell: GPTQ 4-bit g128 is already listed at line", Assert.Single(e.Errors).ToString(), StringComparison.Ordinal);
+
+        var spec = MatrixLoader.Load(w.Matrix(Yaml("[{name: gptq, params: {bits: 4, group_size: 128}}, {name: gptq, params: {bits: 3, group_size: 128}}, " +
+            "{name: svdllm-v2, params: {quantize: gptq, bits: 4, group_size: 128, act_order: false}}, svdllm-v2]")));
+        Assert.Equal(["bits=4,group_size=128", "bits=3,group_size=128", "bits=4,group_size=128,quantize=gptq", ""],
+            spec.Methods.Select(m => string.Join(",", m.Parameters.Select(kv => $"{kv.Key}={kv.Value}"))));
+        var plan = MatrixPlan.Build(spec, new ArtifactKeys(w.CacheDir));
+        var cells = plan.Cells.Where(c => !c.IsOriginal).ToList();
+        // One cell per quantizer (at ratio 0, full rank) and per SVD recipe and ratio; every key distinct.
+        Assert.Equal([0.0, 0.0, 0.2, 0.2], cells.Select(c => c.Ratio));
+        Assert.Equal(4, cells.Select(c => c.Key).Distinct().Count());
+        Assert.Equal(["micro GPTQ 4-bit g128", "micro GPTQ 3-bit g128", "micro SVD-LLM V2 + GPTQ 4-bit g128 @ 0.2", "micro SVD-LLM V2 @ 0.2"],
+            cells.Select(c => c.Label.Replace(Path.GetFileName(w.ModelDir), "micro")));
     }
 
     [Fact]

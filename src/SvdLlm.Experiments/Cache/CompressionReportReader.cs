@@ -23,6 +23,10 @@ public static class CompressionReportReader
             r.LinearParamsAfter = Long(o, "linear_params_after");
             r.ModelParamsBefore = Long(o, "model_params_before");
             r.ModelParamsAfter = Long(o, "model_params_after");
+            r.LinearBytesBefore = o["linear_bytes_before"]?.GetValue<long>();
+            r.LinearBytesAfter = o["linear_bytes_after"]?.GetValue<long>();
+            r.Label = o["label"]?.GetValue<string>();
+            r.Quantization = o["quantization"]?.DeepClone().AsObject();
             r.LargestSvdMatrix = o["largest_svd"]?.GetValue<string>();
             r.LargestSvdSeconds = o["largest_svd_seconds"]?.GetValue<double>() ?? 0;
             foreach (var (k, v) in o["stage_seconds"]?.AsObject() ?? []) r.StageSeconds[k] = v!.GetValue<double>();

@@ -235,13 +235,24 @@ public static class MatrixLoader
                     continue;
                 }
                 var allowed = CompressionMethod.Get(nameNode.Value).Parameters;
-                foreach (string p in parameters.Keys.Where(p => !allowed.Contains(p)))
-                    e.Add(item.Position, allowed.Count == 0
-                        ? $"{where}.params: method '{nameNode.Value}' takes no parameters (got '{p}')"
-                        : $"{where}.params: unknown parameter '{p}' of '{nameNode.Value}'{Suggest(p, allowed)}");
-                var spec = new MethodSpec(nameNode.Value, parameters, item.Position);
+                var unknown = parameters.Keys.Where(p => !allowed.Contains(p)).ToList();
+                foreach (string p in unknown)
+                    e.Add(item.Position, $"{where}.params: unknown parameter '{p}' of '{nameNode.Value}'{Suggest(p, allowed)}; it takes {string.Join(", ", allowed)}");
+                if (unknown.Count > 0) continue;
+                SvdLlm.Compression.MethodRecipe recipe;
+                try
+                {
+                    recipe = SvdLlm.Compression.MethodRecipe.Parse(nameNode.Value, parameters, p => $"{where}.params.{p}");
+                }
+                catch (ArgumentException x)
+                {
+                    e.Add(item.Position, x.Message);
+                    continue;
+                }
+                // Canonical: {bits: 4, sym: false} and {bits: "4"} are one cell, with one key.
+                var spec = new MethodSpec(nameNode.Value, recipe.Canonical(), item.Position);
                 if (methods.FirstOrDefault(m => m.Name == spec.Name && m.Parameters.SequenceEqual(spec.Parameters)) is { } dup)
-                    e.Add(item.Position, $"{where}: duplicate cell: method '{spec.Name}' is already listed at line {dup.Position.Line}");
+                    e.Add(item.Position, $"{where}: duplicate cell: {recipe.Label} is already listed at line {dup.Position.Line}");
                 else methods.Add(spec);
             }
         }
@@ -269,8 +280,12 @@ public static class MatrixLoader
             }
         }
         bool baseline = root["baseline"] is { } bn ? e.Bool(bn, "baseline") ?? true : true;
-        if (methods.Count > 0 && ratios.Count == 0 && root["ratios"] is null) e.Add(root.Position, "ratios: required when methods are listed (e.g. ratios: [0.2, 0.4])");
+        // Quantizers (rtn, gptq) take no ratio: each is one cell per model and calibration, at full rank.
+        bool lowRank = methods.Any(m => !CompressionMethod.Get(m.Name).IsQuantization);
+        if (lowRank && ratios.Count == 0 && root["ratios"] is null) e.Add(root.Position, "ratios: required when SVD methods are listed (e.g. ratios: [0.2, 0.4])");
         if (ratios.Count > 0 && methods.Count == 0 && root["methods"] is null) e.Add(root.Position, "methods: required when ratios are listed");
+        else if (ratios.Count > 0 && methods.Count > 0 && !lowRank)
+            e.Add(root["ratios"]!.Position, "ratios: only SVD methods take a ratio; the listed methods all quantize at full rank (drop ratios:)");
         if ((methods.Count > 0 || root["methods"] is not null) && calibrations.Count == 0 && calNode is null)
             e.Add(root.Position, "calibration: required when methods are listed (dataset:, samples:, seq_len:, seed:)");
         if (methods.Count == 0 && !baseline && root["methods"] is not null) e.Add(root.Position, "the matrix has no cells: no methods and baseline: false");

@@ -15,11 +15,17 @@ public sealed record CalibrationSpec(string Dataset, int Samples, int SeqLen, in
     public bool IsDemo => Dataset == Demo;
 }
 
-/// <summary>A compression method by its <see cref="SvdLlm.Compression.CompressionMethod"/> name, with parameters (none exist yet; the key hashes them).</summary>
+/// <summary>
+/// A compression method by its <see cref="SvdLlm.Compression.CompressionMethod"/> name, with its parameters in
+/// <see cref="SvdLlm.Compression.MethodRecipe.Canonical"/> form (the cell key hashes them).
+/// </summary>
 public sealed record MethodSpec(string Name, IReadOnlyDictionary<string, string> Parameters, SourcePosition Position)
 {
     /// <summary>The uncompressed model's pseudo-method (the baseline cell, ratio 0).</summary>
     public const string Original = "original";
+
+    /// <summary>What the cell computes (not for <see cref="Original"/>).</summary>
+    public SvdLlm.Compression.MethodRecipe Recipe => SvdLlm.Compression.MethodRecipe.Parse(Name, Parameters);
 }
 
 /// <summary>An evaluation task: a <see cref="SvdLlm.Evaluation.Tasks.TaskRegistry"/> name, its data path, and protocol knobs.</summary>

@@ -16,7 +16,9 @@ public sealed record CellPlan(string Key, ModelSpec Model, CalibrationSpec? Cali
 {
     public bool IsOriginal => Method.Name == MethodSpec.Original;
 
-    public string Label => IsOriginal ? $"{Model.Name} original" : $"{Model.Name} {Method.Name} @ {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}";
+    public string Label => IsOriginal ? $"{Model.Name} original"
+        : Method.Recipe.TakesRatio ? $"{Model.Name} {Method.Recipe.Label} @ {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
+        : $"{Model.Name} {Method.Recipe.Label}";
 }
 
 /// <summary>Statistics for one (model, calibration): computed once, shared by the cells that reference them.</summary>
@@ -68,8 +70,13 @@ public sealed class MatrixPlan
                 string calKey = keys.CalibrationGroupKey(model, calibration);
                 calibrations.Add(new CalibrationPlan(calKey, model, calibration, fisher));
                 foreach (var method in matrix.Methods)
-                    foreach (double ratio in matrix.Ratios)
-                        cells.Add(Cell(matrix, keys, model, modelKey, calibration, calKey, method, ratio));
+                {
+                    // A quantizer keeps every parameter: one cell at ratio 0, whatever the ratios.
+                    if (CompressionMethod.Get(method.Name).IsQuantization) cells.Add(Cell(matrix, keys, model, modelKey, calibration, calKey, method, 0));
+                    else
+                        foreach (double ratio in matrix.Ratios)
+                            cells.Add(Cell(matrix, keys, model, modelKey, calibration, calKey, method, ratio));
+                }
             }
         }
         var duplicate = cells.GroupBy(c => c.Key).FirstOrDefault(g => g.Count() > 1);

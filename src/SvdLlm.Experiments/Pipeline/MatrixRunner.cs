@@ -307,7 +307,7 @@ public static class MatrixRunner
                 var compress = m.Groups.SelectMany(g => g.Cells.Where(c => c.Compress).Select(c => (Group: g.Group, c.Cell))).ToList();
                 if (compress.Count == 0 || ExistingModelDir(m.Model) is not { } dir) continue;
                 using var model = ModelLoader.Load(dir);
-                var each = compress.Select(x => (x.Group, E: SvdLlm.Compression.Preflight.Estimate(model, CompressionMethod.Get(x.Cell.Method.Name), x.Cell.Ratio,
+                var each = compress.Select(x => (x.Group, E: SvdLlm.Compression.Preflight.Estimate(model, x.Cell.Method.Recipe, x.Cell.Ratio,
                     x.Group.Calibration.Samples, x.Group.Calibration.SeqLen, _state.StatisticsCached.Contains(x.Group.Key)))).ToList();
                 long statistics = each.GroupBy(x => x.Group.Key).Sum(g => g.Max(x => x.E.StatisticsDiskBytes));
                 long outputs = plan.Matrix.Run.KeepCompressed ? each.Sum(x => x.E.OutputDiskBytes) : each.Max(x => x.E.OutputDiskBytes);
@@ -376,9 +376,10 @@ public static class MatrixRunner
                             if (job.Compress || job.Adopt || job.Evaluate.Count > 0)
                                 RunCell(c, modelDir, () =>
                                 {
-                                    stats ??= Statistics(g, modelDir);
-                                    if (CompressionMethod.Get(c.Method.Name).NeedsCalibrationWindows) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
-                                    return (stats, windows);
+                                    var recipe = c.Method.Recipe;
+                                    if (recipe.NeedsStatistics) stats ??= Statistics(g, modelDir);
+                                    if (recipe.NeedsWindows) windows ??= Calibrator.SampleWindows(Request(g, modelDir));
+                                    return (recipe.NeedsStatistics ? stats : null, windows);
                                 });
                             if (job.Drop) DropIfDone(c);
                         }
@@ -397,7 +398,7 @@ public static class MatrixRunner
         /// process with keep_compressed: false cannot delete the directory under them; if it went before the shared
         /// lock was taken, it is built again (or nothing is left to do).
         /// </summary>
-        private void RunCell(CellPlan c, string modelDir, Func<(IStatisticsSource Stats, CalibrationWindows? Windows)> inputs)
+        private void RunCell(CellPlan c, string modelDir, Func<(IStatisticsSource? Stats, CalibrationWindows? Windows)> inputs)
         {
             string dir = CompressedDir(c);
             while (true)
@@ -495,7 +496,7 @@ public static class MatrixRunner
             return stats;
         }
 
-        private void Compress(CellPlan c, string modelDir, IStatisticsSource stats, CalibrationWindows? windows)
+        private void Compress(CellPlan c, string modelDir, IStatisticsSource? stats, CalibrationWindows? windows)
         {
             options.Cancellation.ThrowIfCancellationRequested();
             string dir = CompressedDir(c);
@@ -512,14 +513,14 @@ public static class MatrixRunner
             var clock = Begin(ArtifactKind.Compressed, label);
             using var model = ModelLoader.Load(modelDir);
             Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
-            var report = Compressor.CompressToDirectory(model, stats, c.Method.Name, c.Ratio, dir, line => Log("compress: " + line), Path.GetDirectoryName(dir),
-                windows);
+            var report = c.Method.Recipe.CompressToDirectory(model, stats, windows, c.Ratio, dir, line => Log("compress: " + line), Path.GetDirectoryName(dir));
             // Recorded from the file, as an adopted directory would be, so both paths store the same numbers.
             var written = CompressionReportReader.Read(dir);
             store.RecordCompression(c.Record, written, _runId);
             _state.Compressed.Add(c.Key);
             _state.OnDisk.Add(c.Key);
-            Log($"compressed {c.Label}: removed {report.AchievedLinearRatio:P2} of the linear parameters → {dir}");
+            Log($"compressed {c.Label}: removed {report.AchievedLinearRatio:P2} of the linear parameters" +
+                (report.BitsPerWeight is double bpw ? $", {bpw:F3} bits per dense linear weight" : "") + $" → {dir}");
             End(ArtifactKind.Compressed, label, c.Key, clock, dir);
         }
 

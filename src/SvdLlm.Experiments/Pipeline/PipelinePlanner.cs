@@ -98,7 +98,8 @@ public static class PipelinePlanner
     /// <summary>Statistics are needed by a stage-calibrate run while any of the group's cells is unfinished, otherwise by a cell to compress.</summary>
     public static bool NeedsCalibration(CalibrationPlan g, IReadOnlyList<CellPlan> cells, PipelineStage stage, PipelineState s)
     {
-        var of = cells.Where(c => c.CalibrationKey == g.Key && c.Model == g.Model);
+        // Quantizers run on the calibration windows, not on the statistics.
+        var of = cells.Where(c => c.CalibrationKey == g.Key && c.Model == g.Model && !c.IsOriginal && c.Method.Recipe.NeedsStatistics);
         return stage == PipelineStage.Calibrate
             ? of.Any(c => Pending(c, s).Count > 0 || !s.Compressed.Contains(c.Key))
             : of.Any(c => NeedsCompression(c, stage, s));

@@ -17,6 +17,36 @@ public static class MethodCatalog
         : CompressionMethod.All.FirstOrDefault(m => m.Name == name) is { } m ? new MethodInfo(m.Name, m.Display, m.Order)
         : new MethodInfo(name, name, 100);
 
+    /// <summary>
+    /// The method with its parameters, as a row or a curve is named: "GPTQ 4-bit g128", "SVD-LLM V2 + GPTQ 3-bit"; the
+    /// display name alone when the cell has no parameters. Parameters this build cannot read (an older or newer
+    /// database) still show, as name=value.
+    /// </summary>
+    public static string Label(CellRow cell)
+    {
+        string display = Get(cell.Method).Display;
+        if (cell.Method == Original) return display;
+        var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        try
+        {
+            if (System.Text.Json.Nodes.JsonNode.Parse(cell.ConfigJson)?["params"] is System.Text.Json.Nodes.JsonObject p)
+                foreach (var (k, v) in p) parameters[k] = v?.ToString() ?? "";
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return display;
+        }
+        if (parameters.Count == 0) return display;
+        try
+        {
+            return MethodRecipe.Parse(cell.Method, parameters).Label;
+        }
+        catch (ArgumentException)
+        {
+            return $"{display} ({string.Join(", ", parameters.Select(kv => $"{kv.Key}={kv.Value}"))})";
+        }
+    }
+
     /// <summary>Methods sorted in paper order, unknown ones by name after them.</summary>
     public static IEnumerable<string> Sort(IEnumerable<string> names) =>
         names.Distinct().OrderBy(n => Get(n).Order).ThenBy(n => n, StringComparer.Ordinal);

@@ -4,7 +4,7 @@ using System.Text;
 namespace SvdLlm.Experiments.Reports;
 
 /// <summary>Everything about one model that the report shows.</summary>
-public sealed record ModelReport(ModelGroup Model, IReadOnlyList<ResultTable> Tables, SimpleTable? Compression, SimpleTable? Efficiency, SimpleTable? Timings, IReadOnlyList<PlotFile> Plots);
+public sealed record ModelReport(ModelGroup Model, IReadOnlyList<ResultTable> Tables, SimpleTable? Memory, SimpleTable? Compression, SimpleTable? Efficiency, SimpleTable? Timings, IReadOnlyList<PlotFile> Plots);
 
 /// <summary>
 /// The single-file HTML report: CSS in a style element, SVG plots inline, no scripts, fonts, images or links that
@@ -86,7 +86,7 @@ public static class HtmlReport
         if (m.Tables.Count == 0) b.Append("<p class=\"note\">No accuracy or perplexity results for this model yet.</p>\n");
         foreach (var t in m.Tables)
         {
-            b.Append("<h3>").Append(Escape.Html(t.Ratio == 0 ? "Uncompressed" : "Compression ratio " + NumberFormat.Percent(t.Ratio))).Append("</h3>\n");
+            b.Append("<h3>").Append(Escape.Html(t.Ratio != 0 ? "Compression ratio " + NumberFormat.Percent(t.Ratio) : t.Rows.Any(r => !r.IsBaseline) ? "Full rank (quantized)" : "Uncompressed")).Append("</h3>\n");
             b.Append("<div class=\"scroll\">\n").Append(TableRenderers.Html(t)).Append("</div>\n");
         }
         if (m.Plots.Count > 0)
@@ -96,7 +96,7 @@ public static class HtmlReport
                 b.Append("<figure>\n").Append(p.Svg).Append("<figcaption>").Append(Escape.Html(p.Caption)).Append(" (<code>plots/").Append(Escape.Html(p.FileName)).Append("</code>)</figcaption>\n</figure>\n");
             b.Append("</div>\n");
         }
-        foreach (var (title, table) in new[] { ("Compression statistics", m.Compression), ("Efficiency", m.Efficiency), ("Wall time by stage", m.Timings) })
+        foreach (var (title, table) in new[] { ("By memory", m.Memory), ("Compression statistics", m.Compression), ("Efficiency", m.Efficiency), ("Wall time by stage", m.Timings) })
         {
             if (table is null) continue;
             b.Append("<h3>").Append(title).Append("</h3>\n<div class=\"scroll\">\n").Append(TableRenderers.Html(table)).Append("</div>\n");

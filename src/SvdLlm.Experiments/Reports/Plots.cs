@@ -45,6 +45,34 @@ public static class Plots
                 $"{col.Header} perplexity (log scale, lower is better) per method; dashed: the uncompressed model."));
         }
 
+        // The same perplexities against the bytes the decoder linears take, where SVD and quantization meet.
+        var bytes = LinearBytes(data, model);
+        if (bytes.Count > 0 && compressed.Any(c => bytes.ContainsKey(c.CellKey)))
+            foreach (var col in columns.Where(c => c.Kind == TaskKind.Perplexity))
+            {
+                var series = new List<Series>();
+                foreach (var key in seriesKeys)
+                {
+                    var points = key.Cells.Where(c => bytes.ContainsKey(c.CellKey)).Select(c => (X: bytes[c.CellKey] / (double)(1 << 20), Y: data.Metric(c.CellKey, col.Task!, col.Metric)?.Value))
+                        .Where(p => p.Y is double v && double.IsFinite(v) && v > 0).Select(p => (p.X, p.Y!.Value)).OrderBy(p => p.X).ToList();
+                    if (points.Count > 0) series.Add(new Series(key.Label, points, key.Color, key.Color));
+                }
+                if (series.Count == 0) continue;
+                var refs = originals.Where(o => bytes.ContainsKey(o.CellKey)).Select(o => (o, data.Metric(o.CellKey, col.Task!, col.Metric)))
+                    .Where(x => x.Item2 is { Value: > 0 } m && double.IsFinite(m.Value))
+                    .Select(x => new ReferenceLine($"{originalLabels[x.o.CellKey]} ({NumberFormat.Perplexity(x.Item2!.Value)}, {NumberFormat.Fixed(bytes[x.o.CellKey] / (double)(1 << 20), 1)} MiB)", x.Item2!.Value)).ToList();
+                var chart = new XYChart
+                {
+                    Title = $"{model.Display}: {col.Header} perplexity vs decoder-linear memory",
+                    XAxis = new Axis("Decoder linears' stored weights (MiB)", Format: v => NumberFormat.Fixed(v, 1), Include: [0.0]),
+                    YAxis = new Axis($"{col.Header} perplexity", ScaleKind.Log10),
+                    Series = series,
+                    References = refs,
+                };
+                plots.Add(new PlotFile($"{model.Slug}_ppl_bytes_{Escape.Slug(col.Task!)}.svg", chart.Title, chart.Render(),
+                    $"{col.Header} perplexity (log scale) against the bytes the decoder linears are stored in (factors, codes, scales and zeros): methods compared at equal memory; dashed: the uncompressed model."));
+            }
+
         if (columns.FirstOrDefault(c => c.Kind == TaskKind.Accuracy && c.Task is null) is not null || columns.Count(c => c.Kind == TaskKind.Accuracy) == 1)
         {
             var accColumns = columns.Where(c => c.Kind == TaskKind.Accuracy && c.Task is not null).ToList();
@@ -129,6 +157,25 @@ public static class Plots
         return plots;
     }
 
+    /// <summary>
+    /// Stored bytes of the decoder linears per cell: a compressed cell's from its compression row, the original's from
+    /// the "before" of any cell compressed from the same model (null bytes: compressed before the store kept them).
+    /// </summary>
+    public static Dictionary<string, long> LinearBytes(ReportData data, ModelGroup model)
+    {
+        var bytes = new Dictionary<string, long>();
+        long? before = null;
+        foreach (var c in model.Cells)
+            if (data.Compression(c.CellKey) is { LinearBytesAfter: long after } row)
+            {
+                bytes[c.CellKey] = after;
+                before ??= row.LinearBytesBefore;
+            }
+        if (before is long b)
+            foreach (var o in model.Cells.Where(c => c.Method == MethodCatalog.Original)) bytes[o.CellKey] = b;
+        return bytes;
+    }
+
     private static int TypeOrder(string type) => Array.IndexOf(MatrixTypeOrder, type) is int i && i >= 0 ? i : 100;
 
     /// <summary>One series per method, or per (method, calibration, …) when a model has several of a method; the colour follows the method.</summary>
@@ -137,14 +184,15 @@ public static class Plots
     private static List<SeriesKey> SeriesKeys(IReadOnlyList<CellRow> compressed)
     {
         // A label names a row within one ratio; across ratios the same method and calibration form one curve.
-        var byCurve = compressed.GroupBy(c => (c.Method, Calibration: c.CalibrationKey ?? "", c.MatrixName)).ToList();
-        bool ambiguous = byCurve.GroupBy(g => g.Key.Method).Any(g => g.Count() > 1);
+        // A method with other parameters ("GPTQ 4-bit", "GPTQ 3-bit") is another curve, in the method's colour.
+        var byCurve = compressed.GroupBy(c => (c.Method, Label: MethodCatalog.Label(c), Calibration: c.CalibrationKey ?? "", c.MatrixName)).ToList();
+        bool ambiguous = byCurve.GroupBy(g => g.Key.Label).Any(g => g.Count() > 1);
         var keys = new List<SeriesKey>();
-        foreach (var g in byCurve.OrderBy(g => MethodCatalog.Get(g.Key.Method).Order).ThenBy(g => g.Key.Method, StringComparer.Ordinal)
+        foreach (var g in byCurve.OrderBy(g => MethodCatalog.Get(g.Key.Method).Order).ThenBy(g => g.Key.Method, StringComparer.Ordinal).ThenBy(g => g.Key.Label, StringComparer.Ordinal)
                      .ThenBy(g => g.Key.Calibration, StringComparer.Ordinal).ThenBy(g => g.Key.MatrixName, StringComparer.Ordinal))
         {
-            string display = MethodCatalog.Get(g.Key.Method).Display;
-            var siblings = byCurve.Where(o => o.Key.Method == g.Key.Method).ToList();
+            string display = g.Key.Label;
+            var siblings = byCurve.Where(o => o.Key.Label == g.Key.Label).ToList();
             if (ambiguous && siblings.Count > 1)
             {
                 bool byCalibration = siblings.Select(o => ReportData.CalibrationLabel(o.First())).Distinct().Count() == siblings.Count;

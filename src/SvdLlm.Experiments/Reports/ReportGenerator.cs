@@ -42,10 +42,11 @@ public static class ReportGenerator
             var tables = data.ResultTables(model);
             foreach (var t in tables)
                 AddTable(t.Id, TableRenderers.Markdown(t), TableRenderers.Latex(t, snapshot.DatabaseName), TableRenderers.Csv(t));
+            var memory = SupportTables.Memory(data, model);
             var compression = SupportTables.Compression(data, model);
             var efficiency = SupportTables.Efficiency(data, model);
             var timings = SupportTables.Timings(data, model);
-            foreach (var t in new[] { compression, efficiency, timings }.OfType<SimpleTable>())
+            foreach (var t in new[] { memory, compression, efficiency, timings }.OfType<SimpleTable>())
                 AddTable(t.Id, TableRenderers.Markdown(t), TableRenderers.Latex(t, snapshot.DatabaseName), TableRenderers.Csv(t));
             var plots = Plots.ForModel(data, model);
             foreach (var p in plots)
@@ -53,7 +54,7 @@ public static class ReportGenerator
                 files.Add(($"plots/{p.FileName}", p.Svg));
                 index.Append("![").Append(Escape.Markdown(p.Title)).Append("](../plots/").Append(p.FileName).Append(")\n\n");
             }
-            models.Add(new ModelReport(model, tables, compression, efficiency, timings, plots));
+            models.Add(new ModelReport(model, tables, memory, compression, efficiency, timings, plots));
         }
         var provenance = SupportTables.Provenance(data);
         string provenanceMd = TableRenderers.Markdown(provenance);

@@ -19,7 +19,8 @@ public sealed record TableRow(string Method, string Label, bool IsBaseline, stri
 /// <summary>One paper-layout table: one model at one ratio, methods as rows, perplexities then accuracies and their average as columns.</summary>
 public sealed record ResultTable(string Id, string Model, double Ratio, IReadOnlyList<TableColumn> Columns, IReadOnlyList<TableRow> Rows, IReadOnlyList<string> Notes)
 {
-    public string Title => Ratio == 0 ? $"{Model}: uncompressed" : $"{Model} at {NumberFormat.Percent(Ratio)} compression";
+    public string Title => Ratio != 0 ? $"{Model} at {NumberFormat.Percent(Ratio)} compression"
+        : Rows.Any(r => !r.IsBaseline) ? $"{Model}: full rank (quantized)" : $"{Model}: uncompressed";
 
     /// <summary>
     /// Rows that hold the best value of a column among the compressed methods (the papers bold those, not the original).
@@ -124,9 +125,9 @@ public sealed class ReportData
     public static Dictionary<string, string> RowLabels(IReadOnlyList<CellRow> cells)
     {
         var labels = new Dictionary<string, string>();
-        foreach (var byMethod in cells.GroupBy(c => c.Method))
+        foreach (var byMethod in cells.GroupBy(MethodCatalog.Label))
         {
-            string display = MethodCatalog.Get(byMethod.Key).Display;
+            string display = byMethod.Key;
             var list = byMethod.ToList();
             if (list.Count == 1) { labels[list[0].CellKey] = display; continue; }
             Func<CellRow, string>[] distinguishers = [CalibrationLabel, c => c.MatrixName, c => Short(c.CellKey)];
@@ -188,7 +189,7 @@ public sealed class ReportData
         foreach (double ratio in Ratios(model))
         {
             var cells = originals.Concat(model.Cells.Where(c => c.Method != MethodCatalog.Original && RatioKey(c.Ratio) == ratio))
-                .OrderBy(c => MethodCatalog.Get(c.Method).Order).ThenBy(c => c.Method, StringComparer.Ordinal)
+                .OrderBy(c => MethodCatalog.Get(c.Method).Order).ThenBy(c => c.Method, StringComparer.Ordinal).ThenBy(MethodCatalog.Label, StringComparer.Ordinal)
                 .ThenBy(CalibrationLabel, StringComparer.Ordinal).ThenBy(c => c.CellKey, StringComparer.Ordinal).ToList();
             var labels = RowLabels(cells);
             var rows = new List<TableRow>();

@@ -15,7 +15,8 @@ public sealed record CellRow(string CellKey, string MatrixName, string Model, st
 public sealed record MetricRow(string CellKey, string Task, string Metric, double Value, double? Stderr, long N, string Protocol, long RunId);
 
 public sealed record CompressionRow(string CellKey, long LinearParamsBefore, long LinearParamsAfter, long ModelParamsBefore, long ModelParamsAfter,
-    double AchievedLinearRatio, double AchievedModelRatio, string? LargestSvd, double? LargestSvdSeconds, string NotesJson);
+    double AchievedLinearRatio, double AchievedModelRatio, string? LargestSvd, double? LargestSvdSeconds, string NotesJson,
+    long? LinearBytesBefore = null, long? LinearBytesAfter = null);
 
 public sealed record MatrixStatRow(string CellKey, string Name, long Layer, string MatrixType, long OutFeatures, long InFeatures, long Rank,
     double Ratio, double? TheoreticalLoss, double? MeasuredLoss, string? Note);
@@ -62,9 +63,11 @@ public static class ResultsReader
                         NullableString(r, 6), NullableString(r, 7), r.GetString(8), r.GetInt64(9), r.GetString(10))),
                 Query(connection, "SELECT cell_key, task, metric, value, stderr, n, protocol, run_id FROM metrics ORDER BY cell_key, task, metric",
                     r => new MetricRow(r.GetString(0), r.GetString(1), r.GetString(2), r.GetDouble(3), NullableDouble(r, 4), r.GetInt64(5), r.GetString(6), r.GetInt64(7))),
-                Query(connection, "SELECT cell_key, linear_params_before, linear_params_after, model_params_before, model_params_after, achieved_linear_ratio, achieved_model_ratio, largest_svd, largest_svd_seconds, notes_json FROM compression ORDER BY cell_key",
+                // Bytes arrived with schema v3; an older database (read-only here, so not migrated) has none.
+                Query(connection, "SELECT cell_key, linear_params_before, linear_params_after, model_params_before, model_params_after, achieved_linear_ratio, achieved_model_ratio, largest_svd, largest_svd_seconds, notes_json, "
+                        + (version >= 3 ? "linear_bytes_before, linear_bytes_after" : "NULL, NULL") + " FROM compression ORDER BY cell_key",
                     r => new CompressionRow(r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), r.GetInt64(4), r.GetDouble(5), r.GetDouble(6),
-                        NullableString(r, 7), NullableDouble(r, 8), r.GetString(9))),
+                        NullableString(r, 7), NullableDouble(r, 8), r.GetString(9), NullableLong(r, 10), NullableLong(r, 11))),
                 Query(connection, "SELECT cell_key, name, layer, matrix_type, out_features, in_features, rank, ratio, theoretical_loss, measured_loss, note FROM matrix_stats ORDER BY cell_key, layer, matrix_type, name",
                     r => new MatrixStatRow(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetInt64(4), r.GetInt64(5), r.GetInt64(6),
                         r.GetDouble(7), NullableDouble(r, 8), NullableDouble(r, 9), NullableString(r, 10))),
@@ -98,4 +101,6 @@ public static class ResultsReader
     private static string? NullableString(SqliteDataReader r, int i) => r.IsDBNull(i) ? null : r.GetString(i);
 
     private static double? NullableDouble(SqliteDataReader r, int i) => r.IsDBNull(i) ? null : r.GetDouble(i);
+
+    private static long? NullableLong(SqliteDataReader r, int i) => r.IsDBNull(i) ? null : r.GetInt64(i);
 }

@@ -47,6 +47,51 @@ public static class SupportTables
              "Compression time sums the cell's non-evaluation stages (calibration statistics are shared between cells, so they count where they were computed)."]);
     }
 
+    /// <summary>
+    /// Every cell of a model placed by the bytes its decoder linears are stored in (factors, or codes with scales and
+    /// zeros), smallest first, with its perplexities and average accuracy: "SVD at 40 %", "GPTQ 4-bit" and
+    /// "V2 20 % + GPTQ 4-bit" side by side at equal memory.
+    /// </summary>
+    public static SimpleTable? Memory(ReportData data, ModelGroup model)
+    {
+        var bytes = Plots.LinearBytes(data, model);
+        var cells = Ordered(model.Cells).Where(c => bytes.ContainsKey(c.CellKey)).OrderBy(c => bytes[c.CellKey]).ThenBy(c => MethodCatalog.Get(c.Method).Order).ToList();
+        if (!cells.Any(c => c.Method != MethodCatalog.Original)) return null;
+        var columns = data.Columns(model).Where(c => c.Kind == TaskKind.Perplexity || c.Task is null || data.Columns(model).Count(x => x.Kind == TaskKind.Accuracy) == 1).ToList();
+        var labels = ReportData.RowLabelsPerRatio(cells);
+        long? original = cells.Where(c => c.Method == MethodCatalog.Original).Select(c => (long?)bytes[c.CellKey]).FirstOrDefault()
+            ?? cells.Select(c => data.Compression(c.CellKey)?.LinearBytesBefore).FirstOrDefault(b => b is not null);
+        var rows = new List<IReadOnlyList<string>>();
+        var csv = new List<IReadOnlyList<string>>();
+        foreach (var cell in cells)
+        {
+            long b = bytes[cell.CellKey];
+            long dense = data.Compression(cell.CellKey)?.LinearParamsBefore ?? model.Cells.Select(c => data.Compression(c.CellKey)?.LinearParamsBefore).FirstOrDefault(x => x is not null) ?? 0;
+            double? bitsPerWeight = dense > 0 ? 8.0 * b / dense : null;
+            double? share = original is long o && o > 0 ? (double)b / o : null;
+            var row = new List<string>
+            {
+                labels[cell.CellKey], cell.Method == MethodCatalog.Original || cell.Ratio == 0 ? TableRenderers.Missing : NumberFormat.Percent(cell.Ratio),
+                NumberFormat.Mebibytes(b), Opt(bitsPerWeight, v => NumberFormat.Fixed(v, 2)), Opt(share, v => NumberFormat.Fixed(v * 100, 1) + "%"),
+            };
+            var csvRow = new List<string> { model.Display, cell.Method, MethodCatalog.Label(cell), NumberFormat.RoundTrip(cell.Ratio), cell.CellKey, b.ToString(Inv), Raw(bitsPerWeight) };
+            foreach (var col in columns)
+            {
+                double? v = col.Task is null ? data.AverageAccuracy(cell.CellKey, columns) : data.Metric(cell.CellKey, col.Task, col.Metric)?.Value;
+                row.Add(Opt(v, col.Format));
+                csvRow.Add(Raw(v));
+            }
+            rows.Add(row);
+            csv.Add(csvRow);
+        }
+        return new SimpleTable($"{model.Slug}_memory", $"{model.Display}: methods by decoder-linear memory",
+            ["Method", "Ratio", "Linear weights (MiB)", "Bits / weight", "Of original", .. columns.Select(c => c.Header + (c.Better == Better.Lower ? " ↓" : " ↑"))],
+            [false, true, true, true, true, .. columns.Select(_ => true)], rows,
+            ["model", "method", "label", "ratio", "cell_key", "linear_bytes", "bits_per_weight", .. columns.Select(c => c.Key)], csv,
+            ["Linear weights: the bytes the checkpoint stores for the decoder linears (dense weights, or low-rank factors, or GPTQ-layout codes with their scales, zeros and g_idx); embeddings and lm_head are excluded.",
+             "Bits / weight: those bytes × 8 over the dense linears' parameter count, so a 40 % SVD of a float16 model is ≈ 9.6 and GPTQ 4-bit g128 ≈ 4.2."]);
+    }
+
     public static SimpleTable? Efficiency(ReportData data, ModelGroup model)
     {
         var cells = Ordered(model.Cells).Where(c => data.MetricsOf(c.CellKey).Any(m => m.Task == TaskCatalog.Efficiency)).ToList();

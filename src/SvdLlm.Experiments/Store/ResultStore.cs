@@ -221,14 +221,16 @@ public sealed class ResultStore : IDisposable
         string notes = JsonSerializer.Serialize(report.Notes);
         using (var cmd = Command(tx, """
             INSERT INTO compression (cell_key, linear_params_before, linear_params_after, model_params_before, model_params_after,
-                                     achieved_linear_ratio, achieved_model_ratio, largest_svd, largest_svd_seconds, notes_json)
-            VALUES ($k, $lb, $la, $mb, $ma, $alr, $amr, $ls, $lss, $n)
+                                     achieved_linear_ratio, achieved_model_ratio, largest_svd, largest_svd_seconds, notes_json,
+                                     linear_bytes_before, linear_bytes_after)
+            VALUES ($k, $lb, $la, $mb, $ma, $alr, $amr, $ls, $lss, $n, $bb, $ba)
             ON CONFLICT (cell_key) DO UPDATE SET linear_params_before = excluded.linear_params_before, linear_params_after = excluded.linear_params_after,
                 model_params_before = excluded.model_params_before, model_params_after = excluded.model_params_after,
                 achieved_linear_ratio = excluded.achieved_linear_ratio, achieved_model_ratio = excluded.achieved_model_ratio,
-                largest_svd = excluded.largest_svd, largest_svd_seconds = excluded.largest_svd_seconds, notes_json = excluded.notes_json;
+                largest_svd = excluded.largest_svd, largest_svd_seconds = excluded.largest_svd_seconds, notes_json = excluded.notes_json,
+                linear_bytes_before = excluded.linear_bytes_before, linear_bytes_after = excluded.linear_bytes_after;
             """,
-            ("$k", cell.CellKey), ("$lb", report.LinearParamsBefore), ("$la", report.LinearParamsAfter), ("$mb", report.ModelParamsBefore),
+            ("$k", cell.CellKey), ("$bb", report.LinearBytesBefore), ("$ba", report.LinearBytesAfter), ("$lb", report.LinearParamsBefore), ("$la", report.LinearParamsAfter), ("$mb", report.ModelParamsBefore),
             ("$ma", report.ModelParamsAfter), ("$alr", report.AchievedLinearRatio), ("$amr", report.AchievedModelRatio),
             ("$ls", report.LargestSvdMatrix), ("$lss", report.LargestSvdSeconds), ("$n", notes)))
             cmd.ExecuteNonQuery();

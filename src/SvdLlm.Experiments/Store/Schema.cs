@@ -121,5 +121,11 @@ public static class Schema
         ALTER TABLE runs ADD COLUMN log_path TEXT;
         ALTER TABLE runs ADD COLUMN error TEXT;
         """,
+        // v3: the decoder linears' stored bytes before and after, the axis on which SVD and quantization compare at
+        // equal memory (NULL for cells compressed before v3).
+        """
+        ALTER TABLE compression ADD COLUMN linear_bytes_before INTEGER;
+        ALTER TABLE compression ADD COLUMN linear_bytes_after INTEGER;
+        """,
     ];
 }

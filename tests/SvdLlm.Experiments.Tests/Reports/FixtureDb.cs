@@ -41,14 +41,14 @@ internal sealed class FixtureDb : IDisposable
     }
 
     public string AddCell(string model, string method, double ratio, long run = 1, string? calibrationJson = "{\"dataset\": \"wikitext2\", \"samples\": 16, \"seq_len\": 128, \"seed\": 3}",
-        string matrix = "fixture", string? key = null)
+        string matrix = "fixture", string? key = null, string configJson = "{}")
     {
         key ??= $"k-{model}-{method}-{Math.Round(ratio * 100).ToString(System.Globalization.CultureInfo.InvariantCulture)}";
         bool original = method == "original";
         Exec("""
              INSERT INTO cells (cell_key, matrix_name, model, model_key, method, ratio, calibration_json, calibration_key, config_json, run_id, created_utc)
-             VALUES ($key, $matrix, $model, $modelKey, $method, $ratio, $cal, $calKey, '{}', $run, '2026-11-30T09:30:00Z')
-             """, ("$key", key), ("$matrix", matrix), ("$model", model), ("$modelKey", "mk-" + model.Length), ("$method", method), ("$ratio", ratio),
+             VALUES ($key, $matrix, $model, $modelKey, $method, $ratio, $cal, $calKey, $config, $run, '2026-11-30T09:30:00Z')
+             """, ("$key", key), ("$config", configJson), ("$matrix", matrix), ("$model", model), ("$modelKey", "mk-" + model.Length), ("$method", method), ("$ratio", ratio),
             ("$cal", original ? null : calibrationJson), ("$calKey", original ? null : "cal-" + (calibrationJson?.Length ?? 0)), ("$run", run));
         return key;
     }
@@ -62,6 +62,15 @@ internal sealed class FixtureDb : IDisposable
              INSERT INTO compression (cell_key, linear_params_before, linear_params_after, model_params_before, model_params_after, achieved_linear_ratio, achieved_model_ratio, largest_svd, largest_svd_seconds, notes_json)
              VALUES ($c, 1000000, $la, 1500000, $ma, $lr, $mr, $l, $s, '{}')
              """, ("$c", cell), ("$la", (long)Math.Round(1000000 * (1 - linearRatio))), ("$ma", (long)Math.Round(1500000 * (1 - modelRatio))), ("$lr", linearRatio), ("$mr", modelRatio), ("$l", largest), ("$s", seconds));
+
+    /// <summary>A compression row with the decoder linears' stored bytes (1,000,000 dense linear parameters before).</summary>
+    public void AddCompressionBytes(string cell, double linearRatio, long bytesBefore, long bytesAfter) =>
+        Exec("""
+             INSERT INTO compression (cell_key, linear_params_before, linear_params_after, model_params_before, model_params_after, achieved_linear_ratio, achieved_model_ratio,
+                                      largest_svd, largest_svd_seconds, notes_json, linear_bytes_before, linear_bytes_after)
+             VALUES ($c, 1000000, $la, 1500000, $ma, $lr, $lr, NULL, NULL, '[]', $bb, $ba)
+             """, ("$c", cell), ("$la", (long)Math.Round(1000000 * (1 - linearRatio))), ("$ma", 1500000 - (long)Math.Round(1000000 * linearRatio)), ("$lr", linearRatio),
+            ("$bb", bytesBefore), ("$ba", bytesAfter));
 
     public void AddMatrixStat(string cell, int layer, string type, double ratio, double? theoretical, double? measured) =>
         Exec("""

@@ -55,6 +55,55 @@ public class ReportGeneratorTests
         }
     }
 
+    /// <summary>
+    /// Quantized cells (ratio 0, parameters in config_json) and SVD cells meet in one table ordered by stored bytes, with
+    /// labels that tell the parameters apart, and in a perplexity-vs-bytes plot; the quantizers also get a full-rank table.
+    /// </summary>
+    [Fact]
+    public void Methods_are_placed_by_linear_bytes_with_their_parameters_in_the_label()
+    {
+        using var dir = new TempDirectory();
+        string db = dir.File("results.db");
+        const long before = 2_000_000; // 1,000,000 float16 linear weights
+        var cells = new (string Method, double Ratio, string Config, long Bytes, double Ppl, string Label)[]
+        {
+            ("svd", 0.4, "{}", 1_200_000, 30.0, "SVD"),
+            ("gptq", 0, """{"params": {"bits": "4", "group_size": "128"}}""", 515_000, 12.5, "GPTQ 4-bit g128"),
+            ("gptq", 0, """{"params": {"bits": "3", "group_size": "128"}}""", 390_000, 14.0, "GPTQ 3-bit g128"),
+            ("svdllm-v2", 0.2, """{"params": {"bits": "4", "group_size": "128", "quantize": "gptq"}}""", 420_000, 16.0, "SVD-LLM V2 + GPTQ 4-bit g128"),
+        };
+        using (var f = new FixtureDb(db))
+        {
+            f.AddRun();
+            string o = f.AddCell("m", "original", 0);
+            f.AddMetric(o, "wikitext2", "ppl", 12.0);
+            foreach (var (c, i) in cells.Select((c, i) => (c, i)))
+            {
+                string key = f.AddCell("m", c.Method, c.Ratio, key: $"cell{i}", configJson: c.Config);
+                f.AddCompressionBytes(key, c.Ratio, before, c.Bytes);
+                f.AddMetric(key, "wikitext2", "ppl", c.Ppl);
+            }
+        }
+        ReportGenerator.Generate(db, dir.Sub("out"));
+        string tables = Path.Combine(dir.Path, "out", "tables");
+        var (header, rows) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(tables, "m_memory.md")));
+        Assert.Equal(["Method", "Ratio", "Linear weights (MiB)", "Bits / weight", "Of original", "WikiText-2 ↓"], header);
+        var expected = cells.Select(c => (c.Label, c.Bytes, c.Ppl)).Append(("Original", before, 12.0)).OrderBy(c => c.Item2).ToList();
+        Assert.Equal(expected.Select(e => e.Item1), rows.Select(r => r[0]));
+        foreach (var (e, r) in expected.Zip(rows))
+        {
+            Assert.Equal((e.Item2 / 1048576.0).ToString("F1", Inv), r[2]);
+            Assert.Equal((8.0 * e.Item2 / 1_000_000).ToString("F2", Inv), r[3]);
+            Assert.Equal((100.0 * e.Item2 / before).ToString("F1", Inv) + "%", r[4]);
+            Assert.Equal(PplText(e.Item3), Unbold(r[5]));
+        }
+        // The quantizers' full-rank table names both GPTQ cells apart.
+        var (_, fullRank) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(tables, "m_r0.md")));
+        Assert.Equal(["Original", "GPTQ 3-bit g128", "GPTQ 4-bit g128"], fullRank.Select(r => r[0]));
+        string svg = File.ReadAllText(Path.Combine(dir.Path, "out", "plots", "m_ppl_bytes_wikitext2.svg"));
+        foreach (var c in cells) Assert.Contains(c.Label, svg, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Latex_bolds_the_best_compressed_value_of_each_column()
     {
