@@ -57,7 +57,9 @@ public static class SupportTables
         var bytes = Plots.LinearBytes(data, model);
         var cells = Ordered(model.Cells).Where(c => bytes.ContainsKey(c.CellKey)).OrderBy(c => bytes[c.CellKey]).ThenBy(c => MethodCatalog.Get(c.Method).Order).ToList();
         if (!cells.Any(c => c.Method != MethodCatalog.Original)) return null;
-        var columns = data.Columns(model).Where(c => c.Kind == TaskKind.Perplexity || c.Task is null || data.Columns(model).Count(x => x.Kind == TaskKind.Accuracy) == 1).ToList();
+        // Perplexities and the average accuracy (or the one accuracy task), which averages over every accuracy column.
+        var all = data.Columns(model);
+        var columns = all.Where(c => c.Kind == TaskKind.Perplexity || c.Task is null || all.Count(x => x.Kind == TaskKind.Accuracy) == 1).ToList();
         var labels = ReportData.RowLabelsPerRatio(cells);
         long? original = cells.Where(c => c.Method == MethodCatalog.Original).Select(c => (long?)bytes[c.CellKey]).FirstOrDefault()
             ?? cells.Select(c => data.Compression(c.CellKey)?.LinearBytesBefore).FirstOrDefault(b => b is not null);
@@ -77,7 +79,7 @@ public static class SupportTables
             var csvRow = new List<string> { model.Display, cell.Method, MethodCatalog.Label(cell), NumberFormat.RoundTrip(cell.Ratio), cell.CellKey, b.ToString(Inv), Raw(bitsPerWeight) };
             foreach (var col in columns)
             {
-                double? v = col.Task is null ? data.AverageAccuracy(cell.CellKey, columns) : data.Metric(cell.CellKey, col.Task, col.Metric)?.Value;
+                double? v = col.Task is null ? data.AverageAccuracy(cell.CellKey, all) : data.Metric(cell.CellKey, col.Task, col.Metric)?.Value;
                 row.Add(Opt(v, col.Format));
                 csvRow.Add(Raw(v));
             }

@@ -77,18 +77,22 @@ public class ReportGeneratorTests
             f.AddRun();
             string o = f.AddCell("m", "original", 0);
             f.AddMetric(o, "wikitext2", "ppl", 12.0);
+            f.AddMetric(o, "piqa", "acc", 0.70);
+            f.AddMetric(o, "arc_easy", "acc", 0.50);
             foreach (var (c, i) in cells.Select((c, i) => (c, i)))
             {
                 string key = f.AddCell("m", c.Method, c.Ratio, key: $"cell{i}", configJson: c.Config);
                 f.AddCompressionBytes(key, c.Ratio, before, c.Bytes);
                 f.AddMetric(key, "wikitext2", "ppl", c.Ppl);
+                f.AddMetric(key, "piqa", "acc", 0.70 - i / 100.0);
+                f.AddMetric(key, "arc_easy", "acc", 0.50 - i / 100.0);
             }
         }
         ReportGenerator.Generate(db, dir.Sub("out"));
         string tables = Path.Combine(dir.Path, "out", "tables");
         var (header, rows) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(tables, "m_memory.md")));
-        Assert.Equal(["Method", "Ratio", "Linear weights (MiB)", "Bits / weight", "Of original", "WikiText-2 ↓"], header);
-        var expected = cells.Select(c => (c.Label, c.Bytes, c.Ppl)).Append(("Original", before, 12.0)).OrderBy(c => c.Item2).ToList();
+        Assert.Equal(["Method", "Ratio", "Linear weights (MiB)", "Bits / weight", "Of original", "WikiText-2 ↓", "Avg. ↑"], header);
+        var expected = cells.Select((c, i) => (c.Label, c.Bytes, c.Ppl, Acc: 0.60 - i / 100.0)).Append(("Original", before, 12.0, 0.60)).OrderBy(c => c.Item2).ToList();
         Assert.Equal(expected.Select(e => e.Item1), rows.Select(r => r[0]));
         foreach (var (e, r) in expected.Zip(rows))
         {
@@ -96,6 +100,7 @@ public class ReportGeneratorTests
             Assert.Equal((8.0 * e.Item2 / 1_000_000).ToString("F2", Inv), r[3]);
             Assert.Equal((100.0 * e.Item2 / before).ToString("F1", Inv) + "%", r[4]);
             Assert.Equal(PplText(e.Item3), Unbold(r[5]));
+            Assert.Equal(F2(e.Item4), Unbold(r[6]));
         }
         // The quantizers' full-rank table names both GPTQ cells apart.
         var (_, fullRank) = TestSupport.ParseMarkdownTable(File.ReadAllText(Path.Combine(tables, "m_r0.md")));
