@@ -77,6 +77,12 @@ public sealed class Linear : IDisposable
         string dense = name + ".weight", u = UName(name) + ".weight", v = VName(name) + ".weight";
         int? rank = null;
         int? bits = null;
+        if (VqLayout.IsVq(reader, name))
+        {
+            // Vector-quantized (Checkpoints/VqLayout, GPTVQ): dequantized to float32 when loaded.
+            bits = VqLayout.Grid(reader, name, outFeatures, inFeatures).Bits;
+            return new Linear(name, inputKey, inFeatures, outFeatures, bias, null) { QuantizedBits = bits, VectorQuantized = true }.RequireBias(reader, bias);
+        }
         if (reader.Contains(name + ".qweight"))
         {
             // GPTQ layout (Checkpoints/GptqLayout): dequantized to float32 when loaded.
@@ -120,9 +126,18 @@ public sealed class Linear : IDisposable
     public long StoredWeightBytes(CheckpointReader reader)
     {
         IEnumerable<string> modules = Rank is null ? [Name] : [UName(Name), VName(Name)];
-        return modules.Sum(m => QuantizedBits is null
-            ? reader.GetInfo(m + ".weight").ByteLength
+        return modules.Sum(m => QuantizedBits is null ? reader.GetInfo(m + ".weight").ByteLength
+            : VectorQuantized ? VqLayout.Suffixes.Where(s => reader.Contains($"{m}.{s}")).Sum(s => reader.GetInfo($"{m}.{s}").ByteLength)
             : GptqLayout.Suffixes.Sum(s => reader.GetInfo($"{m}.{s}").ByteLength));
+    }
+
+    /// <summary>Stored as vector-quantization indices and codebooks (<see cref="VqLayout"/>) rather than the GPTQ layout.</summary>
+    public bool VectorQuantized { get; private set; }
+
+    private Linear RequireBias(CheckpointReader reader, bool bias)
+    {
+        if (bias) reader.RequireShape(BiasName(Name, false), OutFeatures);
+        return this;
     }
 
     /// <summary>Bits per weight of the checkpoint's GPTQ-layout storage (of W, or of both factors), or null when stored as floats.</summary>
@@ -146,8 +161,8 @@ public sealed class Linear : IDisposable
         if (HasBias) _bias = Weights.Vector(reader, BiasName(Name, Rank is not null), OutFeatures);
     }
 
-    private static Tensor<float> Dequantized(CheckpointReader reader, string name, int rows, int cols)
-        => Tensor<float>.From(GptqLayout.Dequantize(reader, name, rows, cols), rows, cols);
+    private Tensor<float> Dequantized(CheckpointReader reader, string name, int rows, int cols)
+        => Tensor<float>.From(VectorQuantized ? VqLayout.Dequantize(reader, name, rows, cols) : GptqLayout.Dequantize(reader, name, rows, cols), rows, cols);
 
     /// <summary>Releases the weights; the next <see cref="Load"/> reads them again.</summary>
     public void Unload()
@@ -177,6 +192,7 @@ public sealed class Linear : IDisposable
         _weight = weight;
         Rank = null;
         QuantizedBits = null;
+        VectorQuantized = false;
     }
 
     /// <summary>Replaces the weights with low-rank factors U [out, k], V [k, in] (the linear takes ownership).</summary>
@@ -194,6 +210,7 @@ public sealed class Linear : IDisposable
         _v = v;
         Rank = k;
         QuantizedBits = null;
+        VectorQuantized = false;
     }
 
     private void SetBias(Tensor<float>? bias)

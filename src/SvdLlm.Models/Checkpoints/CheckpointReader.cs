@@ -92,6 +92,16 @@ public sealed class CheckpointReader : IDisposable
         return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(file.GetRawBytes(name)).ToArray();
     }
 
+    /// <summary>A one-byte tensor's raw bytes (U8 indices, I8 codes); any other dtype is a format error naming the tensor.</summary>
+    public byte[] ReadBytes(string name, SafeTensorsDType expected)
+    {
+        SafeTensorsFile file = FileOf(name);
+        TensorInfo info = file.Tensors[name];
+        if (info.DType != expected)
+            throw CheckpointFormatException.WithMessage(file.Path, name, $"tensor '{name}' in {file.Path} has dtype {info.DType}; expected {expected}");
+        return file.GetRawBytes(name).ToArray();
+    }
+
     /// <summary>Fails unless the tensor's shape equals <paramref name="expected"/>, the shape config.json implies.</summary>
     public void RequireShape(string name, params long[] expected)
     {

@@ -125,7 +125,7 @@ public static class GptqLayout
         int bits = BitsOf(reader, name, inFeatures);
         var scalesInfo = reader.GetInfo(name + ".scales");
         if (scalesInfo.Shape.Length != 2 || scalesInfo.Shape[1] != outFeatures || scalesInfo.Shape[0] < 1)
-            throw CheckpointFormatException.WithMessage(reader.Directory, name + ".scales", $"tensor '{name}.scales' has shape {scalesInfo.ShapeText}; expected [groups, {outFeatures}]");
+            throw CheckpointFormatException.WithMessage(reader.Directory, name + ".scales", $"tensor '{name}.scales' in {reader.Directory} has shape {scalesInfo.ShapeText}; expected [groups, {outFeatures}]");
         int groups = (int)scalesInfo.Shape[0];
         reader.RequireShape(name + ".qzeros", groups, outFeatures / 32 * bits);
         reader.RequireShape(name + ".g_idx", inFeatures);
@@ -138,7 +138,7 @@ public static class GptqLayout
         {
             int g = gIdx[i];
             if (g < 0 || g >= groups)
-                throw CheckpointFormatException.WithMessage(reader.Directory, name + ".g_idx", $"tensor '{name}.g_idx' gives input {i} group {g}; there are {groups} groups");
+                throw CheckpointFormatException.WithMessage(reader.Directory, name + ".g_idx", $"tensor '{name}.g_idx' in {reader.Directory} gives input {i} group {g}; there are {groups} groups");
             for (int o = 0; o < outFeatures; o++)
                 w[(long)o * inFeatures + i] = scales[g * outFeatures + o] * (codes[(long)i * outFeatures + o] - (zeros[g * outFeatures + o] + StoredZeroOffset));
         }
@@ -153,6 +153,6 @@ public static class GptqLayout
             foreach (int b in new[] { 2, 3, 4, 8 })
                 if (info.Shape[0] == (long)inFeatures / 32 * b) return b;
         throw CheckpointFormatException.WithMessage(reader.Directory, name + ".qweight",
-            $"tensor '{name}.qweight' has shape {info.ShapeText}; expected [{inFeatures}·b/32, out] for b in 2, 3, 4, 8");
+            $"tensor '{name}.qweight' in {reader.Directory} has shape {info.ShapeText}; expected [{inFeatures}·b/32, out] for b in 2, 3, 4, 8");
     }
 }

@@ -34,6 +34,13 @@ public sealed record WriterTensor(string Name, SafeTensorsDType DType, long[] Sh
     /// <summary>Produces an I32 tensor's values; see <see cref="Int32"/>.</summary>
     public Func<int[]>? IntProducer { get; init; }
 
+    /// <summary>A U8 or I8 tensor (codes, indices) produced at write time as its raw bytes.</summary>
+    public static WriterTensor Bytes(string name, SafeTensorsDType dtype, long[] shape, Func<byte[]> producer)
+        => new(name, dtype, shape, ReadOnlyMemory<float>.Empty) { ByteProducer = producer };
+
+    /// <summary>Produces a U8/I8 tensor's bytes; see <see cref="Bytes"/>.</summary>
+    public Func<byte[]>? ByteProducer { get; init; }
+
     internal long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b));
 }
 
@@ -124,6 +131,10 @@ public static class SafeTensorsWriter
         {
             if (tensor.DType != SafeTensorsDType.I32) throw new ArgumentException($"Tensor '{tensor.Name}': integer data is written as I32, not {tensor.DType}.", nameof(tensor));
         }
+        else if (tensor.ByteProducer is not null)
+        {
+            if (tensor.DType is not (SafeTensorsDType.U8 or SafeTensorsDType.I8)) throw new ArgumentException($"Tensor '{tensor.Name}': byte data is written as U8 or I8, not {tensor.DType}.", nameof(tensor));
+        }
         else if (!tensor.DType.IsLoadableAsFloat32())
         {
             throw new ArgumentException(
@@ -136,7 +147,7 @@ public static class SafeTensorsWriter
             if (dim < 0) throw new ArgumentException($"Tensor '{tensor.Name}' has a negative dimension in shape {TensorInfo.FormatShape(tensor.Shape)}.", nameof(tensor));
             count = checked(count * dim);
         }
-        if (tensor.Producer is null && tensor.IntProducer is null && count != tensor.Data.Length)
+        if (tensor.Producer is null && tensor.IntProducer is null && tensor.ByteProducer is null && count != tensor.Data.Length)
         {
             throw new ArgumentException(
                 $"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({count} elements) but {tensor.Data.Length} data elements.",
@@ -200,6 +211,14 @@ public static class SafeTensorsWriter
                 throw new ArgumentException($"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({tensor.ElementCount} elements) but its producer gave {values.Length}.");
             if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors is little-endian; this writer runs on little-endian machines only");
             stream.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+            return;
+        }
+        if (tensor.ByteProducer is { } bytes)
+        {
+            byte[] values = bytes();
+            if (values.Length != tensor.ElementCount)
+                throw new ArgumentException($"Tensor '{tensor.Name}' has shape {TensorInfo.FormatShape(tensor.Shape)} ({tensor.ElementCount} elements) but its producer gave {values.Length}.");
+            stream.Write(values);
             return;
         }
         ReadOnlyMemory<float> memory = tensor.Producer?.Invoke() ?? tensor.Data;
