@@ -74,7 +74,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         if (options.GroupSize <= 0) options = options with { GroupSize = -1 };
         try
         {
-            QuantizedCheckpoint.Check(options);
+            _ = Create(quantizer, options);
         }
         catch (ArgumentException e)
         {
@@ -88,6 +88,12 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         double Double(string v, string p) => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && double.IsFinite(x)
             ? x : throw new ArgumentException($"{spell(p)}: '{v}' is not a number");
     }
+
+    /// <summary>The quantizer of the method, or of its factors; null for an SVD method alone.</summary>
+    public MatrixQuantizer? CreateQuantizer() => Quantization is null ? null : Create(Quantizer!, Quantization);
+
+    private static MatrixQuantizer Create(string quantizer, GptqOptions options)
+        => quantizer == "gptq" ? MatrixQuantizer.Gptq(options) : MatrixQuantizer.Rtn(options);
 
     /// <summary>The parameters in one spelling, defaults left out (what a cell key hashes).</summary>
     public SortedDictionary<string, string> Canonical()
@@ -141,7 +147,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         if (Method.IsQuantization)
         {
             CompressionReport? composed = null;
-            QuantizedCheckpoint.Write(model, Method.Name, Quantization!, Method.NeedsCalibrationWindows ? windows : null, outDir, log, quant =>
+            QuantizedCheckpoint.Write(model, CreateQuantizer()!, windows, outDir, log, quant =>
             {
                 composed = new CompressionReport { Method = Method.Name, Ratio = 0 };
                 composed.LinearParamsBefore = composed.LinearParamsAfter = model.LinearParameterCount;
@@ -168,7 +174,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         {
             var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows);
             using var lowRank = ModelLoader.Load(svdDir);
-            QuantizedCheckpoint.Write(lowRank, Quantizer!, Quantization, Quantizer == "gptq" ? windows : null, outDir, log, quant =>
+            QuantizedCheckpoint.Write(lowRank, CreateQuantizer()!, windows, outDir, log, quant =>
             {
                 Quantized(report, quant, bytesBefore);
                 annotate?.Invoke(report);

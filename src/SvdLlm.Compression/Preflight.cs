@@ -74,10 +74,10 @@ public static class Preflight
     /// </summary>
     public static ResourceEstimate Estimate(CausalLanguageModel model, MethodRecipe recipe, double ratio, int samples, int seqLen, bool statisticsCached)
     {
-        if (recipe.Method.IsQuantization) return EstimateQuantization(model, recipe.Method.Name, recipe.Quantization!.Bits, recipe.Quantization.GroupSize, samples, seqLen);
+        if (recipe.Method.IsQuantization) return EstimateQuantization(model, recipe.CreateQuantizer()!, samples, seqLen);
         var svd = Estimate(model, recipe.Method, ratio, samples, seqLen, statisticsCached);
-        if (recipe.Quantization is not { } q) return svd;
-        var quant = EstimateQuantization(model, recipe.Quantizer!, q.Bits, q.GroupSize, samples, seqLen);
+        if (recipe.CreateQuantizer() is not { } q) return svd;
+        var quant = EstimateQuantization(model, q, samples, seqLen);
         return svd with
         {
             CompressionMemoryBytes = Math.Max(svd.CompressionMemoryBytes, quant.CompressionMemoryBytes),
@@ -91,21 +91,20 @@ public static class Preflight
     /// permuted), the layer's codes, a batch's activations and the Gram observer's float64 copy of a batch's inputs.
     /// Output: the non-linear tensors as they are plus the layout's bytes of every linear.
     /// </summary>
-    public static ResourceEstimate EstimateQuantization(CausalLanguageModel model, string method, int bits, int groupSize, int samples, int seqLen)
+    public static ResourceEstimate EstimateQuantization(CausalLanguageModel model, Quantization.MatrixQuantizer quantizer, int samples, int seqLen)
     {
         var layers = CompressedCheckpoint.LinearsByLayer(model);
         long vocabTensor = (long)model.VocabSize * model.HiddenSize * 4;
         long layerCodes = layers.Max(g => g.Sum(l => (long)l.InFeatures * l.OutFeatures));
         long matrix = model.Linears.Max(l => 2L * l.OutFeatures * l.InFeatures * 8);
         long memory = LayerWeightBytes(layers) + layerCodes + matrix + vocabTensor + 300 * Mb;
-        if (method == "gptq")
+        if (quantizer.NeedsHessian)
         {
             int widest = model.Linears.Max(l => l.InFeatures);
             memory += HiddenStateBytes(model, samples, seqLen) + 2L * widest * widest * 8 + BatchActivationBytes(model, seqLen) + 4L * seqLen * widest * 8;
         }
         memory += Math.Min(NativeBufferPool.CapacityBytes, memory);
-        long layout = model.Linears.Sum(l =>
-            Quantization.QuantizedCheckpoint.StoredBytes(l.OutFeatures, l.InFeatures, groupSize > 0 ? (l.InFeatures + groupSize - 1) / groupSize : 1, bits));
+        long layout = model.Linears.Sum(l => quantizer.StoredBytes(l.OutFeatures, l.InFeatures));
         return new ResourceEstimate(0, memory, 0, 0, NonLinearBytes(model) + layout);
     }
 

@@ -162,8 +162,9 @@ internal static class ScaleBenchmark
             var tokens = Enumerable.Range(0, samples * seqLen).Select(_ => rng.Next(Vocab)).ToArray();
             string qOut = Path.Combine(work, $"out-{Environment.ProcessId}");
             var qClock = Stopwatch.StartNew();
-            var qReport = SvdLlm.Compression.Quantization.QuantizedCheckpoint.Write(m, method, new SvdLlm.Compression.Quantization.GptqOptions { Bits = 4, GroupSize = 128 },
-                method == "gptq" ? new CalibrationWindows(tokens, seqLen) : null, qOut, line => Console.WriteLine(line));
+            var quantizer = MethodRecipe.Parse(method, QuantizerParameters(method)).CreateQuantizer()!;
+            var qReport = SvdLlm.Compression.Quantization.QuantizedCheckpoint.Write(m, quantizer,
+                quantizer.NeedsHessian ? new CalibrationWindows(tokens, seqLen) : null, qOut, line => Console.WriteLine(line));
             double qSeconds = qClock.Elapsed.TotalSeconds;
             Directory.Delete(qOut, recursive: true);
             Console.WriteLine(new JsonObject
@@ -278,4 +279,7 @@ internal static class ScaleBenchmark
             for (int j = 0; j < cols; j++) data[(long)i * cols + j] = (float)(rng.NextDouble() * 2 - 1) * d[j];
         return data;
     }
+
+    /// <summary>The settings each quantizer is benchmarked at: 4 bits with groups of 128 (the GPTQ reference's LLaMA setting).</summary>
+    private static Dictionary<string, string> QuantizerParameters(string method) => new() { ["bits"] = "4", ["group_size"] = "128" };
 }

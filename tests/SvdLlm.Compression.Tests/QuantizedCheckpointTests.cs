@@ -37,7 +37,7 @@ public class QuantizedCheckpointTests
         using (var model = ModelLoader.Load(ckpt.Directory))
         {
             if (method == "gptq")
-                SequentialGptq.Run(model, windows, options, (_, done) => { foreach (var q in done) expected[q.Linear.Name] = q.Linear.Weight.Clone(); });
+                SequentialGptq.Run(model, windows, MatrixQuantizer.Gptq(options), (_, done) => { foreach (var q in done) expected[q.Linear.Name] = q.Linear.Weight.Clone(); });
             else
                 foreach (var l in model.Linears)
                 {
@@ -50,7 +50,7 @@ public class QuantizedCheckpointTests
         string outDir = Path.Combine(dir.Path, "out");
         JsonObject report;
         using (var model = ModelLoader.Load(ckpt.Directory))
-            report = QuantizedCheckpoint.Write(model, method, options, method == "gptq" ? windows : null, outDir);
+            report = QuantizedCheckpoint.Write(model, method == "gptq" ? MatrixQuantizer.Gptq(options) : MatrixQuantizer.Rtn(options), method == "gptq" ? windows : null, outDir);
         Assert.False(Directory.Exists(outDir + ".partial"));
 
         using var reloaded = ModelLoader.Load(outDir);
@@ -91,7 +91,7 @@ public class QuantizedCheckpointTests
         string outDir = Path.Combine(dir.Path, "q");
         JsonObject report;
         using (var model = ModelLoader.Load(lowRank))
-            report = QuantizedCheckpoint.Write(model, "gptq", options, windows, outDir);
+            report = QuantizedCheckpoint.Write(model, MatrixQuantizer.Gptq(options), windows, outDir);
 
         using var svd = ModelLoader.Load(lowRank);
         using var quantized = ModelLoader.Load(outDir);
@@ -147,7 +147,7 @@ public class QuantizedCheckpointTests
         var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama2, seed: 9);   // intermediate 80: not a multiple of 32
         using var model = ModelLoader.Load(ckpt.Directory);
         string outDir = Path.Combine(dir.Path, "out");
-        var e = Assert.Throws<ArgumentException>(() => QuantizedCheckpoint.Write(model, "rtn", new GptqOptions { Bits = 4 }, null, outDir));
+        var e = Assert.Throws<ArgumentException>(() => QuantizedCheckpoint.Write(model, MatrixQuantizer.Rtn(new GptqOptions { Bits = 4 }), null, outDir));
         Assert.Contains("multiple of 32", e.Message);
         Assert.False(Directory.Exists(outDir));
         Assert.False(Directory.Exists(outDir + ".partial"));

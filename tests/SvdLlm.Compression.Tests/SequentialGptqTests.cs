@@ -24,13 +24,13 @@ public class SequentialGptqTests
         var windows = RandomWindows.Sample(99, Samples, SeqLen, 4);
         var options = new GptqOptions { Bits = 3, GroupSize = 8 };
 
-        var results = new Dictionary<string, (GptqResult Result, Tensor<float> Q)>();
+        var results = new Dictionary<string, (QuantizedPart Part, Tensor<float> Q)>();
         var order = new List<int>();
         using (var model = ModelLoader.Load(ckpt.Directory))
-            SequentialGptq.Run(model, new CalibrationWindows(windows, SeqLen), options, (layer, done) =>
+            SequentialGptq.Run(model, new CalibrationWindows(windows, SeqLen), MatrixQuantizer.Gptq(options), (layer, done) =>
             {
                 order.Add(layer);
-                foreach (var q in done) results[q.Linear.Name] = (q.Parts.Single().Result!, q.Linear.Weight.Clone());
+                foreach (var q in done) results[q.Linear.Name] = (q.Parts.Single(), q.Linear.Weight.Clone());
             });
         using var original = ModelLoader.Load(ckpt.Directory);
         Assert.Equal(Enumerable.Range(0, original.NumLayers), order);
@@ -49,13 +49,14 @@ public class SequentialGptqTests
         {
             using var w = Compressor.Weight(original, l);
             var again = Gptq.Quantize(w, sequential.Input(l.InputKey).Gram, options);
-            var got = results[l.Name].Result;
-            Assert.Equal(again.Matrix.Codes, got.Matrix.Codes);
-            Assert.Equal(again.Loss, got.Loss, Math.Max(again.Loss, 1e-30) * 1e-9);
+            var got = results[l.Name].Part;
+            var gotCodes = ((QuantizedMatrix)got.Matrix).Codes;
+            Assert.Equal(again.Matrix.Codes, gotCodes);
+            Assert.Equal(again.Loss, got.Result!.Loss, Math.Max(again.Loss, 1e-30) * 1e-9);
             // The dequantized weights the model ran with are the codes' values.
             using var q = got.Matrix.Dequantize();
             for (int i = 0; i < q.Length; i++) Assert.Equal((float)q.Span[i], results[l.Name].Q.Span[i]);
-            if (!Gptq.Quantize(w, plain.Input(l.InputKey).Gram, options).Matrix.Codes.SequenceEqual(got.Matrix.Codes)) differFromPlain++;
+            if (!Gptq.Quantize(w, plain.Input(l.InputKey).Gram, options).Matrix.Codes.SequenceEqual(gotCodes)) differFromPlain++;
         }
         // Inputs from the original model would have given other codes (so this test can tell the two apart).
         Assert.True(differFromPlain >= original.Linears.Count / 2, $"only {differFromPlain} linears differ from a non-sequential run");

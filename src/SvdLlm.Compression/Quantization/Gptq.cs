@@ -37,7 +37,7 @@ public sealed record GptqOptions
 /// A quantized W [m, n]: integer codes per weight (original column order), and per group and row a scale and an
 /// integer zero; column c belongs to group <see cref="GroupIndex"/>[c]. <see cref="Dequantize"/> gives W'.
 /// </summary>
-public sealed class QuantizedMatrix(int bits, byte[] codes, int rows, int cols, double[] scales, int[] zeros, int[] groupIndex)
+public sealed class QuantizedMatrix(int bits, byte[] codes, int rows, int cols, double[] scales, int[] zeros, int[] groupIndex) : IQuantizedMatrix
 {
     public int Bits { get; } = bits;
     public int Rows { get; } = rows;
@@ -72,6 +72,33 @@ public sealed class QuantizedMatrix(int bits, byte[] codes, int rows, int cols, 
             for (int j = 0; j < Cols; j++) row[j] = Value(i, j);
         }
         return w;
+    }
+
+    public long StoredBytes => LayoutBytes(Rows, Cols, Groups, Bits);
+
+    /// <summary>Bytes of one linear [out, in] in the GPTQ layout: qweight, qzeros (int32), scales (float16), g_idx (int32).</summary>
+    public static long LayoutBytes(int outFeatures, int inFeatures, int groups, int bits)
+        => 4L * inFeatures / 32 * bits * outFeatures + 4L * groups * outFeatures / 32 * bits + 2L * groups * outFeatures + 4L * inFeatures;
+
+    /// <summary>The four GPTQ-layout tensors of this matrix [out, in] under module <paramref name="name"/>.</summary>
+    public IReadOnlyList<SvdLlm.Models.Checkpoints.WriterTensor> LayoutTensors(string name)
+    {
+        int outF = Rows, inF = Cols, bits = Bits, groups = Groups;
+        return
+        [
+            SvdLlm.Models.Checkpoints.WriterTensor.Int32(name + ".qweight", [inF / 32 * bits, outF], () =>
+            {
+                // The layout packs W transposed ([in, out]) along the input axis.
+                var t = new int[(long)inF * outF];
+                for (int o = 0; o < outF; o++)
+                    for (int i = 0; i < inF; i++) t[(long)i * outF + o] = Codes[(long)o * inF + i];
+                return SvdLlm.Models.Checkpoints.GptqLayout.PackRows(t, inF, outF, bits);
+            }),
+            SvdLlm.Models.Checkpoints.WriterTensor.Int32(name + ".qzeros", [groups, outF / 32 * bits], () =>
+                SvdLlm.Models.Checkpoints.GptqLayout.PackCols(Zeros.Select(z => z - SvdLlm.Models.Checkpoints.GptqLayout.StoredZeroOffset).ToArray(), groups, outF, bits)),
+            SvdLlm.Models.Checkpoints.WriterTensor.Lazy(name + ".scales", SvdLlm.Models.Checkpoints.SafeTensorsDType.F16, [groups, outF], () => Scales.Select(s => (float)s).ToArray()),
+            SvdLlm.Models.Checkpoints.WriterTensor.Int32(name + ".g_idx", [inF], () => GroupIndex),
+        ];
     }
 }
 

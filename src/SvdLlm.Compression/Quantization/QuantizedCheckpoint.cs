@@ -19,30 +19,22 @@ public sealed record QuantizedMatrixReport(string Name, int[] Shape, int Groups,
 /// </summary>
 public static class QuantizedCheckpoint
 {
-    /// <summary>The options GPTQ takes that this writer can also store (2, 3, 4 or 8 bits); checked before any work.</summary>
-    public static void Check(GptqOptions options)
-    {
-        options.Check();
-        if (!GptqLayout.IsPackable(options.Bits)) throw new ArgumentException($"--bits {options.Bits}: the GPTQ layout stores 2, 3, 4 or 8 bits");
-    }
-
     /// <summary>
     /// Quantizes and writes the directory; returns this quantization's report. <paramref name="compose"/> turns it into
     /// the compression-report.json the directory is committed with (by default the quantization report itself).
     /// </summary>
-    public static JsonObject Write(CausalLanguageModel model, string method, GptqOptions options, CalibrationWindows? windows, string outDir, Action<string>? log = null,
+    public static JsonObject Write(CausalLanguageModel model, MatrixQuantizer quantizer, CalibrationWindows? windows, string outDir, Action<string>? log = null,
         Func<JsonObject, JsonObject>? compose = null)
     {
-        Check(options);
         log ??= _ => { };
-        if (method is not ("rtn" or "gptq")) throw new ArgumentException($"unknown quantization method '{method}'; known: rtn, gptq");
-        if (method == "gptq" && windows is null) throw new ArgumentException("gptq runs the model on calibration windows; pass them");
+        string method = quantizer.Name;
+        if (quantizer.NeedsHessian && windows is null) throw new ArgumentException($"{method} runs the model on calibration windows; pass them");
         if (model.Linears.Any(l => l.QuantizedBits is not null)) throw new InvalidOperationException($"{model.Directory} is already quantized; quantize the original (or low-rank) model");
         foreach (var l in model.Linears)
         {
             // A low-rank linear's factors are padded to a rank that is a multiple of 32, so only its outer dimensions are checked.
-            GptqLayout.CheckShape(l.Name, l.IsLowRank ? 32 : l.OutFeatures, l.InFeatures, options.Bits);
-            GptqLayout.CheckShape(l.Name, l.OutFeatures, l.IsLowRank ? 32 : l.InFeatures, options.Bits);
+            quantizer.CheckShape(l.Name, l.IsLowRank ? 32 : l.OutFeatures, l.InFeatures);
+            quantizer.CheckShape(l.Name, l.OutFeatures, l.IsLowRank ? 32 : l.InFeatures);
         }
 
         var matrices = new List<QuantizedMatrixReport>();
@@ -61,42 +53,35 @@ public static class QuantizedCheckpoint
                     var q = part.Matrix;
                     var original = model.Reader.GetInfo(part.Module + ".weight");
                     matrices.Add(new QuantizedMatrixReport(part.Module, [q.Rows, q.Cols], q.Groups, part.Result?.Loss, part.Result?.Damping,
-                        original.ByteLength, StoredBytes(q.Rows, q.Cols, q.Groups, q.Bits), d.Seconds / d.Parts.Count, part.Result?.Note));
+                        original.ByteLength, q.StoredBytes, d.Seconds / d.Parts.Count, part.Result?.Note));
                     if (part.Result?.Note is { } note) notes.Add($"{part.Module}: {note}");
                 }
             }
             writer.WriteLayer(layer, replacements);
         }
 
-        if (method == "gptq")
+        if (quantizer.NeedsHessian)
         {
-            SequentialGptq.Run(model, windows!, options, Sink, log);
+            SequentialGptq.Run(model, windows!, quantizer, Sink, log);
         }
         else
         {
             foreach (var layer in CompressedCheckpoint.LinearsByLayer(model))
             {
-                var done = layer.Select(l => SequentialGptq.Quantize(model, l,
-                    (w, _) => (Gptq.RoundToNearest(w, options.Bits, options.GroupSize, options.Symmetric), null))).ToList();
+                var done = layer.Select(l => SequentialGptq.Quantize(model, l, (w, _) => quantizer.Quantize(w, null))).ToList();
                 Sink(layer.Key, done);
                 foreach (var l in layer) l.Unload();
-                log($"rtn: layer {layer.Key} ({done.Count} linears)");
+                log($"{method}: layer {layer.Key} ({done.Count} linears)");
             }
         }
         double seconds = clock.Elapsed.TotalSeconds;
         long bytesBefore = matrices.Sum(m => m.BytesBefore), bytesAfter = matrices.Sum(m => m.BytesAfter);
         // Per weight of the dense linears (not per factor entry), as inspect reports it: the axis methods are compared on.
         long weights = model.Linears.Sum(l => (long)l.OutFeatures * l.InFeatures);
-        var report = new JsonObject
+        var report = new JsonObject { ["method"] = method };
+        foreach (var (k, v) in quantizer.Settings()) report[k] = v?.DeepClone();
+        foreach (var (k, v) in new JsonObject
         {
-            ["method"] = method,
-            ["bits"] = options.Bits,
-            ["group_size"] = options.GroupSize > 0 ? options.GroupSize : -1,
-            ["act_order"] = options.ActOrder,
-            ["static_groups"] = options.StaticGroups,
-            ["sym"] = options.Symmetric,
-            ["damp_percent"] = options.PercentDamping,
-            ["block_size"] = options.BlockSize,
             ["calibration"] = windows is null ? null : new JsonObject { ["windows"] = windows.Count, ["seq_len"] = windows.SeqLen, ["sequential"] = true },
             ["linear_bytes_before"] = bytesBefore,
             ["linear_bytes_after"] = bytesAfter,
@@ -108,57 +93,14 @@ public static class QuantizedCheckpoint
                 name = m.Name, shape = m.Shape, groups = m.Groups, loss = m.Loss, damping = m.Damping,
                 bytes_before = m.BytesBefore, bytes_after = m.BytesAfter, seconds = Math.Round(m.Seconds, 4), note = m.Note,
             })),
-        };
-        writer.Commit(compose is null ? report : compose(report), config => config["quantization_config"] = QuantizationConfig(method, options));
-        log($"{method} {options.Bits}-bit: {bytesBefore / 1e6:F1} MB of linear weights → {bytesAfter / 1e6:F1} MB ({8.0 * bytesAfter / weights:F3} bits per weight) in {seconds:F1} s");
+        }) report[k] = v?.DeepClone();
+        writer.Commit(compose is null ? report : compose(report), config => config["quantization_config"] = quantizer.QuantizationConfig(method));
+        log($"{method} {quantizer.Bits}-bit: {bytesBefore / 1e6:F1} MB of linear weights → {bytesAfter / 1e6:F1} MB ({8.0 * bytesAfter / weights:F3} bits per weight) in {seconds:F1} s");
         return report;
     }
 
-    /// <summary>config.json's quantization_config as the Hugging Face GPTQ stack reads it (checkpoint_format "gptq": zeros stored − 1).</summary>
-    public static JsonObject QuantizationConfig(string method, GptqOptions options) => new()
-    {
-        ["quant_method"] = "gptq",
-        ["bits"] = options.Bits,
-        ["group_size"] = options.GroupSize > 0 ? options.GroupSize : -1,
-        ["desc_act"] = options.ActOrder,
-        ["sym"] = options.Symmetric,
-        ["static_groups"] = options.StaticGroups,
-        ["true_sequential"] = true,
-        ["damp_percent"] = options.PercentDamping,
-        // Both spellings: transformers' GPTQConfig reads checkpoint_format, optimum's newer quantizer and GPTQModel read format.
-        // "gptq" (v1) stores zero − 1; the grid never makes a zero of 0, so no field wraps around.
-        ["checkpoint_format"] = "gptq",
-        ["format"] = "gptq",
-        ["svdllm_method"] = method,
-    };
-
-    /// <summary>Bytes of one linear in the layout: qweight, qzeros (int32), scales (float16), g_idx (int32).</summary>
-    public static long StoredBytes(int outFeatures, int inFeatures, int groups, int bits)
-        => 4L * inFeatures / 32 * bits * outFeatures + 4L * groups * outFeatures / 32 * bits + 2L * groups * outFeatures + 4L * inFeatures;
-
     /// <summary>The layout tensors of every quantized part of a linear; the bias stays on W's name, or goes to U's.</summary>
     public static LinearReplacement Replacement(QuantizedLinear d)
-        => new(_ => d.Parts.SelectMany(p => LayoutTensors(p.Module, p.Matrix)).ToList(),
+        => new(_ => d.Parts.SelectMany(p => p.Matrix.LayoutTensors(p.Module)).ToList(),
             (d.Rank is null ? d.Linear.Name : Linear.UName(d.Linear.Name)) + ".bias", d.Rank);
-
-    /// <summary>The four layout tensors of a matrix [out, in] quantized as <paramref name="q"/>.</summary>
-    public static IReadOnlyList<WriterTensor> LayoutTensors(string name, QuantizedMatrix q)
-    {
-        int outF = q.Rows, inF = q.Cols, bits = q.Bits, groups = q.Groups;
-        return
-        [
-            WriterTensor.Int32(name + ".qweight", [inF / 32 * bits, outF], () =>
-            {
-                // The layout packs W transposed ([in, out]) along the input axis.
-                var t = new int[(long)inF * outF];
-                for (int o = 0; o < outF; o++)
-                    for (int i = 0; i < inF; i++) t[(long)i * outF + o] = q.Codes[(long)o * inF + i];
-                return GptqLayout.PackRows(t, inF, outF, bits);
-            }),
-            WriterTensor.Int32(name + ".qzeros", [groups, outF / 32 * bits], () =>
-                GptqLayout.PackCols(q.Zeros.Select(z => z - GptqLayout.StoredZeroOffset).ToArray(), groups, outF, bits)),
-            WriterTensor.Lazy(name + ".scales", SafeTensorsDType.F16, [groups, outF], () => q.Scales.Select(s => (float)s).ToArray()),
-            WriterTensor.Int32(name + ".g_idx", [inF], () => q.GroupIndex),
-        ];
-    }
 }

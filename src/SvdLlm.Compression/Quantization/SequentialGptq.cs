@@ -6,8 +6,8 @@ using SvdLlm.Numerics;
 namespace SvdLlm.Compression.Quantization;
 
 /// <summary>One quantized tensor of a linear: its checkpoint module name (the linear's, or its u/v factor's) and codes.</summary>
-/// <param name="Result">GPTQ's result, or null for round-to-nearest</param>
-public sealed record QuantizedPart(string Module, QuantizedMatrix Matrix, GptqResult? Result);
+/// <param name="Result">a Hessian-aware quantizer's loss and damping, or null for round-to-nearest</param>
+public sealed record QuantizedPart(string Module, IQuantizedMatrix Matrix, QuantizationOutcome? Result);
 
 /// <summary>
 /// One quantized linear, for the sink and the report: W itself, or a low-rank linear's factors V then U (both padded to
@@ -16,7 +16,8 @@ public sealed record QuantizedPart(string Module, QuantizedMatrix Matrix, GptqRe
 public sealed record QuantizedLinear(Linear Linear, IReadOnlyList<QuantizedPart> Parts, int? Rank, double Seconds);
 
 /// <summary>
-/// GPTQ's sequential calibration (the reference's llama_sequential with true-sequential): the inputs of decoder layer l
+/// GPTQ's sequential calibration (the reference's llama_sequential with true-sequential), for any Hessian-aware
+/// <see cref="MatrixQuantizer"/> (GPTQ, GPTVQ): the inputs of decoder layer l
 /// come from the already quantized layers before it, and inside a layer the linears are quantized one input at a time in
 /// forward order (q/k/v, then o, then gate/up, then down), each H collected after the linears before it were quantized.
 /// A layer costs (distinct inputs + 1) forward passes over the calibration windows: one per input, one to produce the
@@ -26,10 +27,10 @@ public sealed record QuantizedLinear(Linear Linear, IReadOnlyList<QuantizedPart>
 public static class SequentialGptq
 {
     /// <param name="sink">receives each layer's quantized linears (their weights in the model are the dequantized ones) before the layer is released</param>
-    public static void Run(CausalLanguageModel model, CalibrationWindows windows, GptqOptions options, Action<int, IReadOnlyList<QuantizedLinear>> sink,
+    public static void Run(CausalLanguageModel model, CalibrationWindows windows, MatrixQuantizer quantizer, Action<int, IReadOnlyList<QuantizedLinear>> sink,
         Action<string>? log = null, int batchSize = 4, string? spillDirectory = null)
     {
-        options.Check();
+        if (!quantizer.NeedsHessian) throw new ArgumentException($"{quantizer.Name} uses no calibration; quantize each layer directly");
         log ??= _ => { };
         int seqLen = windows.SeqLen, samples = windows.Count, h = model.HiddenSize;
         var layers = CompressedCheckpoint.LinearsByLayer(model);
@@ -63,11 +64,7 @@ public static class SequentialGptq
                         {
                             Blas.SymmetrizeFromLower(stats.Gram.Span, stats.Features);
                             foreach (var l in layer.Where(l => l.InputKey == key))
-                                done.Add(Quantize(model, l, (w, hu) =>
-                                {
-                                    var r = Gptq.Quantize(w, hu ?? stats.Gram, options);
-                                    return (r.Matrix, r);
-                                }, qv => FactorHessian(qv, stats.Gram)));
+                                done.Add(Quantize(model, l, (w, hu) => quantizer.Quantize(w, hu ?? stats.Gram), qv => FactorHessian(qv, stats.Gram)));
                         }
                     }
                     model.Observer = previousObserver;
@@ -78,7 +75,7 @@ public static class SequentialGptq
                 {
                     foreach (var l in layer) l.Unload();
                 }
-                log($"gptq: layer {layer.Key} ({done.Count} matrices, {inputs.Count + 1} passes) in {clock.Elapsed.TotalSeconds:F1} s");
+                log($"{quantizer.Name}: layer {layer.Key} ({done.Count} matrices, {inputs.Count + 1} passes) in {clock.Elapsed.TotalSeconds:F1} s");
             }
         }
         finally
@@ -95,7 +92,7 @@ public static class SequentialGptq
     /// <paramref name="uHessian"/>, the Gram of t = V'x without another pass).
     /// </summary>
     internal static QuantizedLinear Quantize(CausalLanguageModel model, Linear l,
-        Func<Tensor<double>, Tensor<double>?, (QuantizedMatrix Matrix, GptqResult? Result)> quantize, Func<Tensor<double>, Tensor<double>>? uHessian = null)
+        Func<Tensor<double>, Tensor<double>?, (IQuantizedMatrix Matrix, QuantizationOutcome? Result)> quantize, Func<Tensor<double>, Tensor<double>>? uHessian = null)
     {
         var sw = Stopwatch.StartNew();
         model.Load(l);
