@@ -11,7 +11,7 @@ namespace SvdLlm.Compression.Tests;
 public class GptqTests
 {
     /// <summary>W [m, n] and H = X Xᵀ with correlated, unevenly scaled inputs (so GPTQ's updates matter), t &gt; n.</summary>
-    private static (Tensor<double> W, Tensor<double> H) Problem(int seed, int m, int n, int t = 0)
+    internal static (Tensor<double> W, Tensor<double> H) Problem(int seed, int m, int n, int t = 0)
     {
         var r = new Random(seed);
         t = t > 0 ? t : 3 * n;
