@@ -15,9 +15,13 @@ namespace SvdLlm.Compression;
 /// </summary>
 /// <param name="Quantizer">for a low-rank method, the quantizer of its factors (rtn or gptq), or null; for rtn/gptq, the method itself</param>
 /// <param name="Quantization">the grid and GPTQ settings when anything is quantized</param>
-public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization)
+/// <param name="VectorQuantization">GPTVQ's settings, for gptvq</param>
+public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization, GptvqOptions? VectorQuantization = null)
 {
     public static readonly IReadOnlyList<string> RtnParameters = ["bits", "group_size", "sym"];
+
+    /// <summary>GPTVQ's: group_size is weights per codebook (the paper's "group size"), not GPTQ's columns per scale.</summary>
+    public static readonly IReadOnlyList<string> GptvqParameters = ["bits", "vq_dim", "group_size", "columns_per_group", "codebook_bits", "kmeans_iters", "m_step", "weighting", "damp"];
     public static readonly IReadOnlyList<string> GptqParameters = ["bits", "group_size", "act_order", "static_groups", "sym", "damp"];
 
     /// <summary>An SVD method's: <c>quantize</c> (rtn or gptq) and that quantizer's parameters, applied to both factors.</summary>
@@ -48,6 +52,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             throw new ArgumentException(m.IsQuantization && LowRankParameters.Contains(p)
                 ? $"{spell(p)} is not a parameter of {method} (it takes {string.Join(", ", m.Parameters.Select(spell))})"
                 : $"{spell(p)}: unknown parameter of {method}; it takes {string.Join(", ", m.Parameters.Select(spell))}");
+        if (m.Name == "gptvq") return ParseGptvq(m, parameters, spell);
         string? quantizer = m.IsQuantization ? m.Name : parameters.GetValueOrDefault("quantize");
         if (quantizer is null)
         {
@@ -82,15 +87,57 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         }
         return new MethodRecipe(m, quantizer, options);
 
-        int Int(string v, string p) => int.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int x)
-            ? x : throw new ArgumentException($"{spell(p)}: '{v}' is not an integer");
-        bool Bool(string v, string p) => bool.TryParse(v, out bool x) ? x : throw new ArgumentException($"{spell(p)}: '{v}' is not true or false");
-        double Double(string v, string p) => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && double.IsFinite(x)
-            ? x : throw new ArgumentException($"{spell(p)}: '{v}' is not a number");
+        int Int(string v, string p) => ParseInt(v, spell(p));
+        bool Bool(string v, string p) => ParseBool(v, spell(p));
+        double Double(string v, string p) => ParseDouble(v, spell(p));
+    }
+
+    private static int ParseInt(string v, string name) => int.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int x)
+        ? x : throw new ArgumentException($"{name}: '{v}' is not an integer");
+
+    private static bool ParseBool(string v, string name) => bool.TryParse(v, out bool x) ? x : throw new ArgumentException($"{name}: '{v}' is not true or false");
+
+    private static double ParseDouble(string v, string name) => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && double.IsFinite(x)
+        ? x : throw new ArgumentException($"{name}: '{v}' is not a number");
+
+    private static readonly GptvqOptions VqDefaults = new();
+
+    private static MethodRecipe ParseGptvq(CompressionMethod m, IReadOnlyDictionary<string, string> p, Func<string, string> spell)
+    {
+        if (!p.TryGetValue("bits", out string? bits)) throw new ArgumentException($"gptvq needs {spell("bits")} (index bits per weight; b·vq_dim ≤ 8)");
+        string? Get(string k) => p.TryGetValue(k, out string? v) ? v : null;
+        var options = new GptvqOptions
+        {
+            Bits = ParseInt(bits, spell("bits")),
+            VqDim = Get("vq_dim") is { } d ? ParseInt(d, spell("vq_dim")) : VqDefaults.VqDim,
+            GroupSize = Get("group_size") is { } g ? ParseInt(g, spell("group_size")) : 0,
+            ColumnsPerGroup = Get("columns_per_group") is { } c ? ParseInt(c, spell("columns_per_group")) : VqDefaults.ColumnsPerGroup,
+            CodebookBits = Get("codebook_bits") is { } cb ? ParseInt(cb, spell("codebook_bits")) : VqDefaults.CodebookBits,
+            KMeansIterations = Get("kmeans_iters") is { } it ? ParseInt(it, spell("kmeans_iters")) : VqDefaults.KMeansIterations,
+            IncludeMStep = Get("m_step") is { } ms ? ParseBool(ms, spell("m_step")) : VqDefaults.IncludeMStep,
+            Weighting = Get("weighting") switch
+            {
+                null => VqDefaults.Weighting,
+                "reference" => GptvqWeighting.Reference,
+                "obs" => GptvqWeighting.ObsConsistent,
+                var w => throw new ArgumentException($"{spell("weighting")}: '{w}' is not reference or obs"),
+            },
+            PercentDamping = Get("damp") is { } dp ? ParseDouble(dp, spell("damp")) : VqDefaults.PercentDamping,
+        };
+        if (options.GroupSize <= 0) options = options with { GroupSize = 0 };
+        try
+        {
+            options.Check();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"gptvq: {e.Message}", e);
+        }
+        return new MethodRecipe(m, "gptvq", null, options);
     }
 
     /// <summary>The quantizer of the method, or of its factors; null for an SVD method alone.</summary>
-    public MatrixQuantizer? CreateQuantizer() => Quantization is null ? null : Create(Quantizer!, Quantization);
+    public MatrixQuantizer? CreateQuantizer() => VectorQuantization is { } vq ? new GptvqQuantizer(vq) : Quantization is null ? null : Create(Quantizer!, Quantization);
 
     private static MatrixQuantizer Create(string quantizer, GptqOptions options)
         => quantizer == "gptq" ? MatrixQuantizer.Gptq(options) : MatrixQuantizer.Rtn(options);
@@ -99,6 +146,21 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     public SortedDictionary<string, string> Canonical()
     {
         var c = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        string I(int v) => v.ToString(CultureInfo.InvariantCulture);
+        if (VectorQuantization is { } vq)
+        {
+            var d = new GptvqOptions { Bits = vq.Bits, VqDim = vq.VqDim };
+            c["bits"] = I(vq.Bits);
+            if (vq.VqDim != VqDefaults.VqDim) c["vq_dim"] = I(vq.VqDim);
+            if (vq.EffectiveGroupSize != d.EffectiveGroupSize) c["group_size"] = I(vq.EffectiveGroupSize);
+            if (vq.ColumnsPerGroup != d.ColumnsPerGroup) c["columns_per_group"] = I(vq.ColumnsPerGroup);
+            if (vq.CodebookBits != d.CodebookBits) c["codebook_bits"] = I(vq.CodebookBits);
+            if (vq.KMeansIterations != d.KMeansIterations) c["kmeans_iters"] = I(vq.KMeansIterations);
+            if (vq.IncludeMStep != d.IncludeMStep) c["m_step"] = vq.IncludeMStep ? "true" : "false";
+            if (vq.Weighting != d.Weighting) c["weighting"] = vq.Weighting == GptvqWeighting.ObsConsistent ? "obs" : "reference";
+            if (vq.PercentDamping != d.PercentDamping) c["damp"] = vq.PercentDamping.ToString("R", CultureInfo.InvariantCulture);
+            return c;
+        }
         if (Quantization is not { } q) return c;
         if (!Method.IsQuantization) c["quantize"] = Quantizer!;
         c["bits"] = q.Bits.ToString(CultureInfo.InvariantCulture);
@@ -111,7 +173,8 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     }
 
     /// <summary>"GPTQ 4-bit g128", "SVD-LLM V2 + GPTQ 4-bit g128": how tables and plots name the cell's method.</summary>
-    public string Label => Quantization is null ? Method.Display
+    public string Label => VectorQuantization is { } vq ? new GptvqQuantizer(vq).Label
+        : Quantization is null ? Method.Display
         : Method.IsQuantization ? QuantizationLabel : $"{Method.Display} + {QuantizationLabel}";
 
     private string QuantizationLabel
@@ -195,7 +258,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         report.LinearBytesAfter = quant["linear_bytes_after"]!.GetValue<long>();
         report.StageSeconds["quantization"] = quant["stage_seconds"]!["quantization"]!.GetValue<double>();
         foreach (var n in quant["notes"]!.AsArray()) report.Notes.Add(n!.GetValue<string>());
-        report.Notes.Add($"{QuantizationLabel}: {quant["bits_per_weight"]} bits per dense linear weight");
+        report.Notes.Add($"{(VectorQuantization is null ? QuantizationLabel : Label)}: {quant["bits_per_weight"]} bits per dense linear weight");
         report.Quantization = quant;
         report.Label = Label;
     }

@@ -30,7 +30,7 @@ public enum TruncationKind
 public sealed record CompressionMethod(string Name, string Display, int Order, string Description, AllocationKind Allocation, Func<ITruncation>? LowRankReference,
     bool NeedsFisher = false, bool LocalUpdate = false)
 {
-    /// <summary>Low-rank factors (every SVD method), or integer codes on a grid (rtn, gptq): see <see cref="Quantization.QuantizedCheckpoint"/>.</summary>
+    /// <summary>Low-rank factors (every SVD method), or codes on a grid (rtn, gptq) or in codebooks (gptvq): see <see cref="Quantization.QuantizedCheckpoint"/>.</summary>
     public bool IsQuantization => LowRankReference is null;
 
     /// <summary>The papers' literal truncation (the test oracle); only low-rank methods have one.</summary>
@@ -53,7 +53,7 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// and compresses the whole model in memory rather than one streamed layer at a time. GPTQ runs the model on them
     /// too (sequential calibration, one layer at a time) and needs no statistics.
     /// </summary>
-    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate || Name == "gptq";
+    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate || Name is "gptq" or "gptvq";
 
     /// <summary>Whether the method reads the cached calibration statistics (every low-rank method does; quantization does not).</summary>
     public bool NeedsStatistics => !IsQuantization;
@@ -63,7 +63,7 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// refuses any other, and <see cref="MethodRecipe"/> reads them.
     /// </summary>
     public IReadOnlyList<string> Parameters => IsQuantization
-        ? Name == "rtn" ? MethodRecipe.RtnParameters : MethodRecipe.GptqParameters
+        ? Name switch { "rtn" => MethodRecipe.RtnParameters, "gptvq" => MethodRecipe.GptvqParameters, _ => MethodRecipe.GptqParameters }
         : MethodRecipe.LowRankParameters;
 
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
@@ -86,6 +86,8 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
         new("svdllm-v2-trunc", "SVD-LLM V2 (truncation only)", 8, "ablation: V2's eigen truncation with uniform ratios", AllocationKind.Uniform, () => new EigenWhiteningTruncation()),
         new("rtn", "RTN", 10, "round-to-nearest on GPTQ's per-row (per-group) grid; no calibration data", AllocationKind.Uniform, null),
         new("gptq", "GPTQ", 11, "GPTQ (Frantar et al. 2022) with sequential calibration, as its reference's LLaMA script", AllocationKind.Uniform, null),
+        new("gptvq", "GPTVQ", 12, "GPTVQ (van Baalen et al. 2024): GPTQ's pass with D-dimensional vector quantization and per-group codebooks, sequential calibration",
+            AllocationKind.Uniform, null),
     ];
 
     /// <summary>The low-rank (SVD) methods: those that take a ratio and a truncation.</summary>

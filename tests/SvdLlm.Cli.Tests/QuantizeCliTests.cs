@@ -47,6 +47,33 @@ public class QuantizeCliTests
         }
     }
 
+    /// <summary>GPTVQ through the command: its own options, a VQ-layout directory that ppl and inspect load, bits per weight as counted.</summary>
+    [Fact]
+    public void Gptvq_writes_a_vq_directory_that_ppl_and_inspect_load()
+    {
+        using var dir = new TempDirectory();
+        var (model, text) = ModelWithTokenizer(dir);
+        string outDir = Path.Combine(dir.Path, "gptvq");
+        var r = CliRunner.Run(["compress", "--model", model, "--method", "gptvq", "--bits", "2", "--vq-dim", "2", "--columns-per-group", "32", "--group-size", "512",
+            "--kmeans-iters", "5", "--text-file", text, "--samples", "4", "--seq-len", "16", "--out", outDir, "--json"]);
+        Assert.True(r.Exit == 0, r.Err);
+        using var doc = JsonDocument.Parse(r.Out.Trim());
+        Assert.Equal("GPTVQ 2-bit D2 g512 c32 5 iters", doc.RootElement.GetProperty("label").GetString());
+        // 2 index bits, 16 int8 centroids × 2 per 512 weights (0.5 bit), a float32 scale per codebook, the grid tensor.
+        double bpw = doc.RootElement.GetProperty("bits_per_weight").GetDouble();
+        Assert.InRange(bpw, 2.5, 2.7);
+        var inspect = CliRunner.Run("inspect", "--model", outDir, "--json");
+        Assert.True(inspect.Exit == 0, inspect.Err);
+        using var inspectDoc = JsonDocument.Parse(inspect.Out.Trim());
+        Assert.Equal(bpw, inspectDoc.RootElement.GetProperty("bits_per_weight").GetDouble(), 3);
+        var ppl = CliRunner.Run("ppl", "--model", outDir, "--text-file", text, "--seq-len", "16", "--json");
+        Assert.True(ppl.Exit == 0, ppl.Err);
+        // GPTQ's options are not GPTVQ's, and bits × D must fit a byte.
+        Assert.Contains("--act-order", CliRunner.Run(["compress", "--model", model, "--method", "gptvq", "--bits", "2", "--act-order", "--text-file", text, "--out", outDir + "2"]).Err);
+        Assert.Contains("b·D must be ≤ 8", CliRunner.Run(["compress", "--model", model, "--method", "gptvq", "--bits", "3", "--vq-dim", "4", "--text-file", text, "--out", outDir + "2"]).Err);
+        Assert.False(Directory.Exists(outDir + "2"));
+    }
+
     [Fact]
     public void An_svd_method_with_quantize_writes_quantized_factors_and_no_scratch()
     {

@@ -76,6 +76,50 @@ public class QuantizedCheckpointTests
         foreach (var t in expected.Values) t.Dispose();
     }
 
+    /// <summary>
+    /// GPTVQ written in the VQ layout loads back as exactly the weights the quantizer made (int8 codes times a float32
+    /// scale, formed in float64 by both), with its packed indices at b·D bits each and the bytes the report counts.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 2, 8)]
+    [InlineData(3, 1, 0)]
+    public void GptvqWrittenInTheVqLayoutLoadsAsTheWeightsTheQuantizerMade(int bits, int vqDim, int codebookBits)
+    {
+        using var dir = new TempDirectory();
+        var config = TinyConfig.Preset(TinyArch.Llama3) with { AttentionBias = true };
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), config, seed: 9);
+        // Codebooks over 32 columns × 8 rows: several per matrix, partial ones at the ends of the 96-wide linears.
+        var options = new GptvqOptions { Bits = bits, VqDim = vqDim, ColumnsPerGroup = 32, GroupSize = 256, KMeansIterations = 8, CodebookBits = codebookBits };
+        var windows = Windows();
+        var expected = new Dictionary<string, Tensor<float>>();
+        using (var model = ModelLoader.Load(ckpt.Directory))
+            SequentialGptq.Run(model, windows, new GptvqQuantizer(options), (_, done) => { foreach (var q in done) expected[q.Linear.Name] = q.Linear.Weight.Clone(); });
+
+        string outDir = Path.Combine(dir.Path, "out");
+        JsonObject report;
+        using (var model = ModelLoader.Load(ckpt.Directory))
+            report = QuantizedCheckpoint.Write(model, new GptvqQuantizer(options), windows, outDir);
+        using var reloaded = ModelLoader.Load(outDir);
+        long onDisk = 0;
+        foreach (var l in reloaded.Linears)
+        {
+            Assert.True(l.VectorQuantized);
+            Assert.Equal(bits, l.QuantizedBits);
+            reloaded.Load(l);
+            Assert.Equal(expected[l.Name].Span.ToArray(), l.Weight.Span.ToArray());
+            Assert.Equal(l.Name.Contains("self_attn"), l.Bias is not null);
+            // Packed indices: ⌈(in / D) · b·D / 8⌉ bytes per row.
+            Assert.Equal(l.OutFeatures * (((long)l.InFeatures * bits + 7) / 8), reloaded.Reader.GetInfo(l.Name + ".vq_indices").ByteLength);
+            onDisk += l.StoredWeightBytes(reloaded.Reader);
+        }
+        Assert.Equal(onDisk, (long)report["linear_bytes_after"]!);
+        Assert.Equal(onDisk, reloaded.Linears.Sum(l => new GptvqQuantizer(options).StoredBytes(l.OutFeatures, l.InFeatures)));
+        var qc = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "config.json")))!["quantization_config"]!;
+        Assert.Equal("svdllm_vq", (string)qc["quant_method"]!);
+        Assert.Equal(vqDim, (int)qc["vq_dim"]!);
+        foreach (var t in expected.Values) t.Dispose();
+    }
+
     [Fact]
     public void LowRankFactorsAreQuantizedVThenUOnVsQuantizedOutput()
     {

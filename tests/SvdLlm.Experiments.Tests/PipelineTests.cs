@@ -355,7 +355,13 @@ public sealed class PipelineTests
         using var w = new MicroWorld(arch: TinyArch.Llama3);
         var all = SvdLlm.Compression.CompressionMethod.All;
         var methods = all.Select(m => m.Name).ToList();
-        var entries = all.Select(m => m.IsQuantization ? $"{{name: {m.Name}, params: {{bits: 4, group_size: 32}}}}" : m.Name)
+        // GPTVQ's group_size is weights per codebook: 2-bit pairs, codebooks of 32 columns × 16 rows on the micro model.
+        var entries = all.Select(m => m.Name switch
+            {
+                "gptvq" => "{name: gptvq, params: {bits: 2, vq_dim: 2, columns_per_group: 32, group_size: 512, kmeans_iters: 10}}",
+                _ when m.IsQuantization => $"{{name: {m.Name}, params: {{bits: 4, group_size: 32}}}}",
+                _ => m.Name,
+            })
             .Append("{name: svdllm-v2, params: {quantize: gptq, bits: 4, group_size: 32}}");
         string matrix = w.Matrix($$$"""
             models: [{model}]

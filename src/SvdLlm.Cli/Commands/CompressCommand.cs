@@ -66,12 +66,18 @@ internal static class CompressCommand
             Required = true,
         };
         var ratio = new Option<double?>("--ratio") { Description = "SVD methods: fraction of the decoder linears' parameters to remove, in (0, 1)" };
-        var bits = new Option<int?>("--bits") { Description = "rtn, gptq: bits per weight (2, 3, 4 or 8)" };
-        var groupSize = new Option<int>("--group-size") { Description = "rtn, gptq: input columns per scale and zero (-1: one per row)", DefaultValueFactory = _ => -1 };
+        var bits = new Option<int?>("--bits") { Description = "rtn, gptq: bits per weight (2, 3, 4 or 8); gptvq: index bits per weight (bits · vq-dim ≤ 8)" };
+        var groupSize = new Option<int>("--group-size") { Description = "rtn, gptq: input columns per scale and zero (-1: one per row); gptvq: weights per codebook (default: the paper's for bits and D)", DefaultValueFactory = _ => -1 };
         var actOrder = new Option<bool>("--act-order") { Description = "gptq: quantize columns in order of decreasing H_jj (desc_act)" };
         var staticGroups = new Option<bool>("--static-groups") { Description = "gptq: fit group parameters up front on the original weights" };
         var sym = new Option<bool>("--sym") { Description = "rtn, gptq: symmetric grid (default asymmetric)" };
         var damp = new Option<double>("--damp") { Description = "gptq: damping relative to mean(diag H)", DefaultValueFactory = _ => 0.01 };
+        var vqDim = new Option<int>("--vq-dim") { Description = "gptvq: vector dimension D (1, 2 or 4; K = 2^(bits·D) centroids per codebook)", DefaultValueFactory = _ => 2 };
+        var columnsPerGroup = new Option<int>("--columns-per-group") { Description = "gptvq: input columns per codebook", DefaultValueFactory = _ => 256 };
+        var codebookBits = new Option<int>("--codebook-bits") { Description = "gptvq: bits per codebook entry (8: int8 with a scale per codebook; 0: float)", DefaultValueFactory = _ => 8 };
+        var kmeansIters = new Option<int>("--kmeans-iters") { Description = "gptvq: weighted k-means iterations per codebook", DefaultValueFactory = _ => 100 };
+        var noMStep = new Option<bool>("--no-m-step") { Description = "gptvq: skip the least-squares codebook update after the pass" };
+        var vqWeighting = new Option<string>("--vq-weighting") { Description = "gptvq: reference (the paper's code) or obs (1/U_jj² for fit and lookup)", DefaultValueFactory = _ => "reference" };
         var quantize = new Option<string?>("--quantize") { Description = "SVD methods: then quantize both factors with rtn or gptq (V on x, U on V'x, sequentially) to --bits" };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
@@ -79,7 +85,7 @@ internal static class CompressCommand
         var command = new Command("compress", "Compress a model with an SVD method at a ratio, one decoder layer at a time; writes a sharded Hugging Face directory and compression-report.json.")
         {
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
-            bits, groupSize, actOrder, staticGroups, sym, damp, quantize,
+            bits, groupSize, actOrder, staticGroups, sym, damp, quantize, vqDim, columnsPerGroup, codebookBits, kmeansIters, noMStep, vqWeighting,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -91,11 +97,15 @@ internal static class CompressCommand
                 ("quantize", quantize, () => p.GetValue(quantize)!), ("bits", bits, () => Invariant(p.GetValue(bits))),
                 ("group_size", groupSize, () => Invariant(p.GetValue(groupSize))), ("act_order", actOrder, () => "true"),
                 ("static_groups", staticGroups, () => "true"), ("sym", sym, () => "true"), ("damp", damp, () => Invariant(p.GetValue(damp))),
+                ("vq_dim", vqDim, () => Invariant(p.GetValue(vqDim))), ("columns_per_group", columnsPerGroup, () => Invariant(p.GetValue(columnsPerGroup))),
+                ("codebook_bits", codebookBits, () => Invariant(p.GetValue(codebookBits))), ("kmeans_iters", kmeansIters, () => Invariant(p.GetValue(kmeansIters))),
+                ("m_step", noMStep, () => "false"), ("weighting", vqWeighting, () => p.GetValue(vqWeighting)!),
             };
             var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, option, value) in given)
                 if (Given(p, option) && (option is not Option<bool> flag || p.GetValue(flag))) parameters[name] = value();
-            var recipe = MethodRecipe.Parse(methodName, parameters, name => "--" + name.Replace('_', '-'));
+            var optionOf = given.ToDictionary(g => g.Name, g => g.Option.Name);
+            var recipe = MethodRecipe.Parse(methodName, parameters, name => optionOf.GetValueOrDefault(name, "--" + name.Replace('_', '-')));
             var m = recipe.Method;
             double r = 0;
             if (recipe.TakesRatio)

@@ -5,6 +5,34 @@ namespace SvdLlm.Models.Tests.Checkpoints;
 /// <summary>The VQ layout read back against a naive dequantizer written from the layout's definition, and its format errors.</summary>
 public class VqLayoutTests
 {
+    /// <summary>Bit i of a row's stream, read naively: bit i mod 8 of byte ⌊i / 8⌋.</summary>
+    private static int Bit(byte[] packed, int rowStart, long i) => (packed[rowStart + (int)(i / 8)] >> (int)(i % 8)) & 1;
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(6)]
+    [InlineData(8)]
+    public void IndicesPackLowestBitFirstPerRowAndUnpackToThemselves(int indexBits)
+    {
+        int rows = 3, vectors = 11;
+        var rng = new Random(indexBits);
+        var indices = Enumerable.Range(0, rows * vectors).Select(_ => (byte)rng.Next(1 << indexBits)).ToArray();
+        var packed = VqLayout.PackIndices(indices, rows, vectors, indexBits);
+        int rowBytes = (vectors * indexBits + 7) / 8;
+        Assert.Equal(rows * rowBytes, packed.Length);
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < vectors; j++)
+            {
+                int v = 0;
+                for (int b = 0; b < indexBits; b++) v |= Bit(packed, r * rowBytes, (long)j * indexBits + b) << b;
+                Assert.Equal(indices[r * vectors + j], v);
+            }
+        Assert.Equal(indices, VqLayout.UnpackIndices(packed, rows, vectors, indexBits));
+        if (indexBits < 8) Assert.Throws<ArgumentException>(() => VqLayout.PackIndices([(byte)(1 << indexBits)], 1, 1, indexBits));
+    }
+
     [Fact]
     public void ALinearReadsBackAsTheCentroidOfEachVectorFromItsRowAndColumnBlocksCodebook()
     {
@@ -19,7 +47,7 @@ public class VqLayoutTests
         void Write(int[] grid, SafeTensorsDType indexType = SafeTensorsDType.U8) => SafeTensorsWriter.Write(Path.Combine(dir.Path, "model.safetensors"),
         [
             WriterTensor.Int32("l.vq_grid", [4], () => grid),
-            WriterTensor.Bytes("l.vq_indices", indexType, [outF, inF / d], () => indices),
+            WriterTensor.Bytes("l.vq_indices", indexType, [outF, VqLayout.PackedRowBytes(inF / d, bits * d)], () => VqLayout.PackIndices(indices, outF, inF / d, bits * d)),
             WriterTensor.Bytes("l.vq_codebooks", SafeTensorsDType.I8, [books, k, d], () => codes),
             new WriterTensor("l.vq_scales", SafeTensorsDType.F32, [books], scales),
         ]);
