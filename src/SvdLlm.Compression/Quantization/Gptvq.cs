@@ -697,6 +697,16 @@ public static class Gptvq
         return scale;
     }
 
+    /// <summary>Scratch of one worker building normal-matrix blocks.</summary>
+    private sealed class PairWorkspace(int kd, int cpg)
+    {
+        public readonly double[] T = new double[kd * cpg];
+        public readonly double[] Block = new double[kd * kd];
+        public readonly bool[] Used = new bool[kd];
+        public readonly int[] List = new int[kd];
+        public readonly int[] Row = new int[cpg];
+    }
+
     private readonly record struct MStepOutcome(double Before, double After, int Rejected, int Ridged);
 
     /// <summary>
@@ -738,15 +748,15 @@ public static class Gptvq
                 int r0 = rgStart * rpg, r1 = Math.Min(m, rgEnd * rpg), rows = r1 - r0;
                 for (int t = 0; t < rgEnd - rgStart; t++) { normals[t].Span.Clear(); Array.Clear(rhs[t]); constants[t] = 0; }
 
-                Parallel.For(0, pairs.Count, () => (T: new double[kd * cpg], Used: new bool[kd], List: new int[kd], PRow: new int[cpg]), (pi, _, local) =>
+                Parallel.For(0, pairs.Count, () => new PairWorkspace(kd, cpg), (pi, _, local) =>
                 {
                     var (g, gp) = pairs[pi];
                     int a0 = g * cpg, a1 = Math.Min(n, a0 + cpg), wa = a1 - a0;
                     int b0 = gp * cpg, b1 = Math.Min(n, b0 + cpg);
                     var tBuf = local.T.AsSpan();
+                    var blockSpan = local.Block.AsSpan();
                     for (int i = r0; i < r1; i++)
                     {
-                        var nSpan = normals[i / rpg - rgStart].Span;
                         long rowBase = (long)i * nv;
                         int used = 0;
                         for (int jp = b0; jp < b1; jp++)
@@ -763,15 +773,25 @@ public static class Gptvq
                             else TensorPrimitives.Add(target, hRow, target);
                         }
                         for (int j = a0; j < a1; j++)
-                            local.PRow[j - a0] = g * kd + indices[rowBase + j / dim] * dim + j % dim;
-                        int colBase = gp * kd;
-                        for (int u = 0; u < used; u++)
+                            local.Row[j - a0] = (indices[rowBase + j / dim] * dim + j % dim) * kd;
+                        // Into a small dense kd×kd block first: N's rows are P apart (often a power of two), and
+                        // scattering straight into them thrashes the cache sets.
+                        for (int q = 0; q < used; q++)
                         {
-                            int label = local.List[u];
+                            int label = local.List[q];
                             local.Used[label] = false;
                             var tl = tBuf.Slice(label * cpg, wa);
-                            int col = colBase + label;
-                            for (int j = 0; j < wa; j++) nSpan[local.PRow[j] * p + col] += tl[j];
+                            for (int j = 0; j < wa; j++) blockSpan[local.Row[j] + label] += tl[j];
+                        }
+                        if (i + 1 == r1 || (i + 1) % rpg == 0)
+                        {
+                            var nSpan = normals[i / rpg - rgStart].Span;
+                            for (int a = 0; a < kd; a++)
+                            {
+                                var dst = nSpan.Slice((g * kd + a) * p + gp * kd, kd);
+                                TensorPrimitives.Add(dst, blockSpan.Slice(a * kd, kd), dst);
+                            }
+                            blockSpan.Clear();
                         }
                     }
                     return local;
