@@ -267,9 +267,9 @@ public sealed class MatrixLoaderTests
     {
         string root = Repository();
         var d = MatrixLoader.Load(Path.Combine(root, "experiments", "default.yaml"));
-        // Six SVD recipes (V2 also with GPTQ-quantized factors) at four ratios, five quantizers at full rank.
+        // Six SVD recipes (V2 also with GPTQ-quantized factors) at four ratios, eight quantizers at full rank.
         Assert.Equal(6, d.Methods.Count(m => !SvdLlm.Compression.CompressionMethod.Get(m.Name).IsQuantization));
-        Assert.Equal(5, d.Methods.Count(m => SvdLlm.Compression.CompressionMethod.Get(m.Name).IsQuantization));
+        Assert.Equal(8, d.Methods.Count(m => SvdLlm.Compression.CompressionMethod.Get(m.Name).IsQuantization));
         Assert.Equal(4, d.Ratios.Count);
         Assert.True(d.Baseline);
         Assert.Equal(["demo_ppl_moby_dick", "demo_ppl_sotu", "demo_ppl_brown", "demo_next_sentence", "demo_cloze", "efficiency"], d.Tasks.Select(t => t.Name));
