@@ -407,6 +407,12 @@ public class GptvqTests
             Assert.Equal(direct, result.Loss, direct * 1e-9);
             if (dim == 1) Assert.Equal(direct, result.AccumulatedLoss, direct * 1e-9);
             else Assert.NotEqual(direct, result.AccumulatedLoss, direct * 1e-3);
+            // With the codebook update the loss (still of W' before it) comes from the update's starting objective instead.
+            var updated = Gptvq.Quantize(w, h, new GptvqOptions
+            {
+                Bits = bits, VqDim = dim, ColumnsPerGroup = 16, GroupSize = 16 * 8, BlockSize = 6, Weighting = weighting, CodebookBits = codebookBits,
+            });
+            Assert.Equal(direct, updated.Loss, direct * 1e-9);
         }
     }
 

@@ -369,9 +369,9 @@ public static class Gptvq
             foreach (double l in rowLoss) accumulated += l;
         }
         // For D = 1, E = Err·U and U H_d Uᵀ = I make the accumulated sum the objective exactly (as in GPTQ). For D > 1 a
-        // vector's own columns do not update each other, so E ≠ Err·U; the objective is then evaluated directly.
-        double loss = dim == 1 ? accumulated : DampedObjective(w, wp, h, isDead, damping, centroids, indices, layout) / 2;
-
+        // vector's own columns do not update each other, so E ≠ Err·U and tr(E H_d Eᵀ) is evaluated: its H part is the
+        // codebook update's starting objective when that runs, else one gemm. E goes into the working copy of W.
+        double diagonalPart = FillError(w, wp, isDead, damping, centroids, indices, layout);
         string? note = null;
         void AddNote(string s) => note = note is null ? s : note + "; " + s;
         if (deadCount > 0) AddNote($"{deadCount} dead input column(s) (H_jj = 0) zeroed before quantization");
@@ -392,46 +392,48 @@ public static class Gptvq
             }
         }
 
+        double loss = dim == 1 ? accumulated : ((before ?? HObjective(wp, h)) + diagonalPart) / 2;
         var matrix = new VqMatrix(m, n, options.Bits, dim, layout.Rpg, layout.Cpg, indices, codebookBits, centroids, codes, scales);
         return new GptvqResult(matrix, loss, accumulated, damping, deadCount, before, after, note);
     }
 
     /// <summary>
-    /// tr(E H_p Eᵀ), E = W_z − Q (W_z: W with dead columns zeroed), H_p = H with a dead input's diagonal set to 1, plus λI:
-    /// the damped objective the pass works on, by a float64 gemm over chunks of rows (m·n² multiply-adds).
+    /// Writes E = W_z − Q into <paramref name="error"/> (W_z: W with dead columns zeroed) and returns Σ_ij (λ + [j dead]) E_ij²,
+    /// the part of tr(E H_p Eᵀ) that H_p (H with a dead input's diagonal set to 1, plus λI) adds to H.
     /// </summary>
-    private static double DampedObjective(Tensor<double> w, Tensor<double> scratch, Tensor<double> h, bool[] dead, double lambda,
-        double[] centroids, byte[] indices, Layout layout)
+    private static double FillError(Tensor<double> w, Tensor<double> error, bool[] dead, double lambda, double[] centroids, byte[] indices, Layout layout)
     {
         int m = layout.M, n = layout.N, dim = layout.D, nv = layout.VectorsPerRow, kd = layout.CodebookLength;
-        int chunk = Math.Max(1, Math.Min(m, (32 << 20) / Math.Max(1, n * sizeof(double))));
-        using var z = Tensor<double>.Uninitialized(chunk, n);
-        // The error goes into the (no longer needed) working copy of W.
+        double total = 0;
         for (int i = 0; i < m; i++)
         {
-            var e = scratch.Row(i);
+            var e = error.Row(i);
             var src = w.Row(i);
             int rowBase = i / layout.Rpg * layout.ColGroups;
             for (int j = 0; j < n; j++)
             {
                 int k = indices[(long)i * nv + j / dim];
                 double q = centroids[(long)(rowBase + j / layout.Cpg) * kd + k * dim + j % dim];
-                e[j] = (dead[j] ? 0 : src[j]) - q;
+                double ej = (dead[j] ? 0 : src[j]) - q;
+                e[j] = ej;
+                total += ((dead[j] ? 1 : 0) + lambda) * ej * ej;
             }
         }
+        return total;
+    }
+
+    /// <summary>Σ_i e_i H e_iᵀ over the rows of <paramref name="e"/>, by float64 gemms over chunks of rows (m·n² multiply-adds).</summary>
+    private static double HObjective(Tensor<double> e, Tensor<double> h)
+    {
+        int m = e.Rows, n = e.Cols;
+        int chunk = Math.Max(1, Math.Min(m, (32 << 20) / Math.Max(1, n * sizeof(double))));
+        using var z = Tensor<double>.Uninitialized(chunk, n);
         double total = 0;
         for (int r0 = 0; r0 < m; r0 += chunk)
         {
             int rows = Math.Min(chunk, m - r0);
-            Blas.Dgemm(Transpose.No, Transpose.No, rows, n, n, 1.0, scratch.Span[(r0 * n)..], n, h.Span, n, 0.0, z.Span, n);
-            for (int i = 0; i < rows; i++)
-            {
-                var e = scratch.Row(r0 + i);
-                var zr = z.Row(i);
-                double s = TensorPrimitives.Dot(e, zr);
-                for (int j = 0; j < n; j++) s += ((dead[j] ? 1 : 0) + lambda) * e[j] * e[j];
-                total += s;
-            }
+            Blas.Dgemm(Transpose.No, Transpose.No, rows, n, n, 1.0, e.Span[(r0 * n)..], n, h.Span, n, 0.0, z.Span, n);
+            for (int i = 0; i < rows; i++) total += TensorPrimitives.Dot(e.Row(r0 + i), z.Row(i));
         }
         return total;
     }
