@@ -46,8 +46,13 @@ internal static class ScaleBenchmark
                     return 2;
             }
         }
+        // A name is a method, or SVD+quantizer ("svdllm-v2+gptq"): checked before hours of work.
         foreach (string m in methods)
-            CompressionMethod.Get(m);
+        {
+            var parts = m.Split('+');
+            if (parts.Length == 2) MethodRecipe.Parse(parts[0], new Dictionary<string, string>(QuantizerParameters(parts[1])) { ["quantize"] = parts[1] });
+            else CompressionMethod.Get(m);
+        }
         Directory.CreateDirectory(work);
         Console.WriteLine($"scale bench: {NumericsRuntime.Describe()}");
         Console.WriteLine($"LLaMA-2-7B shape (hidden {Hidden}, intermediate {Intermediate}, {Heads} heads, vocab {Vocab}, BF16); calibration {samples} × {seqLen} random token ids; ratio 0.2");
@@ -154,7 +159,7 @@ internal static class ScaleBenchmark
         NumericsRuntime.SetThreads(int.Parse(a[7]));
         using var m = ModelLoader.Load(model);
         double calibration = 0;
-        if (CompressionMethod.Get(method).IsQuantization)
+        if (!method.Contains('+') && CompressionMethod.Get(method).IsQuantization)
         {
             // rtn/gptq at 4 bits, groups of 128 (the reference's LLaMA setting); GPTQ runs its own sequential calibration
             // on the same random windows, so its time includes the (distinct inputs + 1) forward passes per layer.
@@ -185,9 +190,20 @@ internal static class ScaleBenchmark
             calibration = sw.Elapsed.TotalSeconds;
         }
         string outDir = Path.Combine(work, $"out-{Environment.ProcessId}");
+        // "svdllm-v2+gptq": the SVD method at 20 %, then its factors quantized (4-bit, groups of 128) on the same windows.
+        var parts = method.Split('+');
+        var recipe = parts.Length == 2
+            ? MethodRecipe.Parse(parts[0], new Dictionary<string, string>(QuantizerParameters(parts[1])) { ["quantize"] = parts[1] })
+            : MethodRecipe.Plain(method);
+        CalibrationWindows? recipeWindows = null;
+        if (recipe.NeedsWindows)
+        {
+            var rng = new Random(3);
+            recipeWindows = new CalibrationWindows(Enumerable.Range(0, samples * seqLen).Select(_ => rng.Next(Vocab)).ToArray(), seqLen);
+        }
         var clock = Stopwatch.StartNew();
         using var source = CalibrationStatisticsFile.Open(stats);
-        var report = Compressor.CompressToDirectory(m, source, method, 0.2, outDir, line => Console.WriteLine(line), work);
+        var report = recipe.CompressToDirectory(m, source, recipeWindows, 0.2, outDir, line => Console.WriteLine(line), work);
         double compression = clock.Elapsed.TotalSeconds;
         Directory.Delete(outDir, recursive: true);
         Console.WriteLine(new JsonObject
@@ -196,6 +212,7 @@ internal static class ScaleBenchmark
             ["compression_seconds"] = compression,
             ["stage_seconds"] = JsonSerializer.SerializeToNode(report.StageSeconds),
             ["achieved_linear_ratio"] = report.AchievedLinearRatio,
+            ["bits_per_weight"] = report.BitsPerWeight,
             ["peak_rss_bytes"] = PeakRss(),
         }.ToJsonString());
         return 0;
