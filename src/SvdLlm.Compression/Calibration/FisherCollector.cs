@@ -20,13 +20,20 @@ public static class FisherCollector
 
     /// <summary>Adds the row sums per linear name into <paramref name="rowSums"/> (created on first use).</summary>
     public static void Collect(CausalLanguageModel model, int[] windows, int seqLen, Dictionary<string, double[]> rowSums, Action<int, int>? progress = null, bool force = false)
+        => Backward(model, windows, seqLen, new SquaredGradientObserver(rowSums, model.Linears.ToDictionary(l => l.Name)), progress, force);
+
+    /// <summary>
+    /// One forward and backward pass of the training model per window (each window its own batch, its loss the mean
+    /// next-token loss), every linear's (x, dy) shown to <paramref name="observer"/>: the one gradient loop behind
+    /// FWSVD's Fisher and GFWSVD's gradient samples.
+    /// </summary>
+    internal static void Backward(CausalLanguageModel model, int[] windows, int seqLen, IGradientObserver observer, Action<int, int>? progress, bool force)
     {
         if (model is not LlamaForCausalLM llama)
-            throw new NotSupportedException($"Fisher statistics need the backward pass, which exists for the LLaMA family only (this model is {model.Architecture})");
+            throw new NotSupportedException($"gradient statistics need the backward pass, which exists for the LLaMA family only (this model is {model.Architecture})");
         CheckMemory(llama.Config, seqLen, force);
         using var train = new LlamaTrainingModel(llama.Config);
         train.LoadFrom(model.Reader);
-        var observer = new SquaredGradientObserver(rowSums, model.Linears.ToDictionary(l => l.Name));
         train.GradientObserver = observer;
         int samples = windows.Length / seqLen;
         for (int s = 0; s < samples; s++)
