@@ -31,7 +31,7 @@ public sealed class LowRankFactors(Tensor<double> u, Tensor<double> v, double th
     }
 }
 
-/// <summary>What a truncation may use besides W: the calibration statistics of the linear's input (and, for FWSVD, its Fisher information).</summary>
+/// <summary>What a truncation may use besides W: the calibration statistics of the linear's input (and, for FWSVD and GFWSVD, its Fisher information).</summary>
 public sealed class TruncationInputs
 {
     /// <summary>C = Σ_t x_t x_tᵀ [n, n] (raw sum, float64).</summary>
@@ -42,6 +42,9 @@ public sealed class TruncationInputs
 
     /// <summary>FWSVD's row Fisher Σ_batches Σ_j (∂L/∂W_ij)² [m].</summary>
     public double[]? FisherRowSums { get; init; }
+
+    /// <summary>GFWSVD's Kronecker factors of the Fisher, F ≈ A ⊗ B (A [n, n] input side, B [m, m] output side).</summary>
+    public KroneckerFactors? Kronecker { get; init; }
 }
 
 /// <summary>A way to pick W' of rank k given W and calibration statistics.</summary>
