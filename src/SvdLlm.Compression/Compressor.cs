@@ -28,6 +28,9 @@ public static class Compressor
     /// <summary>Calibration windows the ASVD sensitivity search evaluates each probe on (it runs |linears| × 9 forward passes).</summary>
     public const int SensitivityProbeWindows = 8;
 
+    /// <summary>GFWSVD's K: gradient samples per linear, each the mean over windows / K calibration windows (the reference's K ≈ 16–32).</summary>
+    public const int GradientSamplesPerLinear = 16;
+
     /// <summary>Rows of E = W − W' used to measure the loss when the exact tr(E C Eᵀ) would cost more than <see cref="ExactLossBudget"/> multiply-adds.</summary>
     public const int MeasuredLossRows = 512;
 
@@ -210,14 +213,24 @@ public static class Compressor
         clock.Restart();
         var byAllocation = allocation.ToDictionary(a => a.Name);
         long largest = -1;
+        bool kronecker = method.Truncation == TruncationKind.Kronecker;
+        double gradientSeconds = 0;
         foreach (var (index, linears) in layers)
         {
             var layerClock = Stopwatch.StartNew();
             // From the workspace, the decomposition is done: only the Gram (for the measured loss) is read, no whitening is built.
-            using var inputs = new LayerInputs(stats, method.Truncation, decomposes: workspace is null);
+            // GFWSVD reads the Gram for the measured loss only; its weighting is the layer's Kronecker factors.
+            using var inputs = new LayerInputs(stats, kronecker ? TruncationKind.Svd : method.Truncation, decomposes: workspace is null);
             var done = new List<(Linear, LowRankFactors)>();
+            Dictionary<string, KroneckerFactors>? kfac = null;
             try
             {
+                if (kronecker)
+                {
+                    var gradientClock = Stopwatch.StartNew();
+                    kfac = KroneckerFactorsOfLayer(model, windows!, linears, report);
+                    gradientSeconds += gradientClock.Elapsed.TotalSeconds;
+                }
                 foreach (var l in linears)
                 {
                     var a = byAllocation[l.Name];
@@ -225,7 +238,12 @@ public static class Compressor
                     using var w = Weight(l);
                     var weighting = inputs.For(l);
                     LowRankFactors factors;
-                    if (workspace is not null)
+                    if (kfac is not null)
+                    {
+                        factors = method.Reference().Truncate(w, a.Rank, new TruncationInputs { Kronecker = kfac[l.Name] });
+                        routes[l.Name] = "GFWSVD: SVD of L_Bᵀ W L_A";
+                    }
+                    else if (workspace is not null)
                     {
                         using var basis = workspace.Read(l.Name);
                         factors = WeightedLowRank.Truncate(w, basis, a.Rank, weighting);
@@ -256,10 +274,12 @@ public static class Compressor
             finally
             {
                 foreach (var (_, f) in done) f.Dispose();
+                if (kfac is not null) foreach (var k in kfac.Values) k.Dispose();
             }
             log($"truncation: layer {index} ({linears.Count} matrices) in {layerClock.Elapsed.TotalSeconds:F1} s");
         }
-        report.StageSeconds["truncation"] = clock.Elapsed.TotalSeconds;
+        report.StageSeconds["truncation"] = clock.Elapsed.TotalSeconds - gradientSeconds;
+        if (kronecker) report.StageSeconds["gradients"] = gradientSeconds;
         log($"truncation ({method.Truncation}) of {allocation.Count} matrices done in {clock.Elapsed.TotalSeconds:F1} s");
         report.Notes.Add("decomposition routes: " + string.Join(", ", routes.Values.Distinct()) +
                          " (each matrix's route is in its entry; W' = U_k U_kᵀ W, so W keeps its component on C's null space)");
@@ -276,6 +296,42 @@ public static class Compressor
         report.LinearParamsAfter = report.Matrices.Sum(m => m.ParamsAfter) + model.Linears.Where(l => !byAllocation.ContainsKey(l.Name)).Sum(l => l.ParameterCount);
         report.ModelParamsAfter = report.ModelParamsBefore - (report.LinearParamsBefore - report.LinearParamsAfter);
         return report;
+    }
+
+    /// <summary>
+    /// GFWSVD's Kronecker factors of one layer's linears: K = <see cref="GradientSamplesPerLinear"/> mini-batch mean
+    /// gradients per linear from backward passes of the original checkpoint's training model over the calibration windows
+    /// (the first K·⌊windows/K⌋ of them; fewer than K windows give one sample per window), then the nearest Kronecker
+    /// product of their Fisher. One layer's samples at a time: K float64 copies of the layer's weights. The layer costs one
+    /// backward pass over the windows (every layer's, since the loss needs the whole model).
+    /// </summary>
+    private static Dictionary<string, KroneckerFactors> KroneckerFactorsOfLayer(CausalLanguageModel model, CalibrationWindows windows, List<Linear> linears, CompressionReport report)
+    {
+        int k = Math.Min(GradientSamplesPerLinear, windows.Count), batch = windows.Count / k;
+        var tokens = windows.Tokens.AsSpan(0, k * batch * windows.SeqLen).ToArray();
+        var names = linears.Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
+        var samples = GradientSamples.Collect(model, tokens, windows.SeqLen, batch, names.Contains);
+        var result = new Dictionary<string, KroneckerFactors>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var l in linears)
+            {
+                result[l.Name] = KroneckerFisher.Nearest(samples[l.Name]);
+                if (result[l.Name].RegularisationNote is { } note) report.Notes.Add($"{l.Name}: Kronecker factors regularised ({note})");
+            }
+        }
+        catch
+        {
+            foreach (var f in result.Values) f.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var list in samples.Values) foreach (var g in list) g.Dispose();
+        }
+        if (!report.Notes.Any(n => n.StartsWith("GFWSVD:", StringComparison.Ordinal)))
+            report.Notes.Add($"GFWSVD: K = {k} gradient samples per linear, each the mean over {batch} calibration window(s)");
+        return result;
     }
 
     /// <summary>

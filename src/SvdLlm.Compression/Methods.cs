@@ -18,6 +18,8 @@ public enum TruncationKind
     CholeskyWhitening,
     /// <summary>‖(W − W')X‖_F on C as it is (positive semi-definite is fine).</summary>
     EigenWhitening,
+    /// <summary>‖L_Bᵀ(W − W')L_A‖_F with the Fisher ≈ A ⊗ B from gradient samples (GFWSVD; its own closed form, not WeightedLowRank's).</summary>
+    Kronecker,
 }
 
 /// <summary>
@@ -44,6 +46,7 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
         FisherWeightedTruncation => TruncationKind.Fwsvd,
         CholeskyWhiteningTruncation => TruncationKind.CholeskyWhitening,
         EigenWhiteningTruncation => TruncationKind.EigenWhitening,
+        GfwsvdTruncation => TruncationKind.Kronecker,
         var t => throw new InvalidOperationException($"no decomposition route for truncation {t.Name}"),
     };
 
@@ -53,7 +56,10 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// and compresses the whole model in memory rather than one streamed layer at a time. GPTQ runs the model on them
     /// too (sequential calibration, one layer at a time) and needs no statistics.
     /// </summary>
-    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate || Name is "gptq" or "gptvq";
+    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate || Name is "gptq" or "gptvq" || NeedsGradientSamples;
+
+    /// <summary>GFWSVD: per-linear gradient samples from backward passes over the calibration windows (the training model), turned into Kronecker factors.</summary>
+    public bool NeedsGradientSamples => LowRankReference is not null && Truncation == TruncationKind.Kronecker;
 
     /// <summary>Whether the method reads the cached calibration statistics (every low-rank method does; quantization does not).</summary>
     public bool NeedsStatistics => !IsQuantization;
@@ -75,6 +81,8 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
             AllocationKind.Sensitivity, () => new AsvdTruncation()),
         new("fwsvd", "FWSVD", 2, "FWSVD, row-Fisher variant (Hsu et al.): SVD of diag(sqrt Σ_j Î_ij)·W, uniform ratio", AllocationKind.Uniform,
             () => new FisherWeightedTruncation(), NeedsFisher: true),
+        new("gfwsvd", "GFWSVD", 2, "GFWSVD (Chekalina et al. 2025): Fisher ≈ A ⊗ B (nearest Kronecker product of 16 mini-batch gradients), closed-form weighted truncation, uniform ratio",
+            AllocationKind.Uniform, () => new GfwsvdTruncation()),
         new("svdllm", "SVD-LLM", 5, "SVD-LLM: Cholesky whitening (jitter recorded when C is not PD), uniform ratio", AllocationKind.Uniform,
             () => new CholeskyWhiteningTruncation()),
         new("svdllm-update", "SVD-LLM (update)", 6, "SVD-LLM + closed-form least-squares update of W_u on inputs from the compressed preceding layers",

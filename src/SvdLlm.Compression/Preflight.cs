@@ -52,6 +52,15 @@ public static class Preflight
         long layerWhitenings = layers.Max(g => g.GroupBy(l => l.InputKey).Where(k => k.Any(l => l.OutFeatures >= l.InFeatures))
             .Sum(k => (long)k.First().InFeatures * k.First().InFeatures * 8));
         long compression = layerGrams + layerWhitenings + decomposition + layerFactors + vocabTensor + 300 * Mb;
+        if (method.NeedsGradientSamples && model is LlamaForCausalLM llama)
+        {
+            // GFWSVD, per layer: the training model's backward over one window, K float64 gradient samples of the layer's
+            // linears, and each linear's Kronecker factors (A, B and the power iteration's and regularisation's copies).
+            int k = Compressor.GradientSamplesPerLinear;
+            compression += Calibration.FisherCollector.EstimateBytes(llama.Config, seqLen)
+                + layers.Max(g => Calibration.GradientSamples.EstimateBytes(g, k))
+                + layers.Max(g => g.Sum(l => 3L * 8 * ((long)l.InFeatures * l.InFeatures + (long)l.OutFeatures * l.OutFeatures)));
+        }
 
         // Freed blocks kept for the next layer (NativeBufferPool): never more than its capacity, nor more than the stage
         // itself had live, so at most that much on top of the stage's own peak.

@@ -1,3 +1,4 @@
+using SvdLlm.Compression.Truncation;
 using System.Text.Json.Nodes;
 using SvdLlm.Compression;
 using SvdLlm.Compression.Calibration;
@@ -202,6 +203,42 @@ public class CompressorTests
         Assert.Equal("3", back.Metadata["seed"]);
         File.WriteAllText(dir.File("junk.svdstats"), "not a statistics file");
         Assert.Throws<InvalidDataException>(() => CalibrationStatistics.Load(dir.File("junk.svdstats")));
+    }
+
+    /// <summary>
+    /// gfwsvd in the compressor equals the pieces run by hand: each linear's 16 mini-batch gradients of the original
+    /// model, their nearest Kronecker factors and the closed-form truncation at the uniform rank.
+    /// </summary>
+    [Fact]
+    public void Gfwsvd_compresses_each_linear_with_the_kronecker_factors_of_its_gradient_samples()
+    {
+        using var dir = new TempDirectory();
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama3, seed: 6);
+        using var model = ModelLoader.Load(ckpt.Directory);
+        var tokens = RandomWindows.Sample(model.VocabSize, 32, SeqLen, 8);
+        using var stats = Calibrator.Collect(model, tokens, SeqLen);
+        var report = Compressor.Compress(model, stats, "gfwsvd", 0.4, windows: new CalibrationWindows(tokens, SeqLen));
+        Assert.Contains(report.Notes, n => n == "GFWSVD: K = 16 gradient samples per linear, each the mean over 2 calibration window(s)");
+        Assert.True(report.StageSeconds["gradients"] > 0);
+
+        using var original = ModelLoader.Load(ckpt.Directory);
+        var samples = GradientSamples.Collect(original, tokens, SeqLen, 2);
+        foreach (var l in model.Linears)
+        {
+            var o = original.Linears.Single(x => x.Name == l.Name);
+            using var w = Compressor.Weight(original, o);
+            using var kron = KroneckerFisher.Nearest(samples[l.Name]);
+            using var expected = new GfwsvdTruncation().Truncate(w, l.Rank!.Value, new TruncationInputs { Kronecker = kron });
+            using var product = expected.Product();
+            int k = l.Rank!.Value;
+            using var u = DenseMath.ToDouble(l.U.Span, l.OutFeatures, k);
+            using var v = DenseMath.ToDouble(l.V.Span, k, l.InFeatures);
+            using var got = DenseMath.MatMul(u, false, v, false);
+            double scale = product.Span.ToArray().Max(Math.Abs);
+            for (int i = 0; i < product.Length; i++)
+                Assert.True(Math.Abs(product.Span[i] - got.Span[i]) <= 1e-4 * scale, $"{l.Name}[{i}]: {got.Span[i]} vs {product.Span[i]}");
+        }
+        foreach (var list in samples.Values) foreach (var g in list) g.Dispose();
     }
 
     [Fact]
