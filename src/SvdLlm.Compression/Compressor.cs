@@ -28,7 +28,7 @@ public static class Compressor
     /// <summary>Calibration windows the ASVD sensitivity search evaluates each probe on (it runs |linears| × 9 forward passes).</summary>
     public const int SensitivityProbeWindows = 8;
 
-    /// <summary>GFWSVD's K: gradient samples per linear, each the mean over windows / K calibration windows (the reference's K ≈ 16–32).</summary>
+    /// <summary>GFWSVD's default K: gradient samples per linear, each the mean over windows / K calibration windows (the reference's K ≈ 16–32).</summary>
     public const int GradientSamplesPerLinear = 16;
 
     /// <summary>Rows of E = W − W' used to measure the loss when the exact tr(E C Eᵀ) would cost more than <see cref="ExactLossBudget"/> multiply-adds.</summary>
@@ -38,10 +38,10 @@ public static class Compressor
 
     /// <summary>Compresses the model in memory (its linears become low-rank); see <see cref="CompressedCheckpoint.Write"/> to save it.</summary>
     public static CompressionReport Compress(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio,
-        Action<string>? log = null, CalibrationWindows? windows = null, string? workspaceDir = null)
+        Action<string>? log = null, CalibrationWindows? windows = null, string? workspaceDir = null, GfwsvdOptions? gfwsvd = null)
     {
         var method = Validate(model, stats, methodName, ratio, windows);
-        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, workspaceDir, streamed: false, (layer, done) =>
+        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, workspaceDir, streamed: false, gfwsvd, (layer, done) =>
         {
             foreach (var (l, f) in done) l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias?.Clone());
         });
@@ -55,13 +55,13 @@ public static class Compressor
     /// run the model between truncations (asvd-search's probes, svdllm-update's local update) compress in memory.
     /// </summary>
     public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, string outDir,
-        Action<string>? log = null, string? workspaceDir = null, CalibrationWindows? windows = null)
+        Action<string>? log = null, string? workspaceDir = null, CalibrationWindows? windows = null, GfwsvdOptions? gfwsvd = null)
     {
         var method = Validate(model, stats, methodName, ratio, windows);
         log ??= _ => { };
         if (method.NeedsCalibrationWindows)
         {
-            var inMemory = Compress(model, stats, methodName, ratio, log, windows, workspaceDir);
+            var inMemory = Compress(model, stats, methodName, ratio, log, windows, workspaceDir, gfwsvd);
             var clock = Stopwatch.StartNew();
             inMemory.StageSeconds["write"] = 0;
             CompressedCheckpoint.Write(model, outDir, inMemory);
@@ -72,7 +72,7 @@ public static class Compressor
         }
         using var writer = new CompressedCheckpoint.Writer(model, outDir);
         double writeSeconds = 0;
-        var report = Run(model, stats, method, ratio, log, windows, workspaceDir, streamed: true, (layer, done) =>
+        var report = Run(model, stats, method, ratio, log, windows, workspaceDir, streamed: true, gfwsvd, (layer, done) =>
         {
             var clock = Stopwatch.StartNew();
             var factors = new Dictionary<string, (Tensor<float>, Tensor<float>)>(StringComparer.Ordinal);
@@ -115,11 +115,11 @@ public static class Compressor
     }
 
     private static CompressionReport Run(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
-        CalibrationWindows? windows, string? workspaceDir, bool streamed, Action<int, List<(Linear, LowRankFactors)>> sink)
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions? gfwsvd, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
         try
         {
-            return RunLayers(model, stats, method, ratio, log, windows, workspaceDir, streamed, sink);
+            return RunLayers(model, stats, method, ratio, log, windows, workspaceDir, streamed, gfwsvd ?? new GfwsvdOptions(), sink);
         }
         finally
         {
@@ -128,7 +128,7 @@ public static class Compressor
     }
 
     private static CompressionReport RunLayers(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
-        CalibrationWindows? windows, string? workspaceDir, bool streamed, Action<int, List<(Linear, LowRankFactors)>> sink)
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions gfwsvd, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
         var report = new CompressionReport { Method = method.Name, Ratio = ratio };
         report.LinearParamsBefore = model.LinearParameterCount;
@@ -228,7 +228,7 @@ public static class Compressor
                 if (kronecker)
                 {
                     var gradientClock = Stopwatch.StartNew();
-                    kfac = KroneckerFactorsOfLayer(model, windows!, linears, report);
+                    kfac = KroneckerFactorsOfLayer(model, windows!, linears, gfwsvd, report);
                     gradientSeconds += gradientClock.Elapsed.TotalSeconds;
                 }
                 foreach (var l in linears)
@@ -305,9 +305,10 @@ public static class Compressor
     /// product of their Fisher. One layer's samples at a time: K float64 copies of the layer's weights. The layer costs one
     /// backward pass over the windows (every layer's, since the loss needs the whole model).
     /// </summary>
-    private static Dictionary<string, KroneckerFactors> KroneckerFactorsOfLayer(CausalLanguageModel model, CalibrationWindows windows, List<Linear> linears, CompressionReport report)
+    private static Dictionary<string, KroneckerFactors> KroneckerFactorsOfLayer(CausalLanguageModel model, CalibrationWindows windows, List<Linear> linears,
+        GfwsvdOptions options, CompressionReport report)
     {
-        int k = Math.Min(GradientSamplesPerLinear, windows.Count), batch = windows.Count / k;
+        int k = Math.Min(options.GradientSamples, windows.Count), batch = windows.Count / k;
         var tokens = windows.Tokens.AsSpan(0, k * batch * windows.SeqLen).ToArray();
         var names = linears.Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
         var samples = GradientSamples.Collect(model, tokens, windows.SeqLen, batch, names.Contains);
@@ -316,7 +317,7 @@ public static class Compressor
         {
             foreach (var l in linears)
             {
-                result[l.Name] = KroneckerFisher.Nearest(samples[l.Name]);
+                result[l.Name] = KroneckerFisher.Nearest(samples[l.Name], options.PowerIterations);
                 if (result[l.Name].RegularisationNote is { } note) report.Notes.Add($"{l.Name}: Kronecker factors regularised ({note})");
             }
         }
@@ -330,7 +331,7 @@ public static class Compressor
             foreach (var list in samples.Values) foreach (var g in list) g.Dispose();
         }
         if (!report.Notes.Any(n => n.StartsWith("GFWSVD:", StringComparison.Ordinal)))
-            report.Notes.Add($"GFWSVD: K = {k} gradient samples per linear, each the mean over {batch} calibration window(s)");
+            report.Notes.Add($"GFWSVD: K = {k} gradient samples per linear, each the mean over {batch} calibration window(s); at most {options.PowerIterations} power iterations");
         return result;
     }
 
@@ -367,5 +368,15 @@ public static class Compressor
         if (l.IsLowRank) return DenseMath.ToDouble(model.Reader.ReadAsFloat32(l.Name + ".weight"), l.OutFeatures, l.InFeatures);
         model.Load(l);
         return DenseMath.ToDouble(l.Weight.Span, l.OutFeatures, l.InFeatures);
+    }
+}
+
+/// <summary>GFWSVD's settings: K gradient samples per linear (each the mean over windows / K calibration windows) and the power iteration's cap.</summary>
+public sealed record GfwsvdOptions(int GradientSamples = Compressor.GradientSamplesPerLinear, int PowerIterations = 50)
+{
+    public void Check()
+    {
+        if (GradientSamples < 1) throw new ArgumentOutOfRangeException(nameof(GradientSamples), $"gradient samples must be ≥ 1, got {GradientSamples}");
+        if (PowerIterations < 1) throw new ArgumentOutOfRangeException(nameof(PowerIterations), $"power iterations must be ≥ 1, got {PowerIterations}");
     }
 }

@@ -16,8 +16,13 @@ namespace SvdLlm.Compression;
 /// <param name="Quantizer">for a low-rank method, the quantizer of its factors (rtn or gptq), or null; for rtn/gptq, the method itself</param>
 /// <param name="Quantization">the grid and GPTQ settings when anything is quantized</param>
 /// <param name="VectorQuantization">GPTVQ's settings, for gptvq</param>
-public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization, GptvqOptions? VectorQuantization = null)
+/// <param name="Gfwsvd">GFWSVD's gradient samples and power iterations, for gfwsvd</param>
+public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization, GptvqOptions? VectorQuantization = null,
+    GfwsvdOptions? Gfwsvd = null)
 {
+    /// <summary>GFWSVD's own, besides an SVD method's quantize parameters.</summary>
+    public static readonly IReadOnlyList<string> GfwsvdParameters = ["gradient_samples", "power_iterations"];
+
     public static readonly IReadOnlyList<string> RtnParameters = ["bits", "group_size", "sym"];
 
     /// <summary>GPTVQ's: group_size is weights per codebook (the paper's "group size"), not GPTQ's columns per scale.</summary>
@@ -53,6 +58,29 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 ? $"{spell(p)} is not a parameter of {method} (it takes {string.Join(", ", m.Parameters.Select(spell))})"
                 : $"{spell(p)}: unknown parameter of {method}; it takes {string.Join(", ", m.Parameters.Select(spell))}");
         if (m.Name == "gptvq") return ParseGptvq(m, parameters, spell);
+        if (m.NeedsGradientSamples)
+        {
+            // GFWSVD's own parameters, then the rest as any SVD method's.
+            var g = new GfwsvdOptions(
+                parameters.TryGetValue("gradient_samples", out string? k) ? ParseInt(k, spell("gradient_samples")) : Compressor.GradientSamplesPerLinear,
+                parameters.TryGetValue("power_iterations", out string? it) ? ParseInt(it, spell("power_iterations")) : new GfwsvdOptions().PowerIterations);
+            try
+            {
+                g.Check();
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"gfwsvd: {e.Message}", e);
+            }
+            var rest = parameters.Where(kv => !GfwsvdParameters.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+            return ParseLowRankOrQuantizer(m, rest, spell) with { Gfwsvd = g };
+        }
+        return ParseLowRankOrQuantizer(m, parameters, spell);
+    }
+
+    private static MethodRecipe ParseLowRankOrQuantizer(CompressionMethod m, IReadOnlyDictionary<string, string> parameters, Func<string, string> spell)
+    {
+        string method = m.Name;
         string? quantizer = m.IsQuantization ? m.Name : parameters.GetValueOrDefault("quantize");
         if (quantizer is null)
         {
@@ -161,6 +189,12 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             if (vq.PercentDamping != d.PercentDamping) c["damp"] = vq.PercentDamping.ToString("R", CultureInfo.InvariantCulture);
             return c;
         }
+        if (Gfwsvd is { } g)
+        {
+            var d = new GfwsvdOptions();
+            if (g.GradientSamples != d.GradientSamples) c["gradient_samples"] = I(g.GradientSamples);
+            if (g.PowerIterations != d.PowerIterations) c["power_iterations"] = I(g.PowerIterations);
+        }
         if (Quantization is not { } q) return c;
         if (!Method.IsQuantization) c["quantize"] = Quantizer!;
         c["bits"] = q.Bits.ToString(CultureInfo.InvariantCulture);
@@ -174,8 +208,22 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
 
     /// <summary>"GPTQ 4-bit g128", "SVD-LLM V2 + GPTQ 4-bit g128": how tables and plots name the cell's method.</summary>
     public string Label => VectorQuantization is { } vq ? new GptvqQuantizer(vq).Label
-        : Quantization is null ? Method.Display
-        : Method.IsQuantization ? QuantizationLabel : $"{Method.Display} + {QuantizationLabel}";
+        : Quantization is null ? MethodLabel
+        : Method.IsQuantization ? QuantizationLabel : $"{MethodLabel} + {QuantizationLabel}";
+
+    /// <summary>The method's display name with its own non-default settings (GFWSVD's K and iterations).</summary>
+    private string MethodLabel
+    {
+        get
+        {
+            if (Gfwsvd is not { } g) return Method.Display;
+            var d = new GfwsvdOptions();
+            string label = Method.Display;
+            if (g.GradientSamples != d.GradientSamples) label += $" K{g.GradientSamples}";
+            if (g.PowerIterations != d.PowerIterations) label += $" {g.PowerIterations} iters";
+            return label;
+        }
+    }
 
     private string QuantizationLabel
     {
@@ -223,7 +271,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         }
         if (Quantization is null)
         {
-            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows);
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows, Gfwsvd);
             report.LinearBytesBefore = bytesBefore;
             using (var written = ModelLoader.Load(outDir)) report.LinearBytesAfter = written.Linears.Sum(l => l.StoredWeightBytes(written.Reader));
             annotate?.Invoke(report);
@@ -235,7 +283,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         string svdDir = SvdLlm.Models.Data.Leftovers.TempPath(Path.GetFullPath(outDir) + ".svd");
         try
         {
-            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows);
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows, Gfwsvd);
             using var lowRank = ModelLoader.Load(svdDir);
             QuantizedCheckpoint.Write(lowRank, CreateQuantizer()!, windows, outDir, log, quant =>
             {

@@ -70,7 +70,7 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// </summary>
     public IReadOnlyList<string> Parameters => IsQuantization
         ? Name switch { "rtn" => MethodRecipe.RtnParameters, "gptvq" => MethodRecipe.GptvqParameters, _ => MethodRecipe.GptqParameters }
-        : MethodRecipe.LowRankParameters;
+        : NeedsGradientSamples ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.GfwsvdParameters] : MethodRecipe.LowRankParameters;
 
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =

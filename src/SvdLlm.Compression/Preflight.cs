@@ -30,7 +30,9 @@ public static class Preflight
     private const long Mb = 1L << 20;
 
     /// <param name="statisticsCached">the statistics file exists already (no calibration memory or statistics disk)</param>
-    public static ResourceEstimate Estimate(CausalLanguageModel model, CompressionMethod method, double ratio, int samples, int seqLen, bool statisticsCached)
+    /// <param name="gradientSamples">GFWSVD's K (gradient samples per linear)</param>
+    public static ResourceEstimate Estimate(CausalLanguageModel model, CompressionMethod method, double ratio, int samples, int seqLen, bool statisticsCached,
+        int gradientSamples = Compressor.GradientSamplesPerLinear)
     {
         var layers = CompressedCheckpoint.LinearsByLayer(model);
         long hidden = model.HiddenSize;
@@ -56,7 +58,7 @@ public static class Preflight
         {
             // GFWSVD, per layer: the training model's backward over one window, K float64 gradient samples of the layer's
             // linears, and each linear's Kronecker factors (A, B and the power iteration's and regularisation's copies).
-            int k = Compressor.GradientSamplesPerLinear;
+            int k = Math.Min(gradientSamples, samples);
             compression += Calibration.FisherCollector.EstimateBytes(llama.Config, seqLen)
                 + layers.Max(g => Calibration.GradientSamples.EstimateBytes(g, k))
                 + layers.Max(g => g.Sum(l => 3L * 8 * ((long)l.InFeatures * l.InFeatures + (long)l.OutFeatures * l.OutFeatures)));
@@ -84,7 +86,7 @@ public static class Preflight
     public static ResourceEstimate Estimate(CausalLanguageModel model, MethodRecipe recipe, double ratio, int samples, int seqLen, bool statisticsCached)
     {
         if (recipe.Method.IsQuantization) return EstimateQuantization(model, recipe.CreateQuantizer()!, samples, seqLen);
-        var svd = Estimate(model, recipe.Method, ratio, samples, seqLen, statisticsCached);
+        var svd = Estimate(model, recipe.Method, ratio, samples, seqLen, statisticsCached, recipe.Gfwsvd?.GradientSamples ?? Compressor.GradientSamplesPerLinear);
         if (recipe.CreateQuantizer() is not { } q) return svd;
         var quant = EstimateQuantization(model, q, samples, seqLen);
         return svd with

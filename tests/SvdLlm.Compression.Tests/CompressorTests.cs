@@ -217,12 +217,13 @@ public class CompressorTests
         using var model = ModelLoader.Load(ckpt.Directory);
         var tokens = RandomWindows.Sample(model.VocabSize, 32, SeqLen, 8);
         using var stats = Calibrator.Collect(model, tokens, SeqLen);
-        var report = Compressor.Compress(model, stats, "gfwsvd", 0.4, windows: new CalibrationWindows(tokens, SeqLen));
-        Assert.Contains(report.Notes, n => n == "GFWSVD: K = 16 gradient samples per linear, each the mean over 2 calibration window(s)");
+        // K = 8 gradient samples of 4 windows each (the default K is 16).
+        var report = Compressor.Compress(model, stats, "gfwsvd", 0.4, windows: new CalibrationWindows(tokens, SeqLen), gfwsvd: new GfwsvdOptions(GradientSamples: 8));
+        Assert.Contains(report.Notes, n => n == "GFWSVD: K = 8 gradient samples per linear, each the mean over 4 calibration window(s); at most 50 power iterations");
         Assert.True(report.StageSeconds["gradients"] > 0);
 
         using var original = ModelLoader.Load(ckpt.Directory);
-        var samples = GradientSamples.Collect(original, tokens, SeqLen, 2);
+        var samples = GradientSamples.Collect(original, tokens, SeqLen, 4);
         foreach (var l in model.Linears)
         {
             var o = original.Linears.Single(x => x.Name == l.Name);

@@ -192,6 +192,11 @@ public sealed class MatrixLoaderTests
             "{name: svdllm-v2, params: {quantize: gptq, bits: 4, group_size: 128, act_order: false}}, svdllm-v2]")));
         Assert.Equal(["bits=4,group_size=128", "bits=3,group_size=128", "bits=4,group_size=128,quantize=gptq", ""],
             spec.Methods.Select(m => string.Join(",", m.Parameters.Select(kv => $"{kv.Key}={kv.Value}"))));
+        // GFWSVD's own parameters: the default K is no parameter at all, another K is one, and other methods refuse it.
+        var g = MatrixLoader.Load(w.Matrix(Yaml("[{name: gfwsvd, params: {gradient_samples: 16}}, {name: gfwsvd, params: {gradient_samples: 32}}]")));
+        Assert.Equal(["", "gradient_samples=32"], g.Methods.Select(m => string.Join(",", m.Parameters.Select(kv => $"{kv.Key}={kv.Value}"))));
+        Assert.Equal("GFWSVD K32", g.Methods[1].Recipe.Label);
+        Assert.Contains("unknown parameter 'gradient_samples' of 'fwsvd'", Assert.Single(Invalid(w.Matrix(Yaml("[{name: fwsvd, params: {gradient_samples: 8}}]"))).Errors).ToString(), StringComparison.Ordinal);
         var plan = MatrixPlan.Build(spec, new ArtifactKeys(w.CacheDir));
         var cells = plan.Cells.Where(c => !c.IsOriginal).ToList();
         // One cell per quantizer (at ratio 0, full rank) and per SVD recipe and ratio; every key distinct.

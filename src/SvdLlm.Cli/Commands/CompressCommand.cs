@@ -78,6 +78,8 @@ internal static class CompressCommand
         var kmeansIters = new Option<int>("--kmeans-iters") { Description = "gptvq: weighted k-means iterations per codebook", DefaultValueFactory = _ => 100 };
         var noMStep = new Option<bool>("--no-m-step") { Description = "gptvq: skip the least-squares codebook update after the pass" };
         var vqWeighting = new Option<string>("--vq-weighting") { Description = "gptvq: reference (the paper's code) or obs (1/U_jj² for fit and lookup)", DefaultValueFactory = _ => "reference" };
+        var gradientSamples = new Option<int>("--gradient-samples") { Description = "gfwsvd: K gradient samples per linear, each the mean over windows/K calibration windows", DefaultValueFactory = _ => Compressor.GradientSamplesPerLinear };
+        var powerIterations = new Option<int>("--power-iterations") { Description = "gfwsvd: cap of the power iteration for the Kronecker factors", DefaultValueFactory = _ => 50 };
         var quantize = new Option<string?>("--quantize") { Description = "SVD methods: then quantize both factors with rtn or gptq (V on x, U on V'x, sequentially) to --bits" };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
@@ -86,6 +88,7 @@ internal static class CompressCommand
         {
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
             bits, groupSize, actOrder, staticGroups, sym, damp, quantize, vqDim, columnsPerGroup, codebookBits, kmeansIters, noMStep, vqWeighting,
+            gradientSamples, powerIterations,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -100,6 +103,8 @@ internal static class CompressCommand
                 ("vq_dim", vqDim, () => Invariant(p.GetValue(vqDim))), ("columns_per_group", columnsPerGroup, () => Invariant(p.GetValue(columnsPerGroup))),
                 ("codebook_bits", codebookBits, () => Invariant(p.GetValue(codebookBits))), ("kmeans_iters", kmeansIters, () => Invariant(p.GetValue(kmeansIters))),
                 ("m_step", noMStep, () => "false"), ("weighting", vqWeighting, () => p.GetValue(vqWeighting)!),
+                ("gradient_samples", gradientSamples, () => Invariant(p.GetValue(gradientSamples))),
+                ("power_iterations", powerIterations, () => Invariant(p.GetValue(powerIterations))),
             };
             var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, option, value) in given)
