@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using SvdLlm.Compression.Calibration;
 using SvdLlm.Compression.Quantization;
 using SvdLlm.Models.Architectures;
+using SvdLlm.Numerics;
 
 namespace SvdLlm.Compression;
 
@@ -284,6 +285,10 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         try
         {
             var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows, Gfwsvd);
+            // The SVD stage's transient memory (pooled native blocks, the writer's large managed arrays) goes back to the
+            // system before GPTQ's H and hidden states arrive, so the peak is the larger stage, not their sum.
+            NativeBufferPool.Trim();
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             using var lowRank = ModelLoader.Load(svdDir);
             QuantizedCheckpoint.Write(lowRank, CreateQuantizer()!, windows, outDir, log, quant =>
             {
