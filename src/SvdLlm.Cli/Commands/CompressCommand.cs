@@ -71,7 +71,7 @@ internal static class CompressCommand
         var actOrder = new Option<bool>("--act-order") { Description = "gptq: quantize columns in order of decreasing H_jj (desc_act)" };
         var staticGroups = new Option<bool>("--static-groups") { Description = "gptq: fit group parameters up front on the original weights" };
         var sym = new Option<bool>("--sym") { Description = "rtn, gptq: symmetric grid (default asymmetric)" };
-        var damp = new Option<double>("--damp") { Description = "gptq: damping relative to mean(diag H)", DefaultValueFactory = _ => 0.01 };
+        var damp = new Option<double>("--damp") { Description = "gptq, gptvq: damping relative to mean(diag H)", DefaultValueFactory = _ => 0.01 };
         var vqDim = new Option<int>("--vq-dim") { Description = "gptvq: vector dimension D (1, 2 or 4; K = 2^(bits·D) centroids per codebook)", DefaultValueFactory = _ => 2 };
         var columnsPerGroup = new Option<int>("--columns-per-group") { Description = "gptvq: input columns per codebook", DefaultValueFactory = _ => 256 };
         var codebookBits = new Option<int>("--codebook-bits") { Description = "gptvq: bits per codebook entry (8: int8 with a scale per codebook; 0: float)", DefaultValueFactory = _ => 8 };
@@ -84,7 +84,7 @@ internal static class CompressCommand
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
         var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
-        var command = new Command("compress", "Compress a model with an SVD method at a ratio, one decoder layer at a time; writes a sharded Hugging Face directory and compression-report.json.")
+        var command = new Command("compress", "Compress a model with an SVD method at a ratio, or quantize it (rtn, gptq, gptvq), one decoder layer at a time; writes a sharded Hugging Face directory and compression-report.json.")
         {
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
             bits, groupSize, actOrder, staticGroups, sym, damp, quantize, vqDim, columnsPerGroup, codebookBits, kmeansIters, noMStep, vqWeighting,
