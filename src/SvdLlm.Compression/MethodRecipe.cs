@@ -38,10 +38,10 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     /// <summary>Whether the cell reads calibration statistics (low-rank methods do).</summary>
     public bool NeedsStatistics => Method.NeedsStatistics;
 
-    /// <summary>Whether the cell runs the model on calibration windows (GPTQ, sensitivity search, local update).</summary>
+    /// <summary>Whether the cell runs the model on calibration windows (GPTQ and GPTVQ, GFWSVD's gradients, sensitivity search, local update).</summary>
     public bool NeedsWindows => Method.NeedsCalibrationWindows || Quantizer == "gptq";
 
-    /// <summary>Whether the cell takes a ratio (low-rank) or quantizes at full rank (rtn, gptq: ratio 0 in results).</summary>
+    /// <summary>Whether the cell takes a ratio (low-rank) or quantizes at full rank (rtn, gptq, gptvq: ratio 0 in results).</summary>
     public bool TakesRatio => !Method.IsQuantization;
 
     public static MethodRecipe Plain(string method) => Parse(method, new Dictionary<string, string>());
