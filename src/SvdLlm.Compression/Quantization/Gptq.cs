@@ -63,16 +63,7 @@ public sealed class QuantizedMatrix(int bits, byte[] codes, int rows, int cols, 
         return UniformGrid.Value(Codes[(long)row * Cols + col], Scales[g * Rows + row], Zeros[g * Rows + row]);
     }
 
-    public Tensor<double> Dequantize()
-    {
-        var w = Tensor<double>.Uninitialized(Rows, Cols);
-        for (int i = 0; i < Rows; i++)
-        {
-            var row = w.Row(i);
-            for (int j = 0; j < Cols; j++) row[j] = Value(i, j);
-        }
-        return w;
-    }
+    public Tensor<double> Dequantize() => QuantizedValues.Dense(Rows, Cols, Value);
 
     public long StoredBytes => LayoutBytes(Rows, Cols, Groups, Bits);
 

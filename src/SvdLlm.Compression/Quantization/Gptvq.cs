@@ -157,16 +157,7 @@ public sealed class VqMatrix
         return CentroidValues[((long)CodebookOf(row, col) * Centroids + k) * VqDim + col % VqDim];
     }
 
-    public Tensor<double> Dequantize()
-    {
-        var w = Tensor<double>.Uninitialized(Rows, Cols);
-        for (int i = 0; i < Rows; i++)
-        {
-            var row = w.Row(i);
-            for (int j = 0; j < Cols; j++) row[j] = Value(i, j);
-        }
-        return w;
-    }
+    public Tensor<double> Dequantize() => QuantizedValues.Dense(Rows, Cols, Value);
 
     /// <summary>
     /// Stored bits as the paper counts them: log₂K bits per index (packed, though held here in a byte) plus

@@ -40,11 +40,17 @@ public sealed class GptvqQuantizer : MatrixQuantizer
     }
 
     public override long StoredBytes(int rows, int cols)
+        => LayoutBytes(rows, cols, _options.VqDim, _options.Bits, VqLayout.Codebooks(rows, cols, _options.RowsPerCodebook, _options.ColumnsPerGroup),
+            _options.Centroids, _options.CodebookBits);
+
+    /// <summary>
+    /// Bytes of one matrix in the VQ layout: the 16-byte grid, the bit-packed indices, and the codebooks (int8 with a
+    /// float32 scale each, or float32 entries when <paramref name="codebookBits"/> is 0).
+    /// </summary>
+    private static long LayoutBytes(int rows, int cols, int d, int bits, int books, int centroids, int codebookBits)
     {
-        int books = VqLayout.Codebooks(rows, cols, _options.RowsPerCodebook, _options.ColumnsPerGroup);
-        long entries = (long)books * _options.Centroids * _options.VqDim;
-        return 16 + (long)rows * VqLayout.PackedRowBytes(cols / _options.VqDim, _options.Bits * _options.VqDim)
-            + (_options.CodebookBits > 0 ? entries + 4L * books : 4 * entries);
+        long entries = (long)books * centroids * d;
+        return 16 + (long)rows * VqLayout.PackedRowBytes(cols / d, bits * d) + (codebookBits > 0 ? entries + 4L * books : 4 * entries);
     }
 
     public override JsonObject QuantizationConfig(string method)
@@ -85,8 +91,7 @@ public sealed class GptvqQuantizer : MatrixQuantizer
 
         private int IndexBits => m.Bits * m.VqDim;
 
-        public long StoredBytes => 16 + (long)m.Rows * VqLayout.PackedRowBytes(m.Cols / m.VqDim, IndexBits)
-            + (m.CodebookBits > 0 ? m.CentroidValues.Length + 4L * m.CodebookCount : 4L * m.CentroidValues.Length);
+        public long StoredBytes => LayoutBytes(m.Rows, m.Cols, m.VqDim, m.Bits, m.CodebookCount, m.Centroids, m.CodebookBits);
 
         public IReadOnlyList<WriterTensor> LayoutTensors(string name)
         {

@@ -22,6 +22,22 @@ public interface IQuantizedMatrix
     long StoredBytes { get; }
 }
 
+/// <summary>Helpers shared by the quantized matrix kinds.</summary>
+internal static class QuantizedValues
+{
+    /// <summary>The dense [rows, cols] matrix of per-entry values (a grid code's or a centroid's).</summary>
+    public static Tensor<double> Dense(int rows, int cols, Func<int, int, double> value)
+    {
+        var w = Tensor<double>.Uninitialized(rows, cols);
+        for (int i = 0; i < rows; i++)
+        {
+            var row = w.Row(i);
+            for (int j = 0; j < cols; j++) row[j] = value(i, j);
+        }
+        return w;
+    }
+}
+
 /// <summary>What a Hessian-aware quantizer did to one matrix besides its codes.</summary>
 /// <param name="Loss">½ tr(E (H + λI) Eᵀ), E = W − Q</param>
 /// <param name="Damping">λ finally added to diag H (raised when a Cholesky failed)</param>
