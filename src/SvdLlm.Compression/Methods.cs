@@ -101,8 +101,6 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// <summary>The low-rank (SVD) methods: those that take a ratio and a truncation.</summary>
     public static IReadOnlyList<CompressionMethod> LowRank => [.. All.Where(m => !m.IsQuantization)];
 
-    /// <summary>The quantization methods: every decoder linear to a bit width, no ratio.</summary>
-    public static IReadOnlyList<CompressionMethod> Quantizers => [.. All.Where(m => m.IsQuantization)];
 
     public static CompressionMethod Get(string name)
     {

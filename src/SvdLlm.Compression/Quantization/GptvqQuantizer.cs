@@ -19,7 +19,6 @@ public sealed class GptvqQuantizer : MatrixQuantizer
         _options = options;
     }
 
-    public GptvqOptions Options => _options;
     public override string Name => "gptvq";
     public override bool NeedsHessian => true;
     public override int Bits => _options.Bits;

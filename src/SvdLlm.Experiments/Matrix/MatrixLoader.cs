@@ -280,7 +280,7 @@ public static class MatrixLoader
             }
         }
         bool baseline = root["baseline"] is { } bn ? e.Bool(bn, "baseline") ?? true : true;
-        // Quantizers (rtn, gptq) take no ratio: each is one cell per model and calibration, at full rank.
+        // Quantizers (rtn, gptq, gptvq) take no ratio: each is one cell per model and calibration, at full rank.
         bool lowRank = methods.Any(m => !CompressionMethod.Get(m.Name).IsQuantization);
         if (lowRank && ratios.Count == 0 && root["ratios"] is null) e.Add(root.Position, "ratios: required when SVD methods are listed (e.g. ratios: [0.2, 0.4])");
         if (ratios.Count > 0 && methods.Count == 0 && root["methods"] is null) e.Add(root.Position, "methods: required when ratios are listed");
