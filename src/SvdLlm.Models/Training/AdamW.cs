@@ -18,12 +18,6 @@ public sealed class AdamW : IDisposable
     public float Epsilon { get; init; } = 1e-8f;
     public float WeightDecay { get; init; } = 0.1f;
 
-    /// <summary>
-    /// The entries this optimizer updates (all when null). A frozen entry is neither stepped nor decayed and its moments
-    /// stay zero: LoRA recovery trains its adapters with the factors they adapt frozen.
-    /// </summary>
-    public Func<ParameterArena.Entry, bool>? Trainable { get; init; }
-
     /// <summary>Number of steps taken (the t of the bias correction).</summary>
     public int Step { get; set; }
 
@@ -45,7 +39,6 @@ public sealed class AdamW : IDisposable
         var v = V.Span;
         foreach (var e in _parameters.Entries)
         {
-            if (Trainable is { } trainable && !trainable(e)) continue;
             float decay = e.WeightDecay ? WeightDecay : 0f;
             int end = (int)e.Offset + e.Length;
             for (int i = (int)e.Offset; i < end; i++)

@@ -74,6 +74,48 @@ public sealed class LlamaTrainingModel : IDisposable
     /// <summary>Seen by every linear's backward (Fisher statistics).</summary>
     public IGradientObserver? GradientObserver { get; set; }
 
+    /// <summary>
+    /// When set, <see cref="Backward"/> computes only what flows to the LoRA adapters: no gradient of the model's own
+    /// weights (linears, embedding, lm_head) is accumulated into <see cref="Gradients"/>. The norms' gradients, a few
+    /// vectors, still are.
+    /// </summary>
+    public bool FreezeWeights { get; set; }
+
+    /// <summary>The LoRA adapters' own arena (parameters) while adapters are attached, and its gradient block.</summary>
+    public ParameterArena? Adapters { get; private set; }
+    public Tensor<float>? AdapterGradients { get; private set; }
+
+    /// <summary>
+    /// Attaches a LoRA adapter of rank <paramref name="rank"/> (at most the factor's smaller side) to the U or the V factor
+    /// of every low-rank linear, in their own arena, initialised from <paramref name="seed"/> in layer order (A uniform,
+    /// B = 0, so the model's function is unchanged until a step is taken). Returns the adapter arena.
+    /// </summary>
+    public ParameterArena AttachLora(LoraTarget target, int rank, float alpha, int seed)
+    {
+        if (Adapters is not null) throw new InvalidOperationException("LoRA adapters are already attached; merge them first");
+        var lowRank = _layers.SelectMany(l => l.Linears).Where(l => l.Rank is not null).ToList();
+        if (lowRank.Count == 0) throw new InvalidOperationException("the model has no low-rank linear to adapt");
+        var arena = new ParameterArena();
+        var adapters = lowRank.Select(l => l.DeclareAdapter(arena, target, rank, alpha)).ToList();
+        arena.Allocate();
+        var grads = arena.NewBlock();
+        var rng = new Random(seed);
+        foreach (var a in adapters) a.Initialize(arena.Data, rng);
+        foreach (var l in lowRank) l.BindAdapter(arena.Data, grads);
+        (Adapters, AdapterGradients) = (arena, grads);
+        return arena;
+    }
+
+    /// <summary>Merges every attached adapter into its factor (PEFT's merge_and_unload) and frees the adapter arena.</summary>
+    public void MergeLora()
+    {
+        if (Adapters is null) return;
+        foreach (var l in _layers.SelectMany(l => l.Linears)) l.MergeAdapter(Parameters.Data);
+        Adapters.Dispose();
+        AdapterGradients!.Dispose();
+        (Adapters, AdapterGradients) = (null, null);
+    }
+
     /// <param name="ranks">optional low-rank linears: HF linear name → rank k (U·V factors instead of W)</param>
     public LlamaTrainingModel(LlamaConfig config, IComputeBackend? backend = null, IReadOnlyDictionary<string, int>? ranks = null)
     {
@@ -161,7 +203,11 @@ public sealed class LlamaTrainingModel : IDisposable
         => Parameters.Entries.Select(e => new WriterTensor(e.Name, SafeTensorsDType.F32, e.Shape.Select(x => (long)x).ToArray(),
             Parameters.View(e).ToArray()));
 
-    public void ZeroGrad() => Gradients.Span.Clear();
+    public void ZeroGrad()
+    {
+        Gradients.Span.Clear();
+        AdapterGradients?.Span.Clear();
+    }
 
     /// <summary>
     /// Forward pass over inputs [B·T] with next-token targets [B·T]; returns the mean cross-entropy and
@@ -246,7 +292,8 @@ public sealed class LlamaTrainingModel : IDisposable
         using var dln = Tensor<float>.Zeros(n, h);     // [N, C] gradient of a norm output
         var headEntry = _lmHead ?? _embed;
         _be.Sgemm(Transpose.No, Transpose.No, n, h, v, 1f, _dlogits!.Span, v, Parameters.View(headEntry), h, 0f, dln.Span, h);
-        _be.Sgemm(Transpose.Yes, Transpose.No, v, h, n, 1f, _dlogits.Span, v, _lnf!.Span, h, 1f, ParameterArena.View(g, headEntry), h);
+        bool weights = !FreezeWeights;
+        if (weights) _be.Sgemm(Transpose.Yes, Transpose.No, v, h, n, 1f, _dlogits.Span, v, _lnf!.Span, h, 1f, ParameterArena.View(g, headEntry), h);
         K.RmsNormBackward(dln.Span, _final!.Span, Parameters.View(_norm), _rstdf!.Span, dres.Span, ParameterArena.View(g, _norm), n);
 
         using var dAct = Tensor<float>.Uninitialized(n, inter);   // [N, I]
@@ -264,19 +311,19 @@ public sealed class LlamaTrainingModel : IDisposable
             var a = _acts[l];
             // MLP block: out = res2 + down(silu(gate)·up); dres flows through unchanged, plus the MLP's path.
             dAct.Span.Clear();
-            L.DownProj.Backward(_be, p, g, a.Act.Span, dres.Span, n, dAct.Span, observer);
+            L.DownProj.Backward(_be, p, g, a.Act.Span, dres.Span, n, dAct.Span, observer, weights);
             dGate.Span.Clear();
             dUp.Span.Clear();
             K.SiluMulBackward(dAct.Span, a.Gate.Span, a.Up.Span, dGate.Span, dUp.Span);
             dln.Span.Clear();
-            L.GateProj.Backward(_be, p, g, a.Ln2.Span, dGate.Span, n, dln.Span, observer);
-            L.UpProj.Backward(_be, p, g, a.Ln2.Span, dUp.Span, n, dln.Span, observer);
+            L.GateProj.Backward(_be, p, g, a.Ln2.Span, dGate.Span, n, dln.Span, observer, weights);
+            L.UpProj.Backward(_be, p, g, a.Ln2.Span, dUp.Span, n, dln.Span, observer, weights);
             K.RmsNormBackward(dln.Span, a.Res2.Span, Parameters.View(L.PostAttentionLayernorm), a.Rstd2.Span, dres.Span,
                 ParameterArena.View(g, L.PostAttentionLayernorm), n);
 
             // Attention block: res2 = input + o_proj(attn(rope(q), rope(k), v)).
             dAtty.Span.Clear();
-            L.OProj.Backward(_be, p, g, a.Atty.Span, dres.Span, n, dAtty.Span, observer);
+            L.OProj.Backward(_be, p, g, a.Atty.Span, dres.Span, n, dAtty.Span, observer, weights);
             dk.Span.Clear();
             dv.Span.Clear();
             CausalAttention.Backward(_be, dAtty.Span, a.Q.Span, a.K.Span, a.V.Span, a.P.Span, dq.Span, dk.Span, dv.Span,
@@ -284,14 +331,15 @@ public sealed class LlamaTrainingModel : IDisposable
             K.ApplyRopeBackward(dq.Span, n, c.NumAttentionHeads, d, cos, sin, _positions);
             K.ApplyRopeBackward(dk.Span, n, c.NumKeyValueHeads, d, cos, sin, _positions);
             dln.Span.Clear();
-            L.QProj.Backward(_be, p, g, a.Ln1.Span, dq.Span, n, dln.Span, observer);
-            L.KProj.Backward(_be, p, g, a.Ln1.Span, dk.Span, n, dln.Span, observer);
-            L.VProj.Backward(_be, p, g, a.Ln1.Span, dv.Span, n, dln.Span, observer);
+            L.QProj.Backward(_be, p, g, a.Ln1.Span, dq.Span, n, dln.Span, observer, weights);
+            L.KProj.Backward(_be, p, g, a.Ln1.Span, dk.Span, n, dln.Span, observer, weights);
+            L.VProj.Backward(_be, p, g, a.Ln1.Span, dv.Span, n, dln.Span, observer, weights);
             K.RmsNormBackward(dln.Span, a.Input.Span, Parameters.View(L.InputLayernorm), a.Rstd1.Span, dres.Span,
                 ParameterArena.View(g, L.InputLayernorm), n);
         }
 
         // Embedding: scatter-add each position's gradient into its token's row (sequential: deterministic).
+        if (!weights) return;
         var dEmbed = ParameterArena.View(g, _embed);
         for (int r = 0; r < n; r++)
         {
@@ -336,6 +384,8 @@ public sealed class LlamaTrainingModel : IDisposable
 
     public void Dispose()
     {
+        Adapters?.Dispose();
+        AdapterGradients?.Dispose();
         DisposeActivations();
         foreach (var l in _layers) foreach (var lin in l.Linears) lin.Dispose();
         Parameters.Dispose();

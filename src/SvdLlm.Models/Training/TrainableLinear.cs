@@ -33,6 +33,37 @@ internal sealed class TrainableLinear
     /// <summary>Low-rank only: t = x·Vᵀ [N, k] kept from the forward for the backward.</summary>
     private Tensor<float>? _t;
 
+    /// <summary>
+    /// Low-rank only: a LoRA adapter on U (y = U t + s·B A t) or on V (t = V x + s·B A x), its parameters in
+    /// <see cref="AdapterParameters"/> and gradients in <see cref="AdapterGradients"/> (the adapter arena's blocks).
+    /// </summary>
+    public LoraAdapter? Adapter { get; private set; }
+    public LoraTarget AdapterTarget { get; private set; }
+    public Tensor<float>? AdapterParameters { get; private set; }
+    public Tensor<float>? AdapterGradients { get; private set; }
+
+    /// <summary>Declares a rank-<paramref name="rank"/> adapter on U or V in <paramref name="arena"/> (named after that factor).</summary>
+    public LoraAdapter DeclareAdapter(ParameterArena arena, LoraTarget target, int rank, float alpha)
+    {
+        if (Rank is not int k) throw new InvalidOperationException($"{Name} is dense; LoRA recovery adapts the factors of low-rank linears");
+        Adapter = target == LoraTarget.U
+            ? new LoraAdapter(arena, Linear.UName(Name), k, Out, Math.Min(rank, Math.Min(k, Out)), alpha)
+            : new LoraAdapter(arena, Linear.VName(Name), In, k, Math.Min(rank, Math.Min(In, k)), alpha);
+        AdapterTarget = target;
+        return Adapter;
+    }
+
+    /// <summary>Points the adapter at the allocated adapter arena's parameter and gradient blocks.</summary>
+    public void BindAdapter(Tensor<float> parameters, Tensor<float> gradients) => (AdapterParameters, AdapterGradients) = (parameters, gradients);
+
+    /// <summary>Folds the adapter into its factor (U or V += s·B A) and removes it.</summary>
+    public void MergeAdapter(Tensor<float> p)
+    {
+        if (Adapter is null) return;
+        Adapter.MergeInto(AdapterParameters!, ParameterArena.View(p, AdapterTarget == LoraTarget.U ? U! : V!));
+        (Adapter, AdapterParameters, AdapterGradients) = (null, null, null);
+    }
+
     public void Declare(ParameterArena arena)
     {
         if (Rank is int k)
@@ -54,7 +85,9 @@ internal sealed class TrainableLinear
         {
             if (_t is null || _t.Rows != rows) { _t?.Dispose(); _t = Tensor<float>.Uninitialized(rows, k); }
             be.Sgemm(Transpose.No, Transpose.Yes, rows, k, In, 1f, x, In, ParameterArena.View(p, V!), In, 0f, _t.Span, k);
+            if (Adapter is not null && AdapterTarget == LoraTarget.V) Adapter.Forward(AdapterParameters!, x, rows, _t.Span);
             be.Sgemm(Transpose.No, Transpose.Yes, rows, Out, k, 1f, _t.Span, k, ParameterArena.View(p, U!), k, 0f, y, Out);
+            if (Adapter is not null && AdapterTarget == LoraTarget.U) Adapter.Forward(AdapterParameters!, _t.Span, rows, y);
         }
         else
         {
@@ -63,12 +96,16 @@ internal sealed class TrainableLinear
         if (B is not null) be.AddBias(ParameterArena.View(p, B), y[..(rows * Out)], rows);
     }
 
-    /// <summary>dx [N, in] += dy·W; dW += dyᵀ·x; db += Σ_rows dy (low-rank: through t = x·Vᵀ).</summary>
+    /// <summary>
+    /// dx [N, in] += dy·W; dW += dyᵀ·x; db += Σ_rows dy (low-rank: through t = x·Vᵀ, and the adapter's gradients when one
+    /// is attached). With <paramref name="weightGradients"/> false the frozen weights' gradients are skipped (only dx and
+    /// the adapter's), which is most of LoRA recovery's backward saved.
+    /// </summary>
     public void Backward(IComputeBackend be, Tensor<float> p, Tensor<float> g, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows,
-        Span<float> dx, IGradientObserver? observer)
+        Span<float> dx, IGradientObserver? observer, bool weightGradients = true)
     {
         observer?.OnLinearBackward(Name, x[..(rows * In)], dy[..(rows * Out)], rows);
-        if (B is not null)
+        if (B is not null && weightGradients)
         {
             var db = ParameterArena.View(g, B);
             for (int r = 0; r < rows; r++)
@@ -77,15 +114,17 @@ internal sealed class TrainableLinear
         if (Rank is int k)
         {
             using var dt = Tensor<float>.Uninitialized(rows, k);
-            // dU [out, k] += dyᵀ·t ; dt [N, k] = dy·U ; dV [k, in] += dtᵀ·x ; dx += dt·V
-            be.Sgemm(Transpose.Yes, Transpose.No, Out, k, rows, 1f, dy, Out, _t!.Span, k, 1f, ParameterArena.View(g, U!), k);
+            // dU [out, k] += dyᵀ·t ; dt [N, k] = dy·U (+ the U adapter's part) ; dV [k, in] += dtᵀ·x ; dx += dt·V (+ the V adapter's part)
+            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, Out, k, rows, 1f, dy, Out, _t!.Span, k, 1f, ParameterArena.View(g, U!), k);
             be.Sgemm(Transpose.No, Transpose.No, rows, k, Out, 1f, dy, Out, ParameterArena.View(p, U!), k, 0f, dt.Span, k);
-            be.Sgemm(Transpose.Yes, Transpose.No, k, In, rows, 1f, dt.Span, k, x, In, 1f, ParameterArena.View(g, V!), In);
+            if (Adapter is not null && AdapterTarget == LoraTarget.U) Adapter.Backward(AdapterParameters!, AdapterGradients!, _t!.Span, dy, rows, dt.Span);
+            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, k, In, rows, 1f, dt.Span, k, x, In, 1f, ParameterArena.View(g, V!), In);
             be.Sgemm(Transpose.No, Transpose.No, rows, In, k, 1f, dt.Span, k, ParameterArena.View(p, V!), In, 1f, dx, In);
+            if (Adapter is not null && AdapterTarget == LoraTarget.V) Adapter.Backward(AdapterParameters!, AdapterGradients!, x, dt.Span, rows, dx);
         }
         else
         {
-            be.Sgemm(Transpose.Yes, Transpose.No, Out, In, rows, 1f, dy, Out, x, In, 1f, ParameterArena.View(g, W!), In);
+            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, Out, In, rows, 1f, dy, Out, x, In, 1f, ParameterArena.View(g, W!), In);
             be.Sgemm(Transpose.No, Transpose.No, rows, In, Out, 1f, dy, Out, ParameterArena.View(p, W!), In, 1f, dx, In);
         }
     }

@@ -37,38 +37,6 @@ public class OptimizerTests
         arena.Dispose();
     }
 
-    /// <summary>A frozen entry keeps its values bit for bit (no step, no decay); a trainable one moves exactly as with no entry frozen.</summary>
-    [Fact]
-    public void AdamW_leaves_frozen_entries_untouched_and_steps_the_others_as_usual()
-    {
-        ParameterArena Arena()
-        {
-            var a = new ParameterArena();
-            a.Add("adapter", 2, 2);
-            a.Add("frozen", 3);
-            a.Allocate();
-            float[] init = [0.5f, -1f, 2f, 0.25f, 1f, -3f, 0.75f];
-            init.CopyTo(a.Data.Span);
-            return a;
-        }
-        using var all = Arena();
-        using var some = Arena();
-        using var grads = all.NewBlock();
-        using var everything = new AdamW(all) { WeightDecay = 0.1f };
-        using var onlyAdapter = new AdamW(some) { WeightDecay = 0.1f, Trainable = e => e.Name == "adapter" };
-        float[] before = some.Data.Span.ToArray();
-        for (int step = 0; step < 3; step++)
-        {
-            new float[] { 0.1f, -0.2f, 0.3f, 0.05f, 1f, -1f, 0.5f }.Select(g => g * (step + 1)).ToArray().CopyTo(grads.Span);
-            everything.Update(grads, 0.01f);
-            onlyAdapter.Update(grads, 0.01f);
-        }
-        Assert.Equal(all.Data.Span[..4].ToArray(), some.Data.Span[..4].ToArray());
-        Assert.Equal(before[4..], some.Data.Span[4..].ToArray());
-        Assert.NotEqual(before[4..], all.Data.Span[4..].ToArray());
-        Assert.All(onlyAdapter.M.Span[4..].ToArray(), m => Assert.Equal(0f, m));
-    }
-
     [Fact]
     public void Schedule_warms_up_linearly_then_decays_by_cosine()
     {
