@@ -264,6 +264,7 @@ public static class CompressedCheckpoint
             ["notes"] = new JsonArray(r.Notes.Select(n => (JsonNode)JsonValue.Create(n)!).ToArray()),
             ["matrices"] = matrices,
             ["quantization"] = r.Quantization?.DeepClone(),
+            ["recovery"] = r.Recovery?.DeepClone(),
         };
     }
 }

@@ -50,6 +50,9 @@ public sealed class CompressionReport
     /// <summary>The quantization's own report (grid, per-matrix losses and damping), when anything was quantized.</summary>
     public System.Text.Json.Nodes.JsonObject? Quantization { get; set; }
 
+    /// <summary>SVD-LLM's LoRA recovery when it ran: settings, and per stage its steps, seconds and training loss per step.</summary>
+    public System.Text.Json.Nodes.JsonObject? Recovery { get; set; }
+
     public Dictionary<string, double> StageSeconds { get; } = [];
     public string? LargestSvdMatrix { get; set; }
     public double LargestSvdSeconds { get; set; }

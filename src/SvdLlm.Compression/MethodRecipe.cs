@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SvdLlm.Compression.Calibration;
 using SvdLlm.Compression.Quantization;
+using SvdLlm.Compression.Recovery;
 using SvdLlm.Models.Architectures;
 using SvdLlm.Numerics;
 
@@ -18,9 +19,13 @@ namespace SvdLlm.Compression;
 /// <param name="Quantization">the grid and GPTQ settings when anything is quantized</param>
 /// <param name="VectorQuantization">GPTVQ's settings, for gptvq</param>
 /// <param name="Gfwsvd">GFWSVD's gradient samples and power iterations, for gfwsvd</param>
+/// <param name="Recovery">SVD-LLM's LoRA recovery of the factors after truncation (any SVD method), or null</param>
 public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization, GptvqOptions? VectorQuantization = null,
-    GfwsvdOptions? Gfwsvd = null)
+    GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null)
 {
+    /// <summary>Recovery's: <c>recover: lora</c> and LoRA's settings (any SVD method).</summary>
+    public static readonly IReadOnlyList<string> RecoveryParameters = ["recover", "lora_rank", "lora_alpha", "lora_lr", "lora_epochs", "lora_batch"];
+
     /// <summary>GFWSVD's own, besides an SVD method's quantize parameters.</summary>
     public static readonly IReadOnlyList<string> GfwsvdParameters = ["gradient_samples", "power_iterations"];
 
@@ -30,8 +35,11 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     public static readonly IReadOnlyList<string> GptvqParameters = ["bits", "vq_dim", "group_size", "columns_per_group", "codebook_bits", "kmeans_iters", "m_step", "weighting", "damp"];
     public static readonly IReadOnlyList<string> GptqParameters = ["bits", "group_size", "act_order", "static_groups", "sym", "damp"];
 
-    /// <summary>An SVD method's: <c>quantize</c> (rtn or gptq) and that quantizer's parameters, applied to both factors.</summary>
-    public static readonly IReadOnlyList<string> LowRankParameters = ["quantize", .. GptqParameters];
+    /// <summary>
+    /// An SVD method's: <c>quantize</c> (rtn or gptq) and that quantizer's parameters, applied to both factors, and
+    /// <c>recover</c> with LoRA's settings (recovery runs before quantization).
+    /// </summary>
+    public static readonly IReadOnlyList<string> LowRankParameters = ["quantize", .. GptqParameters, .. RecoveryParameters];
 
     private static readonly GptqOptions Defaults = new();
 
@@ -39,7 +47,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     public bool NeedsStatistics => Method.NeedsStatistics;
 
     /// <summary>Whether the cell runs the model on calibration windows (GPTQ and GPTVQ, GFWSVD's gradients, sensitivity search, local update).</summary>
-    public bool NeedsWindows => Method.NeedsCalibrationWindows || Quantizer == "gptq";
+    public bool NeedsWindows => Method.NeedsCalibrationWindows || Quantizer == "gptq" || Recovery is not null;
 
     /// <summary>Whether the cell takes a ratio (low-rank) or quantizes at full rank (rtn, gptq, gptvq: ratio 0 in results).</summary>
     public bool TakesRatio => !Method.IsQuantization;
@@ -59,6 +67,12 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 ? $"{spell(p)} is not a parameter of {method} (it takes {string.Join(", ", m.Parameters.Select(spell))})"
                 : $"{spell(p)}: unknown parameter of {method}; it takes {string.Join(", ", m.Parameters.Select(spell))}");
         if (m.Name == "gptvq") return ParseGptvq(m, parameters, spell);
+        if (!m.IsQuantization && RecoveryParameters.Any(parameters.ContainsKey))
+        {
+            var lora = ParseRecovery(parameters, spell);
+            var rest = parameters.Where(kv => !RecoveryParameters.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+            return Parse(method, rest, spell) with { Recovery = lora };
+        }
         if (m.NeedsGradientSamples)
         {
             // GFWSVD's own parameters, then the rest as any SVD method's.
@@ -119,6 +133,33 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         int Int(string v, string p) => ParseInt(v, spell(p));
         bool Bool(string v, string p) => ParseBool(v, spell(p));
         double Double(string v, string p) => ParseDouble(v, spell(p));
+    }
+
+    private static readonly LoraOptions LoraDefaults = new();
+
+    private static LoraOptions ParseRecovery(IReadOnlyDictionary<string, string> p, Func<string, string> spell)
+    {
+        if (!p.TryGetValue("recover", out string? how))
+            throw new ArgumentException($"{spell(p.Keys.First(RecoveryParameters.Contains))} applies to recovery: give {spell("recover")} lora as well, or drop it");
+        if (how != "lora") throw new ArgumentException($"{spell("recover")}: '{how}' is not a recovery; expected lora (SVD-LLM's sequential LoRA on W_u, then W_v)");
+        string? Get(string k) => p.TryGetValue(k, out string? v) ? v : null;
+        var o = new LoraOptions
+        {
+            Rank = Get("lora_rank") is { } r ? ParseInt(r, spell("lora_rank")) : LoraDefaults.Rank,
+            Alpha = Get("lora_alpha") is { } a ? ParseDouble(a, spell("lora_alpha")) : LoraDefaults.Alpha,
+            LearningRate = Get("lora_lr") is { } lr ? ParseDouble(lr, spell("lora_lr")) : LoraDefaults.LearningRate,
+            Epochs = Get("lora_epochs") is { } ep ? ParseInt(ep, spell("lora_epochs")) : LoraDefaults.Epochs,
+            BatchSize = Get("lora_batch") is { } b ? ParseInt(b, spell("lora_batch")) : LoraDefaults.BatchSize,
+        };
+        try
+        {
+            o.Check();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{spell(e.Message.Split(' ')[0])}{e.Message[e.Message.IndexOf(' ')..]}", e);
+        }
+        return o;
     }
 
     private static int ParseInt(string v, string name) => int.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int x)
@@ -190,6 +231,16 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             if (vq.PercentDamping != d.PercentDamping) c["damp"] = vq.PercentDamping.ToString("R", CultureInfo.InvariantCulture);
             return c;
         }
+        if (Recovery is { } lo)
+        {
+            string D(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+            c["recover"] = "lora";
+            if (lo.Rank != LoraDefaults.Rank) c["lora_rank"] = I(lo.Rank);
+            if (lo.Alpha != LoraDefaults.Alpha) c["lora_alpha"] = D(lo.Alpha);
+            if (lo.LearningRate != LoraDefaults.LearningRate) c["lora_lr"] = D(lo.LearningRate);
+            if (lo.Epochs != LoraDefaults.Epochs) c["lora_epochs"] = I(lo.Epochs);
+            if (lo.BatchSize != LoraDefaults.BatchSize) c["lora_batch"] = I(lo.BatchSize);
+        }
         if (Gfwsvd is { } g)
         {
             var d = new GfwsvdOptions();
@@ -217,11 +268,23 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     {
         get
         {
-            if (Gfwsvd is not { } g) return Method.Display;
-            var d = new GfwsvdOptions();
             string label = Method.Display;
-            if (g.GradientSamples != d.GradientSamples) label += $" K{g.GradientSamples}";
-            if (g.PowerIterations != d.PowerIterations) label += $" {g.PowerIterations} iters";
+            if (Gfwsvd is { } g)
+            {
+                var d = new GfwsvdOptions();
+                if (g.GradientSamples != d.GradientSamples) label += $" K{g.GradientSamples}";
+                if (g.PowerIterations != d.PowerIterations) label += $" {g.PowerIterations} iters";
+            }
+            if (Recovery is { } lo)
+            {
+                var parts = new List<string> { " + LoRA" };
+                if (lo.Rank != LoraDefaults.Rank) parts.Add($"r{lo.Rank}");
+                if (lo.Alpha != LoraDefaults.Alpha) parts.Add($"α{lo.Alpha.ToString("G3", CultureInfo.InvariantCulture)}");
+                if (lo.LearningRate != LoraDefaults.LearningRate) parts.Add($"lr {lo.LearningRate.ToString("G3", CultureInfo.InvariantCulture)}");
+                if (lo.Epochs != LoraDefaults.Epochs) parts.Add($"{lo.Epochs} ep");
+                if (lo.BatchSize != LoraDefaults.BatchSize) parts.Add($"b{lo.BatchSize}");
+                label += string.Join(" ", parts);
+            }
             return label;
         }
     }
@@ -244,13 +307,13 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     /// <summary>
     /// Compresses <paramref name="model"/> into <paramref name="outDir"/> (which appears whole or not at all) and returns
     /// the report that compression-report.json holds: an SVD method at <paramref name="ratio"/>, a quantizer at full rank,
-    /// or an SVD method whose factors are then quantized (the factors go to a scratch directory beside the output
-    /// first). Every report carries the decoder linears' stored bytes before and after, the axis on which SVD and
+    /// or an SVD method whose factors are then LoRA-recovered (<paramref name="recoveryText"/>'s windows, or the
+    /// calibration windows) and/or quantized (the factors go to scratch directories beside the output first). Every report carries the decoder linears' stored bytes before and after, the axis on which SVD and
     /// quantization compare. <paramref name="annotate"/> adds what only the caller knows (calibration time, provenance)
     /// before the report is written.
     /// </summary>
     public CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource? stats, CalibrationWindows? windows, double ratio, string outDir,
-        Action<string> log, string? workspaceDir = null, Action<CompressionReport>? annotate = null)
+        Action<string> log, string? workspaceDir = null, Action<CompressionReport>? annotate = null, RecoveryText? recoveryText = null)
     {
         if (NeedsStatistics && stats is null) throw new ArgumentException($"{Method.Name} needs calibration statistics");
         if (NeedsWindows && windows is null) throw new ArgumentException($"{Label} runs the model on calibration windows; pass them");
@@ -270,26 +333,50 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             });
             return composed!;
         }
-        if (Quantization is null)
+        if (Quantization is null && Recovery is null)
         {
             var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows, Gfwsvd);
-            report.LinearBytesBefore = bytesBefore;
-            using (var written = ModelLoader.Load(outDir)) report.LinearBytesAfter = written.Linears.Sum(l => l.StoredWeightBytes(written.Reader));
-            annotate?.Invoke(report);
+            Finish(report, outDir);
             SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), CompressedCheckpoint.ReportJson(report).ToJsonString(indented));
             return report;
         }
-        string parent = Path.GetDirectoryName(Path.GetFullPath(outDir))!;
+        // SVD to a scratch directory beside the output, then LoRA recovery and/or quantization of its factors; every
+        // intermediate is a directory renamed into place only when whole, so an interrupted run leaves no output.
+        string full = Path.GetFullPath(outDir), parent = Path.GetDirectoryName(full)!;
         SvdLlm.Models.Data.Leftovers.Sweep(parent, Path.GetFileName(outDir) + ".svd");
-        string svdDir = SvdLlm.Models.Data.Leftovers.TempPath(Path.GetFullPath(outDir) + ".svd");
+        SvdLlm.Models.Data.Leftovers.Sweep(parent, Path.GetFileName(outDir) + ".lora");
+        string svdDir = SvdLlm.Models.Data.Leftovers.TempPath(full + ".svd");
+        string? loraDir = null;
         try
         {
             var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows, Gfwsvd);
             // The SVD stage's transient memory (pooled native blocks, the writer's large managed arrays) goes back to the
-            // system before GPTQ's H and hidden states arrive, so the peak is the larger stage, not their sum.
-            NativeBufferPool.Trim();
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-            using var lowRank = ModelLoader.Load(svdDir);
+            // system before the next stage's arrives, so the peak is the larger stage, not their sum.
+            ReleaseStageMemory();
+            string lowRankDir = svdDir;
+            if (Recovery is { } lora)
+            {
+                var data = recoveryText?.Windows ?? windows!;
+                loraDir = SvdLlm.Models.Data.Leftovers.TempPath(full + ".lora");
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var stages = LoraRecovery.Run(svdDir, data, lora, loraDir, log);
+                report.StageSeconds["recovery"] = clock.Elapsed.TotalSeconds;
+                report.Recovery = LoraRecovery.ToJson(lora, data, stages, recoveryText?.Description);
+                report.Label = Label;
+                report.Notes.Add($"LoRA recovery (rank {lora.Rank}) of every W_u, merged, then of every W_v: training loss "
+                    + string.Join(", ", stages.Select(st => $"{st.Target} {st.Loss[0]:F4} → {st.Loss[^1]:F4}")));
+                if (Quantization is null)
+                {
+                    Finish(report, loraDir);
+                    SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(loraDir, "compression-report.json"), CompressedCheckpoint.ReportJson(report).ToJsonString(indented));
+                    Directory.Move(loraDir, full);
+                    loraDir = null;
+                    return report;
+                }
+                ReleaseStageMemory();
+                lowRankDir = loraDir;
+            }
+            using var lowRank = ModelLoader.Load(lowRankDir);
             QuantizedCheckpoint.Write(lowRank, CreateQuantizer()!, windows, outDir, log, quant =>
             {
                 Quantized(report, quant, bytesBefore);
@@ -301,7 +388,22 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         finally
         {
             if (Directory.Exists(svdDir)) Directory.Delete(svdDir, recursive: true);
+            if (loraDir is not null && Directory.Exists(loraDir)) Directory.Delete(loraDir, recursive: true);
         }
+
+        // Bytes before and after, then the caller's annotations: what a low-rank report gets before it is written.
+        void Finish(CompressionReport report, string dir)
+        {
+            report.LinearBytesBefore = bytesBefore;
+            using (var written = ModelLoader.Load(dir)) report.LinearBytesAfter = written.Linears.Sum(l => l.StoredWeightBytes(written.Reader));
+            annotate?.Invoke(report);
+        }
+    }
+
+    private static void ReleaseStageMemory()
+    {
+        NativeBufferPool.Trim();
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
     /// <summary>Folds a quantization report into <paramref name="report"/>: bytes, stage time, notes, and the whole of it under "quantization".</summary>
@@ -316,3 +418,9 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         report.Label = Label;
     }
 }
+
+/// <summary>
+/// The text LoRA recovery trains on when it is not the calibration text (<c>--recover-text</c>): its windows, sampled as
+/// the calibration windows are, and how the report names it (file name and SHA-256).
+/// </summary>
+public sealed record RecoveryText(CalibrationWindows Windows, string Description);

@@ -81,6 +81,13 @@ internal static class CompressCommand
         var gradientSamples = new Option<int>("--gradient-samples") { Description = "gfwsvd: K gradient samples per linear, each the mean over windows/K calibration windows", DefaultValueFactory = _ => Compressor.GradientSamplesPerLinear };
         var powerIterations = new Option<int>("--power-iterations") { Description = "gfwsvd: cap of the power iteration for the Kronecker factors", DefaultValueFactory = _ => 50 };
         var quantize = new Option<string?>("--quantize") { Description = "SVD methods: then quantize both factors with rtn or gptq (V on x, U on V'x, sequentially) to --bits" };
+        var recover = new Option<string?>("--recover") { Description = "SVD methods: then recover with lora (SVD-LLM's sequential LoRA: every W_u, merged, then every W_v) on the calibration text or --recover-text" };
+        var loraRank = new Option<int>("--lora-rank") { Description = "recovery: LoRA rank", DefaultValueFactory = _ => 8 };
+        var loraAlpha = new Option<double>("--lora-alpha") { Description = "recovery: LoRA α (the update is scaled by α / rank)", DefaultValueFactory = _ => 16 };
+        var loraLr = new Option<double>("--lora-lr") { Description = "recovery: AdamW learning rate (4 % warm-up, cosine to 0)", DefaultValueFactory = _ => 3e-4 };
+        var loraEpochs = new Option<int>("--lora-epochs") { Description = "recovery: epochs over the recovery windows, per stage", DefaultValueFactory = _ => 3 };
+        var loraBatch = new Option<int>("--lora-batch") { Description = "recovery: windows per step", DefaultValueFactory = _ => 8 };
+        var recoverText = new Option<string?>("--recover-text") { Description = "recovery: train on this text (UTF-8; sampled like --text-file with --samples, --seq-len, --seed) instead of the calibration text" };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
         var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
@@ -88,7 +95,7 @@ internal static class CompressCommand
         {
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
             bits, groupSize, actOrder, staticGroups, sym, damp, quantize, vqDim, columnsPerGroup, codebookBits, kmeansIters, noMStep, vqWeighting,
-            gradientSamples, powerIterations,
+            gradientSamples, powerIterations, recover, loraRank, loraAlpha, loraLr, loraEpochs, loraBatch, recoverText,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -105,6 +112,9 @@ internal static class CompressCommand
                 ("m_step", noMStep, () => "false"), ("weighting", vqWeighting, () => p.GetValue(vqWeighting)!),
                 ("gradient_samples", gradientSamples, () => Invariant(p.GetValue(gradientSamples))),
                 ("power_iterations", powerIterations, () => Invariant(p.GetValue(powerIterations))),
+                ("recover", recover, () => p.GetValue(recover)!), ("lora_rank", loraRank, () => Invariant(p.GetValue(loraRank))),
+                ("lora_alpha", loraAlpha, () => Invariant(p.GetValue(loraAlpha))), ("lora_lr", loraLr, () => Invariant(p.GetValue(loraLr))),
+                ("lora_epochs", loraEpochs, () => Invariant(p.GetValue(loraEpochs))), ("lora_batch", loraBatch, () => Invariant(p.GetValue(loraBatch))),
             };
             var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, option, value) in given)
@@ -132,6 +142,13 @@ internal static class CompressCommand
             bool cached = recipe.NeedsStatistics && File.Exists(CalibrationCache.PathFor(CalibrationCache.Key(request, fileHash)));
             Preflight.Check(Preflight.Estimate(model, recipe, r, request.Samples, request.SeqLen, cached), CalibrationCache.Directory, outDir, workspaceDir, p.GetValue(force), Log);
             var windows = recipe.NeedsStatistics || recipe.NeedsWindows ? Calibrator.SampleWindows(request) : null;
+            RecoveryText? recoveryText = null;
+            if (p.GetValue(recoverText) is string rt)
+            {
+                if (recipe.Recovery is null) throw new ArgumentException("--recover-text applies to recovery: give --recover lora as well, or drop it");
+                if (!File.Exists(rt)) throw new FileNotFoundException($"--recover-text: {Path.GetFullPath(rt)} does not exist");
+                recoveryText = new RecoveryText(Calibrator.SampleWindows(request with { TextFile = rt }), $"{Path.GetFileName(rt)} (sha256 {fileHash(Path.GetFullPath(rt))})");
+            }
             CalibrationStatisticsFile? stats = null;
             string? key = null;
             bool hit = false;
@@ -150,7 +167,7 @@ internal static class CompressCommand
                     if (windows is not null) rep.Calibration["seed"] = request.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     rep.Calibration["threads"] = NumericsRuntime.Threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     rep.Calibration["numerics"] = NumericsRuntime.Describe();
-                });
+                }, recoveryText);
             }
             if (p.GetValue(o.Json))
             {

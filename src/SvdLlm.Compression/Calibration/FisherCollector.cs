@@ -53,19 +53,34 @@ public static class FisherCollector
     /// gate, up, act, two rstd), the final norm's buffers and dlogits [T, V], the backward's temporaries (dres, dln,
     /// dact/dgate/dup, datty/dq, dk/dv, a T² scratch, the forward's delta) and this collector's per-linear gradient [out, in].
     /// </summary>
-    public static long EstimateBytes(LlamaConfig config, int seqLen)
+    public static long EstimateBytes(LlamaConfig config, int seqLen) => TrainingModelBytes(config, seqLen, 1, DenseParameterCount(config))
+        + 4 * Math.Max(Math.Max((long)config.NumAttentionHeads * config.HeadDim * config.HiddenSize, (long)config.IntermediateSize * config.HiddenSize),
+            (long)config.NumKeyValueHeads * config.HeadDim * config.HiddenSize);
+
+    /// <summary>The dense model's parameter count (what the training model's arena holds without low-rank linears).</summary>
+    public static long DenseParameterCount(LlamaConfig config)
     {
-        long t = Math.Max(1, seqLen - 1);
         long h = config.HiddenSize, d = config.HeadDim, qw = config.NumAttentionHeads * d, kvw = config.NumKeyValueHeads * d;
-        long inter = config.IntermediateSize, v = config.VocabSize, heads = config.NumAttentionHeads, layers = config.NumHiddenLayers;
+        long inter = config.IntermediateSize, v = config.VocabSize, layers = config.NumHiddenLayers;
         long perLayerParams = 2 * h + qw * h + 2 * kvw * h + h * qw + 3 * h * inter
             + (config.QkvBias ? qw + 2 * kvw : 0) + (config.OutputBias ? h : 0) + (config.MlpBias ? 2 * inter + h : 0);
-        long parameters = v * h + layers * perLayerParams + h + (config.TieWordEmbeddings ? 0 : v * h);
-        long perLayerActs = 4 * t * h + 2 * t + 2 * t * qw + 2 * t * kvw + heads * t * t + 3 * t * inter;
-        long global = 2 * t * h + t + t * v;
-        long backward = 2 * t * h + 3 * t * inter + 2 * t * qw + 2 * t * kvw + t * t + t * h;
-        long gradient = Math.Max(Math.Max(qw * h, inter * h), kvw * h);
-        return 4 * (2 * parameters + layers * perLayerActs + global + backward + gradient);
+        return v * h + layers * perLayerParams + h + (config.TieWordEmbeddings ? 0 : v * h);
+    }
+
+    /// <summary>
+    /// Bytes of a <see cref="LlamaTrainingModel"/> holding <paramref name="parameters"/> float32 parameters and as many
+    /// gradients, running a batch of <paramref name="batch"/> windows of <paramref name="seqLen"/> tokens (seqLen − 1
+    /// positions each): the forward activations every layer keeps, the final norm and dlogits, the backward's temporaries.
+    /// </summary>
+    public static long TrainingModelBytes(LlamaConfig config, int seqLen, int batch, long parameters)
+    {
+        long t = Math.Max(1, seqLen - 1), n = t * batch;
+        long h = config.HiddenSize, d = config.HeadDim, qw = config.NumAttentionHeads * d, kvw = config.NumKeyValueHeads * d;
+        long inter = config.IntermediateSize, v = config.VocabSize, heads = config.NumAttentionHeads, layers = config.NumHiddenLayers;
+        long perLayerActs = 4 * n * h + 2 * n + 2 * n * qw + 2 * n * kvw + batch * heads * t * t + 3 * n * inter;
+        long global = 2 * n * h + n + n * v;
+        long backward = 2 * n * h + 3 * n * inter + 2 * n * qw + 2 * n * kvw + t * t + n * h;
+        return 4 * (2 * parameters + layers * perLayerActs + global + backward);
     }
 
     /// <summary>Refuses (unless forced) when the estimate exceeds MemAvailable.</summary>

@@ -27,6 +27,7 @@ public static class CompressionReportReader
             r.LinearBytesAfter = o["linear_bytes_after"]?.GetValue<long>();
             r.Label = o["label"]?.GetValue<string>();
             r.Quantization = o["quantization"]?.DeepClone().AsObject();
+            r.Recovery = o["recovery"]?.DeepClone().AsObject();
             r.LargestSvdMatrix = o["largest_svd"]?.GetValue<string>();
             r.LargestSvdSeconds = o["largest_svd_seconds"]?.GetValue<double>() ?? 0;
             foreach (var (k, v) in o["stage_seconds"]?.AsObject() ?? []) r.StageSeconds[k] = v!.GetValue<double>();
