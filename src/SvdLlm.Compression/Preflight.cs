@@ -78,7 +78,7 @@ public static class Preflight
     }
 
     /// <summary>
-    /// What a recipe needs: its SVD method's estimate, its quantizer's, or both (an SVD method whose factors are then
+    /// What a recipe needs: its SVD method's estimate (with LoRA recovery's training model when it recovers), its quantizer's, or both (an SVD method whose factors are then
     /// quantized: the stages run one after the other, so memory is the larger of the two; the SVD output is a scratch
     /// directory beside the quantized one, so both outputs count, and the quantizer's output is bounded by the dense
     /// layout's since the factors hold fewer weights).
@@ -87,6 +87,14 @@ public static class Preflight
     {
         if (recipe.Method.IsQuantization) return EstimateQuantization(model, recipe.CreateQuantizer()!, samples, seqLen);
         var svd = Estimate(model, recipe.Method, ratio, samples, seqLen, statisticsCached, recipe.Gfwsvd?.GradientSamples ?? Compressor.GradientSamplesPerLinear);
+        if (recipe.Recovery is { } lora && model is LlamaForCausalLM llama)
+        {
+            // LoRA recovery: the whole compressed model in training (parameters, gradients, a batch's activations), after
+            // the SVD stage; its output is a second copy of the factors beside the scratch SVD directory.
+            long compressedParameters = model.ParameterCount - (long)(model.LinearParameterCount * ratio);
+            long recovery = Recovery.LoraRecovery.EstimateBytes(llama.Config, compressedParameters, seqLen, Math.Min(lora.BatchSize, samples));
+            svd = svd with { CompressionMemoryBytes = Math.Max(svd.CompressionMemoryBytes, recovery), OutputDiskBytes = 2 * svd.OutputDiskBytes };
+        }
         if (recipe.CreateQuantizer() is not { } q) return svd;
         var quant = EstimateQuantization(model, q, samples, seqLen);
         return svd with

@@ -347,7 +347,7 @@ public sealed class PipelineTests
     /// Every method this build offers, in one matrix, through every kind of task (perplexity, multiple choice, efficiency):
     /// the list comes from <see cref="SvdLlm.Compression.CompressionMethod.All"/>, so a method added without the inputs
     /// the runner must give it (Fisher statistics, calibration windows) fails here the day it lands. Quantizers run
-    /// 4-bit with groups of 32, and one SVD method also with its factors quantized by GPTQ.
+    /// 4-bit with groups of 32, one SVD method also with its factors quantized by GPTQ, and one with LoRA recovery.
     /// </summary>
     [Fact]
     public void EveryMethodRunsInAMatrixThroughEveryTaskKind()
@@ -362,7 +362,8 @@ public sealed class PipelineTests
                 _ when m.IsQuantization => $"{{name: {m.Name}, params: {{bits: 4, group_size: 32}}}}",
                 _ => m.Name,
             })
-            .Append("{name: svdllm-v2, params: {quantize: gptq, bits: 4, group_size: 32}}");
+            .Append("{name: svdllm-v2, params: {quantize: gptq, bits: 4, group_size: 32}}")
+            .Append("{name: svdllm, params: {recover: lora, lora_epochs: 1, lora_batch: 4}}");
         string matrix = w.Matrix($$$"""
             models: [{model}]
             calibration: {dataset: {text}, samples: 8, seq_len: 32, seed: 3}
@@ -389,13 +390,21 @@ public sealed class PipelineTests
                 return Convert.ToInt64(cmd.ExecuteScalar());
             }
             // An SVD cell removes half the parameters; a 4-bit cell keeps them all in well under half the bytes (float32 model).
-            int cellsOfMethod = method == "svdllm-v2" ? 2 : 1;
+            int cellsOfMethod = method is "svdllm-v2" or "svdllm" ? 2 : 1;
             Assert.True(Count("SELECT count(*) FROM compression c JOIN cells USING (cell_key) WHERE cells.method = $m AND (c.achieved_linear_ratio > 0.4 OR (cells.ratio = 0 AND c.achieved_linear_ratio = 0)) " +
                 "AND c.linear_bytes_after > 0 AND c.linear_bytes_after < 0.6 * c.linear_bytes_before") == cellsOfMethod, $"{method}: no compression record with bytes");
             foreach (var (task, metric) in new[] { ("wikitext2", "ppl"), ("demo_cloze", "acc"), ("efficiency", "decode_tokens_per_s") })
                 Assert.True(Count($"SELECT count(*) FROM metrics m JOIN cells USING (cell_key) WHERE cells.method = $m AND m.task = '{task}' AND m.metric = '{metric}' AND m.value >= 0") == cellsOfMethod,
                     $"{method}: no {task} {metric}");
         }
+        // LoRA recovery's curves: 8 windows in batches of 4 for one epoch, 2 steps per stage, stored and plotted.
+        Assert.Equal(2, Scalar(db, "SELECT count(*) FROM training_curves WHERE stage = 'lora_u'"));
+        Assert.Equal(2, Scalar(db, "SELECT count(*) FROM training_curves WHERE stage = 'lora_v'"));
+        string reportDir = w.Temp.File("report");
+        SvdLlm.Experiments.Reports.ReportGenerator.Generate(db, reportDir);
+        var curves = Directory.GetFiles(Path.Combine(reportDir, "plots"), "*_training.svg");
+        Assert.Single(curves);
+        Assert.Contains("SVD-LLM + LoRA 1 ep b4 at 50", File.ReadAllText(curves[0]));
     }
 
     /// <summary>The whole plan is checked against the machine before the run is recorded; a refused run computes and records nothing.</summary>

@@ -154,6 +154,37 @@ public static class Plots
             plots.Add(new PlotFile($"{model.Slug}_loss.svg", scatter.Title, scatter.Render(),
                 "Each point is one compressed matrix; on the dashed line the theoretical loss predicts the measured one exactly (SVD-LLM V2's Theorem 3.1)."));
         }
+
+        // Training while compressing (LoRA recovery): the loss after every step, the stages one after another.
+        var curves = new List<Series>();
+        var stageLengths = new List<string>();
+        foreach (var key in seriesKeys)
+            foreach (var (cell, i) in key.Cells.OrderBy(c => ReportData.RatioKey(c.Ratio)).ThenBy(c => c.CellKey, StringComparer.Ordinal).Select((c, i) => (c, i)))
+            {
+                var rows = data.TrainingCurve(cell.CellKey);
+                if (rows.Count == 0) continue;
+                var points = new List<(double X, double Y)>();
+                long offset = 0;
+                foreach (var stage in rows.GroupBy(r => r.Stage))
+                {
+                    points.AddRange(stage.Select(r => ((double)(offset + r.Step), r.Loss)));
+                    offset += stage.Max(r => r.Step);
+                }
+                curves.Add(new Series($"{key.Label} at {Percent(cell.Ratio)}", points, key.Color, i));
+                stageLengths.Add(string.Join(" + ", rows.GroupBy(r => r.Stage).Select(g => $"{g.Key} {g.Count()}")));
+            }
+        if (curves.Count > 0)
+        {
+            var chart = new XYChart
+            {
+                Title = $"{model.Display}: training loss of recovery, per step",
+                XAxis = new Axis("Optimizer step (stages one after another)", IntegerTicks: true),
+                YAxis = new Axis("Training loss (next-token cross-entropy)"),
+                Series = curves,
+            };
+            plots.Add(new PlotFile($"{model.Slug}_training.svg", chart.Title, chart.Render(),
+                $"The loss of each training step while compressing (LoRA recovery: adapters on every W_u, merged, then on every W_v; steps: {string.Join("; ", stageLengths.Distinct())})."));
+        }
         return plots;
     }
 

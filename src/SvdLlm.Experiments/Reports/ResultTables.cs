@@ -54,6 +54,7 @@ public sealed class ReportData
     private readonly Dictionary<string, CompressionRow> _compression;
     private readonly Dictionary<string, List<MatrixStatRow>> _matrixStats;
     private readonly Dictionary<string, List<TimingRow>> _timings;
+    private readonly Dictionary<string, List<TrainingCurveRow>> _curves;
 
     public ReportData(ResultsSnapshot snapshot)
     {
@@ -62,6 +63,7 @@ public sealed class ReportData
         _compression = snapshot.Compression.ToDictionary(c => c.CellKey);
         _matrixStats = snapshot.MatrixStats.GroupBy(s => s.CellKey).ToDictionary(g => g.Key, g => g.ToList());
         _timings = snapshot.Timings.GroupBy(s => s.CellKey).ToDictionary(g => g.Key, g => g.ToList());
+        _curves = snapshot.TrainingCurves.GroupBy(s => s.CellKey).ToDictionary(g => g.Key, g => g.ToList());
 
         var groups = snapshot.Cells.GroupBy(c => (c.Model, c.ModelKey)).OrderBy(g => g.Key.Model, StringComparer.Ordinal).ThenBy(g => g.Key.ModelKey, StringComparer.Ordinal).ToList();
         var nameCounts = groups.GroupBy(g => g.Key.Model).ToDictionary(g => g.Key, g => g.Count());
@@ -81,6 +83,9 @@ public sealed class ReportData
     public CompressionRow? Compression(string cell) => _compression.GetValueOrDefault(cell);
     public IReadOnlyList<MatrixStatRow> MatrixStats(string cell) => _matrixStats.GetValueOrDefault(cell) ?? [];
     public IReadOnlyList<TimingRow> Timings(string cell) => _timings.GetValueOrDefault(cell) ?? [];
+
+    /// <summary>The cell's training loss per step, ordered by stage then step (LoRA recovery's lora_u, then lora_v).</summary>
+    public IReadOnlyList<TrainingCurveRow> TrainingCurve(string cell) => _curves.GetValueOrDefault(cell) ?? [];
     public IEnumerable<MetricRow> MetricsOf(string cell) => Snapshot.Metrics.Where(m => m.CellKey == cell);
 
     public static string Short(string key) => key.Length <= 8 ? key : key[..8];

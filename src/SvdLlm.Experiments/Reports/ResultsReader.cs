@@ -23,11 +23,15 @@ public sealed record MatrixStatRow(string CellKey, string Name, long Layer, stri
 
 public sealed record TimingRow(string CellKey, string Stage, double Seconds, long RunId);
 
+/// <summary>One optimizer step of a training stage run while compressing (LoRA recovery): the loss after it.</summary>
+public sealed record TrainingCurveRow(string CellKey, string Stage, long Step, double Loss);
+
 /// <summary>Everything a report is made of, read in one go with a fixed row order so that the output is deterministic.</summary>
 public sealed record ResultsSnapshot(
     string DatabaseName, int SchemaVersion,
     IReadOnlyList<RunRow> Runs, IReadOnlyList<CellRow> Cells, IReadOnlyList<MetricRow> Metrics,
-    IReadOnlyList<CompressionRow> Compression, IReadOnlyList<MatrixStatRow> MatrixStats, IReadOnlyList<TimingRow> Timings)
+    IReadOnlyList<CompressionRow> Compression, IReadOnlyList<MatrixStatRow> MatrixStats, IReadOnlyList<TimingRow> Timings,
+    IReadOnlyList<TrainingCurveRow> TrainingCurves)
 {
     public bool IsEmpty => Cells.Count == 0;
 }
@@ -72,7 +76,12 @@ public static class ResultsReader
                     r => new MatrixStatRow(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetInt64(4), r.GetInt64(5), r.GetInt64(6),
                         r.GetDouble(7), NullableDouble(r, 8), NullableDouble(r, 9), NullableString(r, 10))),
                 Query(connection, "SELECT cell_key, stage, seconds, run_id FROM timings ORDER BY cell_key, stage",
-                    r => new TimingRow(r.GetString(0), r.GetString(1), r.GetDouble(2), r.GetInt64(3))));
+                    r => new TimingRow(r.GetString(0), r.GetString(1), r.GetDouble(2), r.GetInt64(3))),
+                // Training curves arrived with schema v4.
+                version >= 4
+                    ? Query(connection, "SELECT cell_key, stage, step, loss FROM training_curves ORDER BY cell_key, stage, step",
+                        r => new TrainingCurveRow(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetDouble(3)))
+                    : []);
         }
         catch (SqliteException e)
         {

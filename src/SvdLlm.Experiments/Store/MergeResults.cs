@@ -107,6 +107,7 @@ public static class MergeResults
                 Exec(db, tx, $"""
                     INSERT INTO timings (cell_key, stage, seconds, run_id)
                     SELECT s.cell_key, s.stage, s.seconds, {Map} FROM src.timings s WHERE true ON CONFLICT (cell_key, stage) DO NOTHING;
+                    INSERT INTO training_curves SELECT * FROM src.training_curves WHERE true ON CONFLICT (cell_key, stage, step) DO NOTHING;
                     INSERT INTO artifacts (artifact_key, kind, seconds, detail, run_id, created_utc)
                     SELECT s.artifact_key, s.kind, s.seconds, s.detail, {Map}, s.created_utc FROM src.artifacts s WHERE true
                     ON CONFLICT (artifact_key, kind) DO NOTHING;

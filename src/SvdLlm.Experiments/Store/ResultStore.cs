@@ -248,7 +248,24 @@ public sealed class ResultStore : IDisposable
             cmd.ExecuteNonQuery();
         }
         foreach (var (stage, seconds) in report.StageSeconds) UpsertTiming(tx, cell.CellKey, stage, seconds, runId);
+        using (var del = Command(tx, "DELETE FROM training_curves WHERE cell_key = $k;", ("$k", cell.CellKey))) del.ExecuteNonQuery();
+        foreach (var (stage, losses) in TrainingCurves(report))
+            for (int i = 0; i < losses.Count; i++)
+            {
+                if (!double.IsFinite(losses[i])) throw new InvalidOperationException($"cell {cell.CellKey}: {stage} loss at step {i + 1} is {losses[i]}; not stored");
+                using var cmd = Command(tx, "INSERT INTO training_curves (cell_key, stage, step, loss) VALUES ($k, $s, $i, $l);",
+                    ("$k", cell.CellKey), ("$s", stage), ("$i", i + 1), ("$l", losses[i]));
+                cmd.ExecuteNonQuery();
+            }
         tx.Commit();
+    }
+
+    /// <summary>The loss curves a compression report carries: LoRA recovery's stages as "lora_u" and "lora_v".</summary>
+    private static IEnumerable<(string Stage, List<double> Loss)> TrainingCurves(CompressionReport report)
+    {
+        if (report.Recovery?["stages"] is not System.Text.Json.Nodes.JsonArray stages) yield break;
+        foreach (var s in stages)
+            yield return ($"{report.Recovery["method"]}_{s!["factor"]}", s["loss"]!.AsArray().Select(v => v!.GetValue<double>()).ToList());
     }
 
     /// <summary>

@@ -127,5 +127,16 @@ public static class Schema
         ALTER TABLE compression ADD COLUMN linear_bytes_before INTEGER;
         ALTER TABLE compression ADD COLUMN linear_bytes_after INTEGER;
         """,
+        // v4: training curves of methods that train while compressing (SVD-LLM's LoRA recovery: stage lora_u, then
+        // lora_v), the loss after every optimizer step.
+        """
+        CREATE TABLE training_curves (
+            cell_key TEXT NOT NULL REFERENCES cells(cell_key),
+            stage    TEXT NOT NULL,
+            step     INTEGER NOT NULL,
+            loss     REAL NOT NULL,
+            PRIMARY KEY (cell_key, stage, step)
+        );
+        """,
     ];
 }
