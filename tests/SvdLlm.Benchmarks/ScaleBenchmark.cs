@@ -46,13 +46,8 @@ internal static class ScaleBenchmark
                     return 2;
             }
         }
-        // A name is a method, or SVD+quantizer ("svdllm-v2+gptq"): checked before hours of work.
-        foreach (string m in methods)
-        {
-            var parts = m.Split('+');
-            if (parts.Length == 2) MethodRecipe.Parse(parts[0], new Dictionary<string, string>(QuantizerParameters(parts[1])) { ["quantize"] = parts[1] });
-            else CompressionMethod.Get(m);
-        }
+        // A name is a method, SVD+quantizer ("svdllm-v2+gptq") or SVD+lora: checked before hours of work.
+        foreach (string m in methods) if (m.Contains('+')) Composite(m); else CompressionMethod.Get(m);
         Directory.CreateDirectory(work);
         Console.WriteLine($"scale bench: {NumericsRuntime.Describe()}");
         Console.WriteLine($"LLaMA-2-7B shape (hidden {Hidden}, intermediate {Intermediate}, {Heads} heads, vocab {Vocab}, BF16); calibration {samples} × {seqLen} random token ids; ratio 0.2");
@@ -190,11 +185,7 @@ internal static class ScaleBenchmark
             calibration = sw.Elapsed.TotalSeconds;
         }
         string outDir = Path.Combine(work, $"out-{Environment.ProcessId}");
-        // "svdllm-v2+gptq": the SVD method at 20 %, then its factors quantized (4-bit, groups of 128) on the same windows.
-        var parts = method.Split('+');
-        var recipe = parts.Length == 2
-            ? MethodRecipe.Parse(parts[0], new Dictionary<string, string>(QuantizerParameters(parts[1])) { ["quantize"] = parts[1] })
-            : MethodRecipe.Plain(method);
+        var recipe = method.Contains('+') ? Composite(method) : MethodRecipe.Plain(method);
         CalibrationWindows? recipeWindows = null;
         if (recipe.NeedsWindows)
         {
@@ -301,6 +292,19 @@ internal static class ScaleBenchmark
     /// The settings each quantizer is benchmarked at: rtn/gptq 4 bits with groups of 128 (the GPTQ reference's LLaMA
     /// setting); gptvq the paper's 2.125-bpv headline, 2-bit pairs with 2048 weights per codebook and its other defaults.
     /// </summary>
+    /// <summary>
+    /// "svdllm-v2+gptq": the SVD method at 20 %, then its factors quantized (4-bit, groups of 128) on the same windows;
+    /// "svdllm+lora": the SVD method, then LoRA recovery for one epoch of the calibration windows in batches of 4.
+    /// </summary>
+    private static MethodRecipe Composite(string name)
+    {
+        var parts = name.Split('+');
+        if (parts.Length != 2) throw new ArgumentException($"'{name}': expected METHOD+QUANTIZER or METHOD+lora");
+        return parts[1] == "lora"
+            ? MethodRecipe.Parse(parts[0], new Dictionary<string, string> { ["recover"] = "lora", ["lora_epochs"] = "1", ["lora_batch"] = "4" })
+            : MethodRecipe.Parse(parts[0], new Dictionary<string, string>(QuantizerParameters(parts[1])) { ["quantize"] = parts[1] });
+    }
+
     private static Dictionary<string, string> QuantizerParameters(string method) => method == "gptvq"
         ? new() { ["bits"] = "2", ["vq_dim"] = "2" }
         : new() { ["bits"] = "4", ["group_size"] = "128" };
