@@ -338,8 +338,8 @@ public sealed class PipelineTests
         Assert.Empty(c.Seen);
         Assert.Contains(output, l => l.StartsWith("model default: not trained yet", StringComparison.Ordinal));
         Assert.Contains(output, l => l.Contains("calibration demo 128×128 seed 3 +fisher: to compute", StringComparison.Ordinal));
-        // 6 SVD recipes × 4 ratios + 8 quantizers = 32 compressed models; (32 + the original) × 6 tasks.
-        Assert.Contains("would compute: 32 compressed models, 198 evaluations", output);
+        // 7 SVD recipes × 4 ratios + 8 quantizers = 36 compressed models; (36 + the original) × 6 tasks.
+        Assert.Contains("would compute: 36 compressed models, 222 evaluations", output);
         Assert.False(Directory.Exists(Path.Combine(w.CacheDir, "models")));
     }
 

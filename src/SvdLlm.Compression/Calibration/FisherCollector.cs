@@ -68,11 +68,11 @@ public static class FisherCollector
     }
 
     /// <summary>
-    /// Bytes of a <see cref="LlamaTrainingModel"/> holding <paramref name="parameters"/> float32 parameters and as many
-    /// gradients, running a batch of <paramref name="batch"/> windows of <paramref name="seqLen"/> tokens (seqLen − 1
+    /// Bytes of a <see cref="LlamaTrainingModel"/> holding <paramref name="parameters"/> float32 parameters and, unless
+    /// only adapters train (<paramref name="weightGradients"/> false), as many gradients, running a batch of <paramref name="batch"/> windows of <paramref name="seqLen"/> tokens (seqLen − 1
     /// positions each): the forward activations every layer keeps, the final norm and dlogits, the backward's temporaries.
     /// </summary>
-    public static long TrainingModelBytes(LlamaConfig config, int seqLen, int batch, long parameters)
+    public static long TrainingModelBytes(LlamaConfig config, int seqLen, int batch, long parameters, bool weightGradients = true)
     {
         long t = Math.Max(1, seqLen - 1), n = t * batch;
         long h = config.HiddenSize, d = config.HeadDim, qw = config.NumAttentionHeads * d, kvw = config.NumKeyValueHeads * d;
@@ -80,7 +80,7 @@ public static class FisherCollector
         long perLayerActs = 4 * n * h + 2 * n + 2 * n * qw + 2 * n * kvw + batch * heads * t * t + 3 * n * inter;
         long global = 2 * n * h + n + n * v;
         long backward = 2 * n * h + 3 * n * inter + 2 * n * qw + 2 * n * kvw + t * t + n * h;
-        return 4 * (2 * parameters + layers * perLayerActs + global + backward);
+        return 4 * ((weightGradients ? 2 : 1) * parameters + layers * perLayerActs + global + backward);
     }
 
     /// <summary>Refuses (unless forced) when the estimate exceeds MemAvailable.</summary>

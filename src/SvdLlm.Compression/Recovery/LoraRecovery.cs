@@ -131,8 +131,8 @@ public static class LoraRecovery
     }
 
     /// <summary>
-    /// Refuses (unless forced) when the training model does not fit: the compressed model's parameters and gradients in
-    /// float32 and a batch's activations (<see cref="FisherCollector.TrainingModelBytes"/>), the adapters being a
+    /// Refuses (unless forced) when the training model does not fit: the compressed model's parameters in float32 (no
+    /// gradient block: only the adapters train) and a batch's activations (<see cref="FisherCollector.TrainingModelBytes"/>), the adapters being a
     /// rounding error beside them.
     /// </summary>
     public static void CheckMemory(LlamaConfig config, long parameters, int seqLen, int batch, bool force, long? available = null)
@@ -141,13 +141,13 @@ public static class LoraRecovery
         available ??= Preflight.AvailableMemoryBytes();
         if (available is not long a || need <= a || force) return;
         throw new InsufficientResourcesException(
-            $"LoRA recovery trains with the whole compressed model in memory (float32 parameters and gradients plus a batch of {batch} windows' activations): "
+            $"LoRA recovery trains with the whole compressed model in memory (float32 parameters plus a batch of {batch} windows' activations of every layer): "
             + $"about {need / 1e9:F1} GB for seq_len {seqLen}, but only {a / 1e9:F1} GB is available (MemAvailable). "
             + "Use fewer or shorter recovery windows (lora_batch, --seq-len), free memory, or force it (--force) to try anyway.");
     }
 
     public static long EstimateBytes(LlamaConfig config, long parameters, int seqLen, int batch)
-        => FisherCollector.TrainingModelBytes(config, seqLen, batch, parameters) + 300L * (1 << 20);
+        => FisherCollector.TrainingModelBytes(config, seqLen, batch, parameters, weightGradients: false) + 300L * (1 << 20);
 
     /// <summary>Every file of <paramref name="source"/> into <paramref name="outDir"/>, each safetensors tensor the training model holds taken from it.</summary>
     private static void Write(string source, string outDir, ParameterArena parameters)

@@ -69,15 +69,20 @@ public sealed class LlamaTrainingModel : IDisposable
 
     public LlamaConfig Config { get; }
     public ParameterArena Parameters { get; }
-    public Tensor<float> Gradients { get; }
+    /// <summary>
+    /// The gradient of every parameter, same layout as the arena. Allocated on first use: a model that only trains LoRA
+    /// adapters (<see cref="FreezeWeights"/>) never needs it, which saves a float32 copy of the whole model.
+    /// </summary>
+    public Tensor<float> Gradients => _gradients ??= Parameters.NewBlock();
+
+    private Tensor<float>? _gradients;
 
     /// <summary>Seen by every linear's backward (Fisher statistics).</summary>
     public IGradientObserver? GradientObserver { get; set; }
 
     /// <summary>
     /// When set, <see cref="Backward"/> computes only what flows to the LoRA adapters: no gradient of the model's own
-    /// weights (linears, embedding, lm_head) is accumulated into <see cref="Gradients"/>. The norms' gradients, a few
-    /// vectors, still are.
+    /// weights (linears, embedding, lm_head, norms) is accumulated, and <see cref="Gradients"/> is not touched.
     /// </summary>
     public bool FreezeWeights { get; set; }
 
@@ -154,7 +159,6 @@ public sealed class LlamaTrainingModel : IDisposable
         if (!config.TieWordEmbeddings) _lmHead = arena.Add("lm_head.weight", config.VocabSize, c);
         arena.Allocate();
         Parameters = arena;
-        Gradients = arena.NewBlock();
     }
 
     public long ParameterCount => Parameters.Length;
@@ -205,7 +209,7 @@ public sealed class LlamaTrainingModel : IDisposable
 
     public void ZeroGrad()
     {
-        Gradients.Span.Clear();
+        _gradients?.Span.Clear();
         AdapterGradients?.Span.Clear();
     }
 
@@ -283,7 +287,11 @@ public sealed class LlamaTrainingModel : IDisposable
         int batch = _batch, seqLen = _seqLen, n = batch * seqLen;
         int h = c.HiddenSize, d = c.HeadDim, qw = c.NumAttentionHeads * d, kvw = c.NumKeyValueHeads * d, v = c.VocabSize, inter = c.IntermediateSize;
         var p = Parameters.Data;
-        var g = Gradients;
+        bool weights = !FreezeWeights;
+        // Frozen: the norms' weight gradients (the kernel always computes them) go to a scratch vector, not Gradients.
+        var g = weights ? Gradients : null;
+        var normScratch = weights ? null : new float[h];
+        Span<float> NormGradient(ParameterArena.Entry e) => g is null ? normScratch : ParameterArena.View(g, e);
         var (cos, sin) = _rotary.Tables(seqLen);
         float scale = (float)(1.0 / Math.Sqrt(d));
 
@@ -292,9 +300,8 @@ public sealed class LlamaTrainingModel : IDisposable
         using var dln = Tensor<float>.Zeros(n, h);     // [N, C] gradient of a norm output
         var headEntry = _lmHead ?? _embed;
         _be.Sgemm(Transpose.No, Transpose.No, n, h, v, 1f, _dlogits!.Span, v, Parameters.View(headEntry), h, 0f, dln.Span, h);
-        bool weights = !FreezeWeights;
-        if (weights) _be.Sgemm(Transpose.Yes, Transpose.No, v, h, n, 1f, _dlogits.Span, v, _lnf!.Span, h, 1f, ParameterArena.View(g, headEntry), h);
-        K.RmsNormBackward(dln.Span, _final!.Span, Parameters.View(_norm), _rstdf!.Span, dres.Span, ParameterArena.View(g, _norm), n);
+        if (weights) _be.Sgemm(Transpose.Yes, Transpose.No, v, h, n, 1f, _dlogits.Span, v, _lnf!.Span, h, 1f, ParameterArena.View(g!, headEntry), h);
+        K.RmsNormBackward(dln.Span, _final!.Span, Parameters.View(_norm), _rstdf!.Span, dres.Span, NormGradient(_norm), n);
 
         using var dAct = Tensor<float>.Uninitialized(n, inter);   // [N, I]
         using var dGate = Tensor<float>.Uninitialized(n, inter);  // [N, I]
@@ -319,7 +326,7 @@ public sealed class LlamaTrainingModel : IDisposable
             L.GateProj.Backward(_be, p, g, a.Ln2.Span, dGate.Span, n, dln.Span, observer, weights);
             L.UpProj.Backward(_be, p, g, a.Ln2.Span, dUp.Span, n, dln.Span, observer, weights);
             K.RmsNormBackward(dln.Span, a.Res2.Span, Parameters.View(L.PostAttentionLayernorm), a.Rstd2.Span, dres.Span,
-                ParameterArena.View(g, L.PostAttentionLayernorm), n);
+                NormGradient(L.PostAttentionLayernorm), n);
 
             // Attention block: res2 = input + o_proj(attn(rope(q), rope(k), v)).
             dAtty.Span.Clear();
@@ -335,12 +342,12 @@ public sealed class LlamaTrainingModel : IDisposable
             L.KProj.Backward(_be, p, g, a.Ln1.Span, dk.Span, n, dln.Span, observer, weights);
             L.VProj.Backward(_be, p, g, a.Ln1.Span, dv.Span, n, dln.Span, observer, weights);
             K.RmsNormBackward(dln.Span, a.Input.Span, Parameters.View(L.InputLayernorm), a.Rstd1.Span, dres.Span,
-                ParameterArena.View(g, L.InputLayernorm), n);
+                NormGradient(L.InputLayernorm), n);
         }
 
         // Embedding: scatter-add each position's gradient into its token's row (sequential: deterministic).
         if (!weights) return;
-        var dEmbed = ParameterArena.View(g, _embed);
+        var dEmbed = ParameterArena.View(g!, _embed);
         for (int r = 0; r < n; r++)
         {
             var row = dEmbed.Slice(_inputs[r] * h, h);
@@ -389,6 +396,6 @@ public sealed class LlamaTrainingModel : IDisposable
         DisposeActivations();
         foreach (var l in _layers) foreach (var lin in l.Linears) lin.Dispose();
         Parameters.Dispose();
-        Gradients.Dispose();
+        _gradients?.Dispose();
     }
 }

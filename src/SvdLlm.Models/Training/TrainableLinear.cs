@@ -101,13 +101,14 @@ internal sealed class TrainableLinear
     /// is attached). With <paramref name="weightGradients"/> false the frozen weights' gradients are skipped (only dx and
     /// the adapter's), which is most of LoRA recovery's backward saved.
     /// </summary>
-    public void Backward(IComputeBackend be, Tensor<float> p, Tensor<float> g, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows,
+    public void Backward(IComputeBackend be, Tensor<float> p, Tensor<float>? g, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows,
         Span<float> dx, IGradientObserver? observer, bool weightGradients = true)
     {
         observer?.OnLinearBackward(Name, x[..(rows * In)], dy[..(rows * Out)], rows);
+        if (weightGradients && g is null) throw new ArgumentNullException(nameof(g), "weight gradients need a gradient block");
         if (B is not null && weightGradients)
         {
-            var db = ParameterArena.View(g, B);
+            var db = ParameterArena.View(g!, B);
             for (int r = 0; r < rows; r++)
                 System.Numerics.Tensors.TensorPrimitives.Add(db, dy.Slice(r * Out, Out), db);
         }
@@ -115,16 +116,16 @@ internal sealed class TrainableLinear
         {
             using var dt = Tensor<float>.Uninitialized(rows, k);
             // dU [out, k] += dyᵀ·t ; dt [N, k] = dy·U (+ the U adapter's part) ; dV [k, in] += dtᵀ·x ; dx += dt·V (+ the V adapter's part)
-            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, Out, k, rows, 1f, dy, Out, _t!.Span, k, 1f, ParameterArena.View(g, U!), k);
+            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, Out, k, rows, 1f, dy, Out, _t!.Span, k, 1f, ParameterArena.View(g!, U!), k);
             be.Sgemm(Transpose.No, Transpose.No, rows, k, Out, 1f, dy, Out, ParameterArena.View(p, U!), k, 0f, dt.Span, k);
             if (Adapter is not null && AdapterTarget == LoraTarget.U) Adapter.Backward(AdapterParameters!, AdapterGradients!, _t!.Span, dy, rows, dt.Span);
-            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, k, In, rows, 1f, dt.Span, k, x, In, 1f, ParameterArena.View(g, V!), In);
+            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, k, In, rows, 1f, dt.Span, k, x, In, 1f, ParameterArena.View(g!, V!), In);
             be.Sgemm(Transpose.No, Transpose.No, rows, In, k, 1f, dt.Span, k, ParameterArena.View(p, V!), In, 1f, dx, In);
             if (Adapter is not null && AdapterTarget == LoraTarget.V) Adapter.Backward(AdapterParameters!, AdapterGradients!, x, dt.Span, rows, dx);
         }
         else
         {
-            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, Out, In, rows, 1f, dy, Out, x, In, 1f, ParameterArena.View(g, W!), In);
+            if (weightGradients) be.Sgemm(Transpose.Yes, Transpose.No, Out, In, rows, 1f, dy, Out, x, In, 1f, ParameterArena.View(g!, W!), In);
             be.Sgemm(Transpose.No, Transpose.No, rows, In, Out, 1f, dy, Out, ParameterArena.View(p, W!), In, 1f, dx, In);
         }
     }
