@@ -272,8 +272,8 @@ public sealed class MatrixLoaderTests
     {
         string root = Repository();
         var d = MatrixLoader.Load(Path.Combine(root, "experiments", "default.yaml"));
-        // Six SVD recipes (V2 also with GPTQ-quantized factors) at four ratios, eight quantizers at full rank.
-        Assert.Equal(6, d.Methods.Count(m => !SvdLlm.Compression.CompressionMethod.Get(m.Name).IsQuantization));
+        // Seven SVD recipes (SVD-LLM also with LoRA recovery, V2 also with GPTQ-quantized factors) at four ratios, eight quantizers at full rank.
+        Assert.Equal(7, d.Methods.Count(m => !SvdLlm.Compression.CompressionMethod.Get(m.Name).IsQuantization));
         Assert.Equal(8, d.Methods.Count(m => SvdLlm.Compression.CompressionMethod.Get(m.Name).IsQuantization));
         Assert.Equal(4, d.Ratios.Count);
         Assert.True(d.Baseline);
