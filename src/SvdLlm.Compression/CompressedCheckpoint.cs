@@ -265,6 +265,8 @@ public static class CompressedCheckpoint
             ["matrices"] = matrices,
             ["quantization"] = r.Quantization?.DeepClone(),
             ["recovery"] = r.Recovery?.DeepClone(),
+            ["training_curves"] = r.TrainingCurves.Count == 0 ? null
+                : new JsonObject(r.TrainingCurves.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonArray(kv.Value.Select(v => (JsonNode)Math.Round(v, 6)).ToArray())))),
         };
     }
 }

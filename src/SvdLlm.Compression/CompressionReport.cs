@@ -50,6 +50,12 @@ public sealed class CompressionReport
     /// <summary>The quantization's own report (grid, per-matrix losses and damping), when anything was quantized.</summary>
     public System.Text.Json.Nodes.JsonObject? Quantization { get; set; }
 
+    /// <summary>
+    /// The loss of every training step the method took while compressing, per stage ("lora_u", "lora_v" for LoRA
+    /// recovery; "dobi_gamma" for Dobi-SVD's stage 1): the next-token cross-entropy of the step's batch.
+    /// </summary>
+    public Dictionary<string, List<double>> TrainingCurves { get; } = [];
+
     /// <summary>SVD-LLM's LoRA recovery when it ran: settings, and per stage its steps, seconds and training loss per step.</summary>
     public System.Text.Json.Nodes.JsonObject? Recovery { get; set; }
 

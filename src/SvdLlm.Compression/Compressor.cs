@@ -1,3 +1,4 @@
+using SvdLlm.Compression.Dobi;
 using System.Diagnostics;
 using SvdLlm.Compression.Calibration;
 using SvdLlm.Compression.Truncation;
@@ -38,10 +39,10 @@ public static class Compressor
 
     /// <summary>Compresses the model in memory (its linears become low-rank); see <see cref="CompressedCheckpoint.Write"/> to save it.</summary>
     public static CompressionReport Compress(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio,
-        Action<string>? log = null, CalibrationWindows? windows = null, string? workspaceDir = null, GfwsvdOptions? gfwsvd = null)
+        Action<string>? log = null, CalibrationWindows? windows = null, string? workspaceDir = null, GfwsvdOptions? gfwsvd = null, DobiOptions? dobi = null)
     {
         var method = Validate(model, stats, methodName, ratio, windows);
-        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, workspaceDir, streamed: false, gfwsvd, (layer, done) =>
+        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, workspaceDir, streamed: false, gfwsvd, dobi, (layer, done) =>
         {
             foreach (var (l, f) in done) l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias?.Clone());
         });
@@ -55,13 +56,14 @@ public static class Compressor
     /// run the model between truncations (asvd-search's probes, svdllm-update's local update) compress in memory.
     /// </summary>
     public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, string outDir,
-        Action<string>? log = null, string? workspaceDir = null, CalibrationWindows? windows = null, GfwsvdOptions? gfwsvd = null)
+        Action<string>? log = null, string? workspaceDir = null, CalibrationWindows? windows = null, GfwsvdOptions? gfwsvd = null, DobiOptions? dobi = null)
     {
         var method = Validate(model, stats, methodName, ratio, windows);
         log ??= _ => { };
-        if (method.NeedsCalibrationWindows)
+        // Dobi-SVD runs the original checkpoint (read from disk) between its layers, so it streams like the others.
+        if (method.NeedsCalibrationWindows && method.Allocation != AllocationKind.Learned)
         {
-            var inMemory = Compress(model, stats, methodName, ratio, log, windows, workspaceDir, gfwsvd);
+            var inMemory = Compress(model, stats, methodName, ratio, log, windows, workspaceDir, gfwsvd, dobi);
             var clock = Stopwatch.StartNew();
             inMemory.StageSeconds["write"] = 0;
             CompressedCheckpoint.Write(model, outDir, inMemory);
@@ -72,7 +74,7 @@ public static class Compressor
         }
         using var writer = new CompressedCheckpoint.Writer(model, outDir);
         double writeSeconds = 0;
-        var report = Run(model, stats, method, ratio, log, windows, workspaceDir, streamed: true, gfwsvd, (layer, done) =>
+        var report = Run(model, stats, method, ratio, log, windows, workspaceDir, streamed: true, gfwsvd, dobi, (layer, done) =>
         {
             var clock = Stopwatch.StartNew();
             var factors = new Dictionary<string, (Tensor<float>, Tensor<float>)>(StringComparer.Ordinal);
@@ -115,11 +117,11 @@ public static class Compressor
     }
 
     private static CompressionReport Run(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
-        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions? gfwsvd, Action<int, List<(Linear, LowRankFactors)>> sink)
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions? gfwsvd, DobiOptions? dobi, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
         try
         {
-            return RunLayers(model, stats, method, ratio, log, windows, workspaceDir, streamed, gfwsvd ?? new GfwsvdOptions(), sink);
+            return RunLayers(model, stats, method, ratio, log, windows, workspaceDir, streamed, gfwsvd ?? new GfwsvdOptions(), dobi ?? new DobiOptions(), sink);
         }
         finally
         {
@@ -128,7 +130,7 @@ public static class Compressor
     }
 
     private static CompressionReport RunLayers(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
-        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions gfwsvd, Action<int, List<(Linear, LowRankFactors)>> sink)
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions gfwsvd, DobiOptions dobi, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
         var report = new CompressionReport { Method = method.Name, Ratio = ratio };
         report.LinearParamsBefore = model.LinearParameterCount;
@@ -148,7 +150,18 @@ public static class Compressor
 
         // 1. Rank allocation.
         List<RankAllocation> allocation;
-        if (method.Allocation == AllocationKind.TheoreticalLoss)
+        DobiGammas? learned = null;
+        if (method.Allocation == AllocationKind.Learned)
+        {
+            learned = DobiSvd.Learn(model, windows!, targets, ratio, dobi, log);
+            allocation = DobiSvd.Ranks(targets, learned, ratio);
+            // The batch's next-token cross-entropy (log of the PPL the objective holds), on the axis LoRA's curves use.
+            report.TrainingCurves["dobi_gamma"] = learned.Perplexity.Select(p => Math.Log(p)).ToList();
+            report.Notes.Add($"Dobi-SVD stage 1: {learned.Loss.Length} steps; ratio kept by the trained γ {learned.FinalRatio:F4} (target {1 - ratio:F4}); "
+                + "weight ranks ⌊c·ρ·γ⌋ with one c fitted to the uniform ranks' parameter budget");
+            foreach (var a in allocation) report.Notes.Add($"{a.Name}: γ {learned.Gamma[a.Name]:F2} (activation rank of {learned.SeqLen}) → rank {a.Rank}");
+        }
+        else if (method.Allocation == AllocationKind.TheoreticalLoss)
         {
             var spectra = new Dictionary<string, (double[] Lambda, double Dropped)>(StringComparer.Ordinal);
             foreach (var (index, linears) in layers)
@@ -214,15 +227,17 @@ public static class Compressor
         var byAllocation = allocation.ToDictionary(a => a.Name);
         long largest = -1;
         bool kronecker = method.Truncation == TruncationKind.Kronecker;
-        double gradientSeconds = 0;
+        bool subspaces = method.Truncation == TruncationKind.ActivationSubspace;
+        double gradientSeconds = 0, subspaceSeconds = 0;
         foreach (var (index, linears) in layers)
         {
             var layerClock = Stopwatch.StartNew();
             // From the workspace, the decomposition is done: only the Gram (for the measured loss) is read, no whitening is built.
             // GFWSVD reads the Gram for the measured loss only; its weighting is the layer's Kronecker factors.
-            using var inputs = new LayerInputs(stats, kronecker ? TruncationKind.Svd : method.Truncation, decomposes: workspace is null);
+            using var inputs = new LayerInputs(stats, kronecker || subspaces ? TruncationKind.Svd : method.Truncation, decomposes: workspace is null);
             var done = new List<(Linear, LowRankFactors)>();
             Dictionary<string, KroneckerFactors>? kfac = null;
+            Dictionary<string, DobiSubspace>? subs = null;
             try
             {
                 if (kronecker)
@@ -231,6 +246,12 @@ public static class Compressor
                     kfac = KroneckerFactorsOfLayer(model, windows!, linears, gfwsvd, report);
                     gradientSeconds += gradientClock.Elapsed.TotalSeconds;
                 }
+                if (subspaces)
+                {
+                    var subspaceClock = Stopwatch.StartNew();
+                    subs = DobiSvd.OutputSubspacesOfLayer(model, windows!, learned!, linears, index, dobi.Beta, dobi.BatchSize);
+                    subspaceSeconds += subspaceClock.Elapsed.TotalSeconds;
+                }
                 foreach (var l in linears)
                 {
                     var a = byAllocation[l.Name];
@@ -238,7 +259,12 @@ public static class Compressor
                     using var w = Weight(l);
                     var weighting = inputs.For(l);
                     LowRankFactors factors;
-                    if (kfac is not null)
+                    if (subs is not null)
+                    {
+                        factors = method.Reference().Truncate(w, a.Rank, new TruncationInputs { OutputSubspace = subs[l.Name] });
+                        routes[l.Name] = "Dobi-SVD: V_k V_kᵀ W on the output activations' subspace";
+                    }
+                    else if (kfac is not null)
                     {
                         factors = method.Reference().Truncate(w, a.Rank, new TruncationInputs { Kronecker = kfac[l.Name] });
                         routes[l.Name] = "GFWSVD: SVD of L_Bᵀ W L_A";
@@ -275,11 +301,13 @@ public static class Compressor
             {
                 foreach (var (_, f) in done) f.Dispose();
                 if (kfac is not null) foreach (var k in kfac.Values) k.Dispose();
+                if (subs is not null) foreach (var sub in subs.Values) sub.Dispose();
             }
             log($"truncation: layer {index} ({linears.Count} matrices) in {layerClock.Elapsed.TotalSeconds:F1} s");
         }
-        report.StageSeconds["truncation"] = clock.Elapsed.TotalSeconds - gradientSeconds;
+        report.StageSeconds["truncation"] = clock.Elapsed.TotalSeconds - gradientSeconds - subspaceSeconds;
         if (kronecker) report.StageSeconds["gradients"] = gradientSeconds;
+        if (subspaces) report.StageSeconds["subspaces"] = subspaceSeconds;
         log($"truncation ({method.Truncation}) of {allocation.Count} matrices done in {clock.Elapsed.TotalSeconds:F1} s");
         report.Notes.Add("decomposition routes: " + string.Join(", ", routes.Values.Distinct()) +
                          " (each matrix's route is in its entry; W' = U_k U_kᵀ W, so W keeps its component on C's null space)");

@@ -21,8 +21,11 @@ namespace SvdLlm.Compression;
 /// <param name="Gfwsvd">GFWSVD's gradient samples and power iterations, for gfwsvd</param>
 /// <param name="Recovery">SVD-LLM's LoRA recovery of the factors after truncation (any SVD method), or null</param>
 public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization, GptvqOptions? VectorQuantization = null,
-    GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null)
+    GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null, Dobi.DobiOptions? Dobi = null)
 {
+    /// <summary>Dobi-SVD's stage-1 settings, besides an SVD method's quantize and recovery parameters.</summary>
+    public static readonly IReadOnlyList<string> DobiParameters = ["epochs", "batch", "lambda", "beta", "lr"];
+
     /// <summary>Recovery's: <c>recover: lora</c> and LoRA's settings (any SVD method).</summary>
     public static readonly IReadOnlyList<string> RecoveryParameters = ["recover", "lora_rank", "lora_alpha", "lora_lr", "lora_epochs", "lora_batch"];
 
@@ -72,6 +75,29 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             var lora = ParseRecovery(parameters, spell);
             var rest = parameters.Where(kv => !RecoveryParameters.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
             return Parse(method, rest, spell) with { Recovery = lora };
+        }
+        if (m.Allocation == AllocationKind.Learned)
+        {
+            var d = new Dobi.DobiOptions();
+            string? Get(string k) => parameters.TryGetValue(k, out string? v) ? v : null;
+            var dobi = new Dobi.DobiOptions
+            {
+                Epochs = Get("epochs") is { } ep ? ParseInt(ep, spell("epochs")) : d.Epochs,
+                BatchSize = Get("batch") is { } b ? ParseInt(b, spell("batch")) : d.BatchSize,
+                Lambda = Get("lambda") is { } l ? ParseDouble(l, spell("lambda")) : d.Lambda,
+                Beta = Get("beta") is { } be ? ParseDouble(be, spell("beta")) : d.Beta,
+                LearningRate = Get("lr") is { } lr ? ParseDouble(lr, spell("lr")) : null,
+            };
+            try
+            {
+                dobi.Check();
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"{m.Name}: {spell(e.Message.Split(' ')[0])}{e.Message[e.Message.IndexOf(' ')..]}", e);
+            }
+            var rest = parameters.Where(kv => !DobiParameters.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+            return ParseLowRankOrQuantizer(m, rest, spell) with { Dobi = dobi };
         }
         if (m.NeedsGradientSamples)
         {
@@ -241,6 +267,16 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             if (lo.Epochs != LoraDefaults.Epochs) c["lora_epochs"] = I(lo.Epochs);
             if (lo.BatchSize != LoraDefaults.BatchSize) c["lora_batch"] = I(lo.BatchSize);
         }
+        if (Dobi is { } dobi)
+        {
+            var dd = new Dobi.DobiOptions();
+            string D(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+            if (dobi.Epochs != dd.Epochs) c["epochs"] = I(dobi.Epochs);
+            if (dobi.BatchSize != dd.BatchSize) c["batch"] = I(dobi.BatchSize);
+            if (dobi.Lambda != dd.Lambda) c["lambda"] = D(dobi.Lambda);
+            if (dobi.Beta != dd.Beta) c["beta"] = D(dobi.Beta);
+            if (dobi.LearningRate is double lr) c["lr"] = D(lr);
+        }
         if (Gfwsvd is { } g)
         {
             var d = new GfwsvdOptions();
@@ -274,6 +310,13 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 var d = new GfwsvdOptions();
                 if (g.GradientSamples != d.GradientSamples) label += $" K{g.GradientSamples}";
                 if (g.PowerIterations != d.PowerIterations) label += $" {g.PowerIterations} iters";
+            }
+            if (Dobi is { } dobi)
+            {
+                var dd = new Dobi.DobiOptions();
+                if (dobi.Epochs != dd.Epochs) label += $" {dobi.Epochs} ep";
+                if (dobi.Lambda != dd.Lambda) label += $" λ{dobi.Lambda.ToString("G3", CultureInfo.InvariantCulture)}";
+                if (dobi.LearningRate is double lr) label += $" lr {lr.ToString("G3", CultureInfo.InvariantCulture)}";
             }
             if (Recovery is { } lo)
             {
@@ -335,7 +378,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         }
         if (Quantization is null && Recovery is null)
         {
-            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows, Gfwsvd);
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows, Gfwsvd, Dobi);
             Finish(report, outDir);
             SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), CompressedCheckpoint.ReportJson(report).ToJsonString(indented));
             return report;
@@ -349,7 +392,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         string? loraDir = null;
         try
         {
-            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows, Gfwsvd);
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows, Gfwsvd, Dobi);
             // The SVD stage's transient memory (pooled native blocks, the writer's large managed arrays) goes back to the
             // system before the next stage's arrives, so the peak is the larger stage, not their sum.
             ReleaseStageMemory();
@@ -362,6 +405,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 var stages = LoraRecovery.Run(svdDir, data, lora, loraDir, log);
                 report.StageSeconds["recovery"] = clock.Elapsed.TotalSeconds;
                 report.Recovery = LoraRecovery.ToJson(lora, data, stages, recoveryText?.Description);
+                foreach (var st in stages) report.TrainingCurves[$"lora_{st.Target.ToString().ToLowerInvariant()}"] = st.Loss.ToList();
                 report.Label = Label;
                 report.Notes.Add($"LoRA recovery (rank {lora.Rank}) of every W_u, merged, then of every W_v: training loss "
                     + string.Join(", ", stages.Select(st => $"{st.Target} {st.Loss[0]:F4} → {st.Loss[^1]:F4}")));

@@ -3,7 +3,7 @@ using SvdLlm.Compression.Truncation;
 namespace SvdLlm.Compression;
 
 /// <summary>How a method picks ranks.</summary>
-public enum AllocationKind { Uniform, TheoreticalLoss, Sensitivity }
+public enum AllocationKind { Uniform, TheoreticalLoss, Sensitivity, Learned }
 
 /// <summary>What a truncation minimises (each maps to one <see cref="Weighting"/> of the same decomposition, see WeightedLowRank).</summary>
 public enum TruncationKind
@@ -20,6 +20,8 @@ public enum TruncationKind
     EigenWhitening,
     /// <summary>‖L_Bᵀ(W − W')L_A‖_F with the Fisher ≈ A ⊗ B from gradient samples (GFWSVD; its own closed form, not WeightedLowRank's).</summary>
     Kronecker,
+    /// <summary>W' = V_k V_kᵀ W on the principal subspace of the truncated output activations (Dobi-SVD's stage 2; its own closed form).</summary>
+    ActivationSubspace,
 }
 
 /// <summary>
@@ -47,6 +49,7 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
         CholeskyWhiteningTruncation => TruncationKind.CholeskyWhitening,
         EigenWhiteningTruncation => TruncationKind.EigenWhitening,
         GfwsvdTruncation => TruncationKind.Kronecker,
+        ActivationSubspaceTruncation => TruncationKind.ActivationSubspace,
         var t => throw new InvalidOperationException($"no decomposition route for truncation {t.Name}"),
     };
 
@@ -56,7 +59,7 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// and compresses the whole model in memory rather than one streamed layer at a time. GPTQ runs the model on them
     /// too (sequential calibration, one layer at a time) and needs no statistics.
     /// </summary>
-    public bool NeedsCalibrationWindows => Allocation == AllocationKind.Sensitivity || LocalUpdate || Name is "gptq" or "gptvq" || NeedsGradientSamples;
+    public bool NeedsCalibrationWindows => Allocation is AllocationKind.Sensitivity or AllocationKind.Learned || LocalUpdate || Name is "gptq" or "gptvq" || NeedsGradientSamples;
 
     /// <summary>GFWSVD: per-linear gradient samples from backward passes over the calibration windows (the training model), turned into Kronecker factors.</summary>
     public bool NeedsGradientSamples => LowRankReference is not null && Truncation == TruncationKind.Kronecker;
@@ -70,7 +73,9 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// </summary>
     public IReadOnlyList<string> Parameters => IsQuantization
         ? Name switch { "rtn" => MethodRecipe.RtnParameters, "gptvq" => MethodRecipe.GptvqParameters, _ => MethodRecipe.GptqParameters }
-        : NeedsGradientSamples ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.GfwsvdParameters] : MethodRecipe.LowRankParameters;
+        : NeedsGradientSamples ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.GfwsvdParameters]
+        : Allocation == AllocationKind.Learned ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.DobiParameters]
+        : MethodRecipe.LowRankParameters;
 
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =
@@ -92,6 +97,8 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
         new("svdllm-v2-alloc", "SVD-LLM V2 (allocation only)", 7, "ablation: V2's allocation with SVD-LLM's Cholesky truncation", AllocationKind.TheoreticalLoss,
             () => new CholeskyWhiteningTruncation()),
         new("svdllm-v2-trunc", "SVD-LLM V2 (truncation only)", 8, "ablation: V2's eigen truncation with uniform ratios", AllocationKind.Uniform, () => new EigenWhiteningTruncation()),
+        new("dobi-svd", "Dobi-SVD", 9, "Dobi-SVD (Wang, Ke et al. 2025): a truncation position per linear learned through a differentiable SVD of its output activations, then W' = V_k V_kᵀ W on their principal subspace",
+            AllocationKind.Learned, () => new ActivationSubspaceTruncation()),
         new("rtn", "RTN", 10, "round-to-nearest on GPTQ's per-row (per-group) grid; no calibration data", AllocationKind.Uniform, null),
         new("gptq", "GPTQ", 11, "GPTQ (Frantar et al. 2022) with sequential calibration, as its reference's LLaMA script", AllocationKind.Uniform, null),
         new("gptvq", "GPTVQ", 12, "GPTVQ (van Baalen et al. 2024): GPTQ's pass with D-dimensional vector quantization and per-group codebooks, sequential calibration",

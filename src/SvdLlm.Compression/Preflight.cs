@@ -95,6 +95,18 @@ public static class Preflight
             long recovery = Recovery.LoraRecovery.EstimateBytes(llama.Config, compressedParameters, seqLen, Math.Min(lora.BatchSize, samples));
             svd = svd with { CompressionMemoryBytes = Math.Max(svd.CompressionMemoryBytes, recovery), OutputDiskBytes = 2 * svd.OutputDiskBytes };
         }
+        if (recipe.Dobi is { } dobi && model is LlamaForCausalLM dl)
+        {
+            // Dobi-SVD: the frozen training model (no gradient block) with a batch's activations, plus every linear's
+            // float64 SVD factors of every window in the batch kept for the backward (U [L, q], V [m, q], Â [L, m], the
+            // input copy and dL/dA), and in stage 2 one layer's m×m subspaces.
+            long l = Math.Max(1, seqLen - 1);
+            int batch = Math.Min(dobi.BatchSize, samples);
+            long caches = model.Linears.Sum(x => { long q = Math.Min(l, x.OutFeatures); return batch * 8 * (l * q + x.OutFeatures * q + 3 * l * x.OutFeatures); });
+            long layerSubspaces = CompressedCheckpoint.LinearsByLayer(model).Max(g => g.Sum(x => 8L * x.OutFeatures * x.OutFeatures * 2));
+            long stage = Calibration.FisherCollector.TrainingModelBytes(dl.Config, seqLen, batch, model.ParameterCount, weightGradients: false) + caches + layerSubspaces;
+            svd = svd with { CompressionMemoryBytes = Math.Max(svd.CompressionMemoryBytes, stage) };
+        }
         if (recipe.CreateQuantizer() is not { } q) return svd;
         var quant = EstimateQuantization(model, q, samples, seqLen);
         return svd with

@@ -88,6 +88,11 @@ internal static class CompressCommand
         var loraEpochs = new Option<int>("--lora-epochs") { Description = "recovery: epochs over the recovery windows, per stage", DefaultValueFactory = _ => 3 };
         var loraBatch = new Option<int>("--lora-batch") { Description = "recovery: windows per step", DefaultValueFactory = _ => 8 };
         var recoverText = new Option<string?>("--recover-text") { Description = "recovery: train on this text (UTF-8; sampled like --text-file with --samples, --seq-len, --seed) instead of the calibration text" };
+        var dobiEpochs = new Option<int>("--epochs") { Description = "dobi-svd: epochs of γ training over the calibration windows", DefaultValueFactory = _ => 5 };
+        var dobiBatch = new Option<int>("--batch") { Description = "dobi-svd: windows per γ step", DefaultValueFactory = _ => 8 };
+        var dobiLambda = new Option<double>("--lambda") { Description = "dobi-svd: weight of |ratio(γ) − target| in the loss", DefaultValueFactory = _ => 200 };
+        var dobiBeta = new Option<double>("--beta") { Description = "dobi-svd: sharpness β of the mask ½tanh(β(γ − i)) + ½", DefaultValueFactory = _ => 10 };
+        var dobiLr = new Option<double?>("--lr") { Description = "dobi-svd: Adam's rate on γ (default 5·L/2048 for windows of L + 1 tokens)" };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
         var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
@@ -96,6 +101,7 @@ internal static class CompressCommand
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
             bits, groupSize, actOrder, staticGroups, sym, damp, quantize, vqDim, columnsPerGroup, codebookBits, kmeansIters, noMStep, vqWeighting,
             gradientSamples, powerIterations, recover, loraRank, loraAlpha, loraLr, loraEpochs, loraBatch, recoverText,
+            dobiEpochs, dobiBatch, dobiLambda, dobiBeta, dobiLr,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -115,6 +121,9 @@ internal static class CompressCommand
                 ("recover", recover, () => p.GetValue(recover)!), ("lora_rank", loraRank, () => Invariant(p.GetValue(loraRank))),
                 ("lora_alpha", loraAlpha, () => Invariant(p.GetValue(loraAlpha))), ("lora_lr", loraLr, () => Invariant(p.GetValue(loraLr))),
                 ("lora_epochs", loraEpochs, () => Invariant(p.GetValue(loraEpochs))), ("lora_batch", loraBatch, () => Invariant(p.GetValue(loraBatch))),
+                ("epochs", dobiEpochs, () => Invariant(p.GetValue(dobiEpochs))), ("batch", dobiBatch, () => Invariant(p.GetValue(dobiBatch))),
+                ("lambda", dobiLambda, () => Invariant(p.GetValue(dobiLambda))), ("beta", dobiBeta, () => Invariant(p.GetValue(dobiBeta))),
+                ("lr", dobiLr, () => Invariant(p.GetValue(dobiLr)!.Value)),
             };
             var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, option, value) in given)

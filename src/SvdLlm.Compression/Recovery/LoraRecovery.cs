@@ -189,7 +189,7 @@ public static class LoraRecovery
         };
     }
 
-    /// <summary>What compression-report.json records under "recovery": the settings, and each stage's steps, seconds and loss per step.</summary>
+    /// <summary>What compression-report.json records under "recovery": the settings, and each stage's steps and seconds (the losses go to the report's training curves).</summary>
     public static JsonObject ToJson(LoraOptions o, CalibrationWindows windows, IReadOnlyList<LoraStage> stages, string? text)
     {
         var j = new JsonObject
@@ -209,7 +209,6 @@ public static class LoraRecovery
                 ["factor"] = s.Target.ToString().ToLowerInvariant(),
                 ["steps"] = s.Steps,
                 ["seconds"] = Math.Round(s.Seconds, 3),
-                ["loss"] = new JsonArray(s.Loss.Select(l => (JsonNode)Math.Round(l, 5)).ToArray()),
             }).ToArray()),
         };
         return j;

@@ -45,6 +45,9 @@ public sealed class TruncationInputs
 
     /// <summary>GFWSVD's Kronecker factors of the Fisher, F ≈ A ⊗ B (A [n, n] input side, B [m, m] output side).</summary>
     public KroneckerFactors? Kronecker { get; init; }
+
+    /// <summary>Dobi-SVD's stage-2 subspace of the linear's output activations (its right singular vectors per window).</summary>
+    public Dobi.DobiSubspace? OutputSubspace { get; init; }
 }
 
 /// <summary>A way to pick W' of rank k given W and calibration statistics.</summary>

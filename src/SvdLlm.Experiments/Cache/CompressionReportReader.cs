@@ -28,6 +28,8 @@ public static class CompressionReportReader
             r.Label = o["label"]?.GetValue<string>();
             r.Quantization = o["quantization"]?.DeepClone().AsObject();
             r.Recovery = o["recovery"]?.DeepClone().AsObject();
+            foreach (var (stage, values) in o["training_curves"]?.AsObject() ?? [])
+                r.TrainingCurves[stage] = values!.AsArray().Select(v => v!.GetValue<double>()).ToList();
             r.LargestSvdMatrix = o["largest_svd"]?.GetValue<string>();
             r.LargestSvdSeconds = o["largest_svd_seconds"]?.GetValue<double>() ?? 0;
             foreach (var (k, v) in o["stage_seconds"]?.AsObject() ?? []) r.StageSeconds[k] = v!.GetValue<double>();

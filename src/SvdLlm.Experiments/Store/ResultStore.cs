@@ -249,7 +249,7 @@ public sealed class ResultStore : IDisposable
         }
         foreach (var (stage, seconds) in report.StageSeconds) UpsertTiming(tx, cell.CellKey, stage, seconds, runId);
         using (var del = Command(tx, "DELETE FROM training_curves WHERE cell_key = $k;", ("$k", cell.CellKey))) del.ExecuteNonQuery();
-        foreach (var (stage, losses) in TrainingCurves(report))
+        foreach (var (stage, losses) in report.TrainingCurves)
             for (int i = 0; i < losses.Count; i++)
             {
                 if (!double.IsFinite(losses[i])) throw new InvalidOperationException($"cell {cell.CellKey}: {stage} loss at step {i + 1} is {losses[i]}; not stored");
@@ -260,13 +260,6 @@ public sealed class ResultStore : IDisposable
         tx.Commit();
     }
 
-    /// <summary>The loss curves a compression report carries: LoRA recovery's stages as "lora_u" and "lora_v".</summary>
-    private static IEnumerable<(string Stage, List<double> Loss)> TrainingCurves(CompressionReport report)
-    {
-        if (report.Recovery?["stages"] is not System.Text.Json.Nodes.JsonArray stages) yield break;
-        foreach (var s in stages)
-            yield return ($"{report.Recovery["method"]}_{s!["factor"]}", s["loss"]!.AsArray().Select(v => v!.GetValue<double>()).ToList());
-    }
 
     /// <summary>
     /// One task's result on one cell, in one transaction: the cells row, the metrics (replacing those of an

@@ -86,6 +86,12 @@ public sealed class LlamaTrainingModel : IDisposable
     /// </summary>
     public bool FreezeWeights { get; set; }
 
+    /// <summary>
+    /// Applied to every decoder linear's output (before RoPE for q/k, before the residual add for o/down) and, in the
+    /// backward, to its output gradient before the linear's own backward: Dobi-SVD's activation truncation.
+    /// </summary>
+    public IActivationTransform? ActivationTransform { get; set; }
+
     /// <summary>The LoRA adapters' own arena (parameters) while adapters are attached, and its gradient block.</summary>
     public ParameterArena? Adapters { get; private set; }
     public Tensor<float>? AdapterGradients { get; private set; }
@@ -247,17 +253,24 @@ public sealed class LlamaTrainingModel : IDisposable
             L.QProj.Forward(_be, p, a.Ln1.Span, n, a.Q.Span);
             L.KProj.Forward(_be, p, a.Ln1.Span, n, a.K.Span);
             L.VProj.Forward(_be, p, a.Ln1.Span, n, a.V.Span);
+            Transform(L.QProj, a.Q.Span, n, seqLen);
+            Transform(L.KProj, a.K.Span, n, seqLen);
+            Transform(L.VProj, a.V.Span, n, seqLen);
             _be.ApplyRope(a.Q.Span, n, c.NumAttentionHeads, d, cos, sin, _positions);
             _be.ApplyRope(a.K.Span, n, c.NumKeyValueHeads, d, cos, sin, _positions);
             CausalAttention.Forward(_be, a.Q.Span, a.K.Span, a.V.Span, a.Atty.Span, batch, seqLen, c.NumAttentionHeads, c.NumKeyValueHeads, d, scale, null, a.P.Span);
             L.OProj.Forward(_be, p, a.Atty.Span, n, delta.Span);
+            Transform(L.OProj, delta.Span, n, seqLen);
             _be.Add(a.Input.Span, delta.Span, a.Res2.Span);
 
             K.RmsNormForward(a.Res2.Span, Parameters.View(L.PostAttentionLayernorm), eps, a.Ln2.Span, a.Rstd2.Span, n);
             L.GateProj.Forward(_be, p, a.Ln2.Span, n, a.Gate.Span);
             L.UpProj.Forward(_be, p, a.Ln2.Span, n, a.Up.Span);
+            Transform(L.GateProj, a.Gate.Span, n, seqLen);
+            Transform(L.UpProj, a.Up.Span, n, seqLen);
             _be.SiluMul(a.Gate.Span, a.Up.Span, a.Act.Span, n);
             L.DownProj.Forward(_be, p, a.Act.Span, n, delta.Span);
+            Transform(L.DownProj, delta.Span, n, seqLen);
             var next = l + 1 < _layers.Length ? _acts[l + 1].Input : _final!;
             _be.Add(a.Res2.Span, delta.Span, next.Span);
         }
@@ -311,6 +324,8 @@ public sealed class LlamaTrainingModel : IDisposable
         using var dk = Tensor<float>.Uninitialized(n, kvw);       // [N, NKV·D]
         using var dv = Tensor<float>.Uninitialized(n, kvw);       // [N, NKV·D]
         using var scratch = Tensor<float>.Uninitialized(seqLen, seqLen);
+        // o_proj's and down_proj's output gradient is the residual stream's, which flows on unchanged: a transform works on a copy.
+        using var dOut = ActivationTransform is null ? null : Tensor<float>.Uninitialized(n, h);
         var observer = GradientObserver;
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
@@ -318,10 +333,12 @@ public sealed class LlamaTrainingModel : IDisposable
             var a = _acts[l];
             // MLP block: out = res2 + down(silu(gate)·up); dres flows through unchanged, plus the MLP's path.
             dAct.Span.Clear();
-            L.DownProj.Backward(_be, p, g, a.Act.Span, dres.Span, n, dAct.Span, observer, weights);
+            L.DownProj.Backward(_be, p, g, a.Act.Span, TransformGradient(L.DownProj, dres.Span, dOut, n, seqLen), n, dAct.Span, observer, weights);
             dGate.Span.Clear();
             dUp.Span.Clear();
             K.SiluMulBackward(dAct.Span, a.Gate.Span, a.Up.Span, dGate.Span, dUp.Span);
+            TransformGradient(L.GateProj, dGate.Span, null, n, seqLen);
+            TransformGradient(L.UpProj, dUp.Span, null, n, seqLen);
             dln.Span.Clear();
             L.GateProj.Backward(_be, p, g, a.Ln2.Span, dGate.Span, n, dln.Span, observer, weights);
             L.UpProj.Backward(_be, p, g, a.Ln2.Span, dUp.Span, n, dln.Span, observer, weights);
@@ -330,13 +347,16 @@ public sealed class LlamaTrainingModel : IDisposable
 
             // Attention block: res2 = input + o_proj(attn(rope(q), rope(k), v)).
             dAtty.Span.Clear();
-            L.OProj.Backward(_be, p, g, a.Atty.Span, dres.Span, n, dAtty.Span, observer, weights);
+            L.OProj.Backward(_be, p, g, a.Atty.Span, TransformGradient(L.OProj, dres.Span, dOut, n, seqLen), n, dAtty.Span, observer, weights);
             dk.Span.Clear();
             dv.Span.Clear();
             CausalAttention.Backward(_be, dAtty.Span, a.Q.Span, a.K.Span, a.V.Span, a.P.Span, dq.Span, dk.Span, dv.Span,
                 batch, seqLen, c.NumAttentionHeads, c.NumKeyValueHeads, d, scale, scratch.Span);
             K.ApplyRopeBackward(dq.Span, n, c.NumAttentionHeads, d, cos, sin, _positions);
             K.ApplyRopeBackward(dk.Span, n, c.NumKeyValueHeads, d, cos, sin, _positions);
+            TransformGradient(L.QProj, dq.Span, null, n, seqLen);
+            TransformGradient(L.KProj, dk.Span, null, n, seqLen);
+            TransformGradient(L.VProj, dv.Span, null, n, seqLen);
             dln.Span.Clear();
             L.QProj.Backward(_be, p, g, a.Ln1.Span, dq.Span, n, dln.Span, observer, weights);
             L.KProj.Backward(_be, p, g, a.Ln1.Span, dk.Span, n, dln.Span, observer, weights);
@@ -353,6 +373,23 @@ public sealed class LlamaTrainingModel : IDisposable
             var row = dEmbed.Slice(_inputs[r] * h, h);
             System.Numerics.Tensors.TensorPrimitives.Add(row, dres.Row(r), row);
         }
+    }
+
+    private void Transform(TrainableLinear linear, Span<float> y, int rows, int seqLen)
+        => ActivationTransform?.Forward(linear.Name, y[..(rows * linear.Out)], rows, seqLen);
+
+    /// <summary>The linear's output gradient after the transform's backward: in place, or in <paramref name="copy"/> when dy must stay as it is.</summary>
+    private ReadOnlySpan<float> TransformGradient(TrainableLinear linear, Span<float> dy, Tensor<float>? copy, int rows, int seqLen)
+    {
+        if (ActivationTransform is null) return dy;
+        var target = dy[..(rows * linear.Out)];
+        if (copy is not null)
+        {
+            target.CopyTo(copy.Span);
+            target = copy.Span[..(rows * linear.Out)];
+        }
+        ActivationTransform.Backward(linear.Name, target, rows, seqLen);
+        return target;
     }
 
     private void EnsureActivations(int batch, int seqLen)

@@ -12,6 +12,19 @@ public interface IGradientObserver
 }
 
 /// <summary>
+/// Replaces a linear's output in the forward and maps the gradient back in the backward (Dobi-SVD's differentiable
+/// truncation of the output activations): y [rows, out] holds rows / seqLen windows of seqLen rows each.
+/// </summary>
+public interface IActivationTransform
+{
+    /// <summary>y ← the transformed output of linear <paramref name="name"/> (in place), keeping what the backward needs.</summary>
+    void Forward(string name, Span<float> y, int rows, int seqLen);
+
+    /// <summary>dy ← dL/dy from dL/d(transformed y), in place; accumulates the gradients of what the transform trains.</summary>
+    void Backward(string name, Span<float> dy, int rows, int seqLen);
+}
+
+/// <summary>
 /// A linear layer over arena views: dense W [out, in], or low-rank U [out, k]·V [k, in], with an optional bias.
 /// Forward and backward side by side; backward accumulates dW (dU, dV, db) and dx.
 /// N = rows, "in"/"out" the feature counts, k the rank.
