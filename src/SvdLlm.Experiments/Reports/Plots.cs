@@ -155,7 +155,7 @@ public static class Plots
                 "Each point is one compressed matrix; on the dashed line the theoretical loss predicts the measured one exactly (SVD-LLM V2's Theorem 3.1)."));
         }
 
-        // Training while compressing (LoRA recovery): the loss after every step, the stages one after another.
+        // Training while compressing (LoRA recovery, Dobi-SVD's γ): the loss of every step, the stages one after another.
         var curves = new List<Series>();
         var stageLengths = new List<string>();
         foreach (var key in seriesKeys)
@@ -177,13 +177,13 @@ public static class Plots
         {
             var chart = new XYChart
             {
-                Title = $"{model.Display}: training loss of recovery, per step",
+                Title = $"{model.Display}: training loss while compressing, per step",
                 XAxis = new Axis("Optimizer step (stages one after another)", IntegerTicks: true),
                 YAxis = new Axis("Training loss (next-token cross-entropy)"),
                 Series = curves,
             };
             plots.Add(new PlotFile($"{model.Slug}_training.svg", chart.Title, chart.Render(),
-                $"The loss of each training step while compressing (LoRA recovery: adapters on every W_u, merged, then on every W_v; steps: {string.Join("; ", stageLengths.Distinct())})."));
+                $"The next-token cross-entropy of each training step's batch while compressing (LoRA recovery: adapters on every W_u, merged, then on every W_v; Dobi-SVD: stage 1's γ training; steps: {string.Join("; ", stageLengths.Distinct())})."));
         }
         return plots;
     }
