@@ -133,6 +133,11 @@ public sealed class StoreTests
         {
             long run = s.BeginRun(Info("2/2"));
             s.RecordEvaluation(Cell("c3"), "k3", "{}", Result("wikitext2", 13), run);
+            // A compressed cell that trained while compressing: its loss per step comes along.
+            var report = new SvdLlm.Compression.CompressionReport { Method = "svdllm", Ratio = 0.4, LinearParamsBefore = 100, LinearParamsAfter = 60, ModelParamsBefore = 200, ModelParamsAfter = 160 };
+            report.TrainingCurves["lora_u"] = [4.5, 4.4, 4.3];
+            report.TrainingCurves["lora_v"] = [4.2, 4.1];
+            s.RecordCompression(Cell("c3"), report, run);
             // c2 again with other task parameters, later: the merge keeps this one.
             s.RecordEvaluation(Cell("c2"), "k2b", "{}", new TaskResult("wikitext2", "p", 7, [new TaskMetric("ppl", 22, null)], 0.1), run);
             s.EndRun(run, "finished");
@@ -146,6 +151,8 @@ public sealed class StoreTests
             Assert.Equal(1, Count(into, "SELECT count(*) FROM metrics WHERE cell_key = 'c2'"));
             Assert.Equal(22, Count(into, "SELECT CAST(value AS INTEGER) FROM metrics WHERE cell_key = 'c2' AND metric = 'ppl'"));
             Assert.Equal(2, Count(into, "SELECT count(*) FROM metrics WHERE cell_key = 'c1'"));
+            Assert.Equal(3, Count(into, "SELECT count(*) FROM training_curves WHERE cell_key = 'c3' AND stage = 'lora_u'"));
+            Assert.Equal(41, Count(into, "SELECT CAST(loss * 10 AS INTEGER) FROM training_curves WHERE cell_key = 'c3' AND stage = 'lora_v' AND step = 2"));
             // Every row points at a run of the merged database.
             Assert.Equal(0, Count(into, "SELECT count(*) FROM metrics WHERE run_id NOT IN (SELECT run_id FROM runs)"));
             Assert.Equal(0, Count(into, "SELECT count(*) FROM cells WHERE run_id NOT IN (SELECT run_id FROM runs)"));
