@@ -405,6 +405,10 @@ public sealed class PipelineTests
         var curves = Directory.GetFiles(Path.Combine(reportDir, "plots"), "*_training.svg");
         Assert.Single(curves);
         Assert.Contains("SVD-LLM + LoRA 1 ep b4 at 50", File.ReadAllText(curves[0]));
+        // The raw per-step values beside the plot; Dobi-SVD's γ training is 5 epochs of one batch of 8 windows.
+        var csv = File.ReadAllLines(Path.Combine(reportDir, "tables", "training_curves.csv"));
+        Assert.Equal(2, csv.Count(l => l.Contains(",lora_v,", StringComparison.Ordinal)));
+        Assert.Equal(5, csv.Count(l => l.Contains(",dobi_gamma,", StringComparison.Ordinal)));
     }
 
     /// <summary>The whole plan is checked against the machine before the run is recorded; a refused run computes and records nothing.</summary>

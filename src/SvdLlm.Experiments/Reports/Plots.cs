@@ -16,6 +16,9 @@ public static class Plots
 
     private static string Percent(double v) => NumberFormat.Percent(v);
 
+    /// <summary>Training curves are drawn as the mean over this many steps either side of each step.</summary>
+    private const int SmoothingHalfWidth = 4;
+
     public static IReadOnlyList<PlotFile> ForModel(ReportData data, ModelGroup model)
     {
         var plots = new List<PlotFile>();
@@ -163,12 +166,21 @@ public static class Plots
             {
                 var rows = data.TrainingCurve(cell.CellKey);
                 if (rows.Count == 0) continue;
+                // Each step's batch differs, so the raw loss is mostly batch-to-batch noise: the curve is the mean of the
+                // steps within ±4 of each step in the same stage (the raw values are in tables/training_curves.csv).
                 var points = new List<(double X, double Y)>();
                 long offset = 0;
                 foreach (var stage in rows.GroupBy(r => r.Stage))
                 {
-                    points.AddRange(stage.Select(r => ((double)(offset + r.Step), r.Loss)));
-                    offset += stage.Max(r => r.Step);
+                    var losses = stage.OrderBy(r => r.Step).Select(r => r.Loss).ToArray();
+                    for (int t = 0; t < losses.Length; t++)
+                    {
+                        int lo = Math.Max(0, t - SmoothingHalfWidth), hi = Math.Min(losses.Length - 1, t + SmoothingHalfWidth);
+                        double mean = 0;
+                        for (int j = lo; j <= hi; j++) mean += losses[j];
+                        points.Add((offset + t + 1, mean / (hi - lo + 1)));
+                    }
+                    offset += losses.Length;
                 }
                 curves.Add(new Series($"{key.Label} at {Percent(cell.Ratio)}", points, key.Color, i));
                 stageLengths.Add(string.Join(" + ", rows.GroupBy(r => r.Stage).Select(g => $"{g.Key} {g.Count()}")));
@@ -179,11 +191,11 @@ public static class Plots
             {
                 Title = $"{model.Display}: training loss while compressing, per step",
                 XAxis = new Axis("Optimizer step (stages one after another)", IntegerTicks: true),
-                YAxis = new Axis("Training loss (next-token cross-entropy)"),
+                YAxis = new Axis($"Training loss, mean of {2 * SmoothingHalfWidth + 1} neighbouring steps"),
                 Series = curves,
             };
             plots.Add(new PlotFile($"{model.Slug}_training.svg", chart.Title, chart.Render(),
-                $"The next-token cross-entropy of each training step's batch while compressing (LoRA recovery: adapters on every W_u, merged, then on every W_v; Dobi-SVD: stage 1's γ training; steps: {string.Join("; ", stageLengths.Distinct())})."));
+                $"The next-token cross-entropy of the training batches while compressing, each point the mean of up to {2 * SmoothingHalfWidth + 1} neighbouring steps of its stage (raw values: tables/training_curves.csv) (LoRA recovery: adapters on every W_u, merged, then on every W_v; Dobi-SVD: stage 1's γ training; steps: {string.Join("; ", stageLengths.Distinct())})."));
         }
         return plots;
     }

@@ -62,6 +62,7 @@ public static class ReportGenerator
         files.Add(("tables/provenance.csv", TableRenderers.Csv(provenance)));
         index.Append(provenanceMd);
         files.Add(("tables/metrics_long.csv", SupportTables.LongCsv(data)));
+        files.Add(("tables/training_curves.csv", SupportTables.TrainingCsv(data)));
         files.Add(("tables/index.md", index.ToString()));
         files.Add(("report.html", HtmlReport.Render(data, models, provenance)));
 

@@ -244,4 +244,23 @@ public static class SupportTables
         }
         return b.ToString();
     }
+
+    /// <summary>
+    /// Every training step any cell took while compressing (LoRA recovery's stages, Dobi-SVD's γ training), one row per
+    /// step with its loss, for plotting elsewhere; empty but for the header when no method trained.
+    /// </summary>
+    public static string TrainingCsv(ReportData data)
+    {
+        var b = new StringBuilder();
+        b.Append("model,method,label,ratio,cell_key,stage,step,loss\r\n");
+        foreach (var model in data.Models)
+            foreach (var cell in Ordered(model.Cells))
+                foreach (var r in data.TrainingCurve(cell.CellKey))
+                {
+                    string[] fields = [model.Display, cell.Method, MethodCatalog.Label(cell), NumberFormat.RoundTrip(cell.Ratio), cell.CellKey, r.Stage,
+                        r.Step.ToString(Inv), NumberFormat.RoundTrip(r.Loss)];
+                    b.Append(string.Join(",", fields.Select(Escape.Csv))).Append("\r\n");
+                }
+        return b.ToString();
+    }
 }
