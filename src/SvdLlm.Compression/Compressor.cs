@@ -1,3 +1,4 @@
+using SvdLlm.Models.Checkpoints;
 using SvdLlm.Compression.Dobi;
 using System.Diagnostics;
 using SvdLlm.Compression.Calibration;
@@ -80,8 +81,12 @@ public static class Compressor
             var factors = new Dictionary<string, (Tensor<float>, Tensor<float>)>(StringComparer.Ordinal);
             try
             {
-                foreach (var (l, f) in done) factors[l.Name] = (DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V));
-                writer.WriteLayer(layer, factors);
+                if (dobi?.Remap == true) writer.WriteLayer(layer, done.ToDictionary(x => x.Item1.Name, x => Remapped(x.Item1, x.Item2)));
+                else
+                {
+                    foreach (var (l, f) in done) factors[l.Name] = (DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V));
+                    writer.WriteLayer(layer, factors);
+                }
             }
             finally
             {
@@ -114,6 +119,17 @@ public static class Compressor
         if (method.NeedsCalibrationWindows && windows is null)
             throw new ArgumentException($"method '{methodName}' runs the model on the calibration windows while compressing; pass them (CalibrationWindows)");
         return method;
+    }
+
+    /// <summary>Dobi-SVD's remapped storage of W' = U V (Checkpoints/RemapLayout): the full SVD of W', k triplets remapped.</summary>
+    private static LinearReplacement Remapped(Linear l, LowRankFactors f)
+    {
+        using var product = f.Product();
+        var r = DobiRemap.Quantize(product, f.Rank, halfPrecision: true);
+        int p = Math.Min(l.OutFeatures, l.InFeatures), big = Math.Max(l.OutFeatures, l.InFeatures);
+        string u = Linear.UName(l.Name);
+        return new LinearReplacement(_ => RemapLayout.Tensors(u, r.Rank, p, big, r.LongCodes, r.LongAbsmax, r.ShortCodes, r.ShortAbsmax, r.Remainder, DynamicMap.Codes),
+            u + ".bias", r.Rank);
     }
 
     private static CompressionReport Run(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
@@ -154,7 +170,8 @@ public static class Compressor
         if (method.Allocation == AllocationKind.Learned)
         {
             learned = DobiSvd.Learn(model, windows!, targets, ratio, dobi, log);
-            allocation = DobiSvd.Ranks(targets, learned, ratio);
+            int elementBytes = model.Reader.GetInfo(model.Linears[0].Name + ".weight").DType.ElementSize();
+            allocation = DobiSvd.Ranks(targets, learned, ratio, dobi.Remap, elementBytes);
             // The batch's next-token cross-entropy (log of the PPL the objective holds), on the axis LoRA's curves use.
             report.TrainingCurves["dobi_gamma"] = learned.Perplexity.Select(p => Math.Log(p)).ToList();
             report.Notes.Add($"Dobi-SVD stage 1: {learned.Loss.Length} steps; ratio kept by the trained γ {learned.FinalRatio:F4} (target {1 - ratio:F4}); "

@@ -24,7 +24,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
     GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null, Dobi.DobiOptions? Dobi = null)
 {
     /// <summary>Dobi-SVD's stage-1 settings, besides an SVD method's quantize and recovery parameters.</summary>
-    public static readonly IReadOnlyList<string> DobiParameters = ["epochs", "batch", "lambda", "beta", "lr"];
+    public static readonly IReadOnlyList<string> DobiParameters = ["epochs", "batch", "lambda", "beta", "lr", "remap"];
 
     /// <summary>Recovery's: <c>recover: lora</c> and LoRA's settings (any SVD method).</summary>
     public static readonly IReadOnlyList<string> RecoveryParameters = ["recover", "lora_rank", "lora_alpha", "lora_lr", "lora_epochs", "lora_batch"];
@@ -87,6 +87,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 Lambda = Get("lambda") is { } l ? ParseDouble(l, spell("lambda")) : d.Lambda,
                 Beta = Get("beta") is { } be ? ParseDouble(be, spell("beta")) : d.Beta,
                 LearningRate = Get("lr") is { } lr ? ParseDouble(lr, spell("lr")) : null,
+                Remap = Get("remap") is { } rm && ParseBool(rm, spell("remap")),
             };
             try
             {
@@ -276,6 +277,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             if (dobi.Lambda != dd.Lambda) c["lambda"] = D(dobi.Lambda);
             if (dobi.Beta != dd.Beta) c["beta"] = D(dobi.Beta);
             if (dobi.LearningRate is double lr) c["lr"] = D(lr);
+            if (dobi.Remap) c["remap"] = "true";
         }
         if (Gfwsvd is { } g)
         {
@@ -317,6 +319,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 if (dobi.Epochs != dd.Epochs) label += $" {dobi.Epochs} ep";
                 if (dobi.Lambda != dd.Lambda) label += $" λ{dobi.Lambda.ToString("G3", CultureInfo.InvariantCulture)}";
                 if (dobi.LearningRate is double lr) label += $" lr {lr.ToString("G3", CultureInfo.InvariantCulture)}";
+                if (dobi.Remap) label += " (8-bit remap)";
             }
             if (Recovery is { } lo)
             {

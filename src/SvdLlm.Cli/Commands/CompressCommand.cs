@@ -93,6 +93,7 @@ internal static class CompressCommand
         var dobiLambda = new Option<double>("--lambda") { Description = "dobi-svd: weight of |ratio(γ) − target| in the loss", DefaultValueFactory = _ => 200 };
         var dobiBeta = new Option<double>("--beta") { Description = "dobi-svd: sharpness β of the mask ½tanh(β(γ − i)) + ½", DefaultValueFactory = _ => 10 };
         var dobiLr = new Option<double?>("--lr") { Description = "dobi-svd: Adam's rate on γ (default 5·L/2048 for windows of L + 1 tokens)" };
+        var dobiRemap = new Option<bool>("--remap") { Description = "dobi-svd: store the factors remapped to 8-bit codes (Dobi's remapping), spending the plain factors' bytes on larger ranks" };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
         var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
@@ -101,7 +102,7 @@ internal static class CompressCommand
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
             bits, groupSize, actOrder, staticGroups, sym, damp, quantize, vqDim, columnsPerGroup, codebookBits, kmeansIters, noMStep, vqWeighting,
             gradientSamples, powerIterations, recover, loraRank, loraAlpha, loraLr, loraEpochs, loraBatch, recoverText,
-            dobiEpochs, dobiBatch, dobiLambda, dobiBeta, dobiLr,
+            dobiEpochs, dobiBatch, dobiLambda, dobiBeta, dobiLr, dobiRemap,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -123,7 +124,7 @@ internal static class CompressCommand
                 ("lora_epochs", loraEpochs, () => Invariant(p.GetValue(loraEpochs))), ("lora_batch", loraBatch, () => Invariant(p.GetValue(loraBatch))),
                 ("epochs", dobiEpochs, () => Invariant(p.GetValue(dobiEpochs))), ("batch", dobiBatch, () => Invariant(p.GetValue(dobiBatch))),
                 ("lambda", dobiLambda, () => Invariant(p.GetValue(dobiLambda))), ("beta", dobiBeta, () => Invariant(p.GetValue(dobiBeta))),
-                ("lr", dobiLr, () => Invariant(p.GetValue(dobiLr)!.Value)),
+                ("lr", dobiLr, () => Invariant(p.GetValue(dobiLr)!.Value)), ("remap", dobiRemap, () => "true"),
             };
             var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, option, value) in given)

@@ -23,6 +23,12 @@ public sealed record DobiOptions
     /// <summary>Adam's rate on γ; null: 5·L/2048 (the reference's 5 at L = 2048).</summary>
     public double? LearningRate { get; init; }
 
+    /// <summary>
+    /// Store the factors remapped (Checkpoints/RemapLayout: 8-bit codes for the first min(m, n) entries of every singular
+    /// vector, float16 for the long vector's rest) and spend the same bytes the plain factors would on larger ranks.
+    /// </summary>
+    public bool Remap { get; init; }
+
     public void Check()
     {
         if (Epochs < 1) throw new ArgumentException($"epochs {Epochs} must be at least 1");
@@ -132,15 +138,19 @@ public static class DobiSvd
     }
 
     /// <summary>
-    /// Weight ranks from the trained γ: k = ⌊c·ρ·γ⌋ in [1, ⌊mn/(m + n)⌋] with the largest c whose factors hold no more
-    /// parameters than the uniform ranks at <paramref name="ratio"/> (bisection on c).
+    /// Weight ranks from the trained γ: k = ⌊c·ρ·γ⌋ with the largest c whose factors take no more bytes than the uniform
+    /// ranks at <paramref name="ratio"/> in the checkpoint's dtype (<paramref name="elementBytes"/> per value), found by
+    /// bisection on c. Plain factors cost (m + n) values a rank, capped at ⌊mn/(m + n)⌋; remapped ones 2·max(m, n) + 4
+    /// bytes a rank (8-bit codes, float16 rest and scales), capped at min(m, n).
     /// </summary>
-    public static List<RankAllocation> Ranks(IReadOnlyList<MatrixTarget> targets, DobiGammas learned, double ratio)
+    public static List<RankAllocation> Ranks(IReadOnlyList<MatrixTarget> targets, DobiGammas learned, double ratio, bool remap = false, int elementBytes = 4)
     {
-        long budget = targets.Sum(t => (long)SvdLlm.Compression.Ranks.ForRemovedRatio(t.M, t.N, ratio) * (t.M + t.N));
+        long budget = targets.Sum(t => (long)SvdLlm.Compression.Ranks.ForRemovedRatio(t.M, t.N, ratio) * (t.M + t.N)) * elementBytes;
+        long PerRank(MatrixTarget t) => remap ? 2L * Math.Max(t.M, t.N) + 4 : (long)(t.M + t.N) * elementBytes;
+        int Cap(MatrixTarget t) => remap ? Math.Min(t.M, t.N) : Math.Max(1, (int)((long)t.M * t.N / (t.M + t.N)));
         int[] At(double c) => targets.Select(t => Math.Clamp((int)Math.Floor(c * DobiRatio.WeightRank(t.M, t.N, learned.Gamma[t.Name], learned.SeqLen)),
-            1, Math.Max(1, (int)((long)t.M * t.N / (t.M + t.N))))).ToArray();
-        long Cost(int[] k) => targets.Select((t, i) => (long)k[i] * (t.M + t.N)).Sum();
+            1, Cap(t))).ToArray();
+        long Cost(int[] k) => targets.Select((t, i) => k[i] * PerRank(t)).Sum();
         double lo = 0, hi = 1;
         while (Cost(At(hi)) <= budget && hi < 1e6) hi *= 2;
         for (int it = 0; it < 100; it++)

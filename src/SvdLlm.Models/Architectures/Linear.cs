@@ -83,6 +83,13 @@ public sealed class Linear : IDisposable
             bits = VqLayout.Grid(reader, name, outFeatures, inFeatures).Bits;
             return new Linear(name, inputKey, inFeatures, outFeatures, bias, null) { QuantizedBits = bits, VectorQuantized = true }.RequireBias(reader, bias);
         }
+        if (RemapLayout.IsRemapped(reader, UName(name)))
+        {
+            // Dobi-SVD's remapped factors (Checkpoints/RemapLayout): 8-bit codes dequantized to float32 factors when loaded.
+            rank = RemapLayout.Rank(reader, UName(name), outFeatures, inFeatures);
+            if (bias) reader.RequireShape(BiasName(name, true), outFeatures);
+            return new Linear(name, inputKey, inFeatures, outFeatures, bias, rank) { QuantizedBits = 8, Remapped = true };
+        }
         if (reader.Contains(name + ".qweight"))
         {
             // GPTQ layout (Checkpoints/GptqLayout): dequantized to float32 when loaded.
@@ -125,6 +132,7 @@ public sealed class Linear : IDisposable
     /// <summary>Bytes of the weight tensors the checkpoint stores for this linear (bias excluded): what it costs on disk and to load.</summary>
     public long StoredWeightBytes(CheckpointReader reader)
     {
+        if (Remapped) return RemapLayout.Suffixes.Where(s => reader.Contains($"{UName(Name)}.{s}")).Sum(s => reader.GetInfo($"{UName(Name)}.{s}").ByteLength);
         IEnumerable<string> modules = Rank is null ? [Name] : [UName(Name), VName(Name)];
         return modules.Sum(m => QuantizedBits is null ? reader.GetInfo(m + ".weight").ByteLength
             : VectorQuantized ? VqLayout.Suffixes.Where(s => reader.Contains($"{m}.{s}")).Sum(s => reader.GetInfo($"{m}.{s}").ByteLength)
@@ -133,6 +141,9 @@ public sealed class Linear : IDisposable
 
     /// <summary>Stored as vector-quantization indices and codebooks (<see cref="VqLayout"/>) rather than the GPTQ layout.</summary>
     public bool VectorQuantized { get; private set; }
+
+    /// <summary>Stored as Dobi-SVD's remapped 8-bit factors (<see cref="RemapLayout"/>).</summary>
+    public bool Remapped { get; private set; }
 
     private Linear RequireBias(CheckpointReader reader, bool bias)
     {
@@ -149,7 +160,13 @@ public sealed class Linear : IDisposable
     public void Load(CheckpointReader reader)
     {
         if (IsLoaded) return;
-        if (Rank is int k)
+        if (Rank is int r && Remapped)
+        {
+            var (u, v) = RemapLayout.Dequantize(reader, UName(Name), OutFeatures, InFeatures, r);
+            _u = Tensor<float>.From(u, OutFeatures, r);
+            _v = Tensor<float>.From(v, r, InFeatures);
+        }
+        else if (Rank is int k)
         {
             _u = QuantizedBits is null ? Weights.Matrix(reader, UName(Name) + ".weight", OutFeatures, k) : Dequantized(reader, UName(Name), OutFeatures, k);
             _v = QuantizedBits is null ? Weights.Matrix(reader, VName(Name) + ".weight", k, InFeatures) : Dequantized(reader, VName(Name), k, InFeatures);
@@ -193,6 +210,7 @@ public sealed class Linear : IDisposable
         Rank = null;
         QuantizedBits = null;
         VectorQuantized = false;
+        Remapped = false;
     }
 
     /// <summary>Replaces the weights with low-rank factors U [out, k], V [k, in] (the linear takes ownership).</summary>
@@ -211,6 +229,7 @@ public sealed class Linear : IDisposable
         Rank = k;
         QuantizedBits = null;
         VectorQuantized = false;
+        Remapped = false;
     }
 
     private void SetBias(Tensor<float>? bias)
