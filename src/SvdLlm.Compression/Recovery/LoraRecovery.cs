@@ -94,39 +94,17 @@ public static class LoraRecovery
         int stage = (int)target;
         var adapters = train.AttachLora(target, o.Rank, (float)o.Alpha, unchecked(o.Seed * 31 + stage));
         using var adam = new AdamW(adapters) { Beta1 = 0.9f, Beta2 = 0.999f, WeightDecay = 0f };
-        int count = windows.Count, seq = windows.SeqLen, t = seq - 1;
+        int count = windows.Count, seq = windows.SeqLen;
         int perEpoch = (count + o.BatchSize - 1) / o.BatchSize, steps = perEpoch * o.Epochs;
         int warmup = Math.Max(1, (int)Math.Ceiling(0.04 * steps));
         long trainable = adapters.Length;
         log($"LoRA recovery, stage {target}: {trainable:N0} adapter parameters (rank {o.Rank}, α {o.Alpha:G4}) on every W_{target.ToString().ToLowerInvariant()}, "
             + $"{steps} steps ({o.Epochs} epochs of {count} windows × {seq} tokens, batch {o.BatchSize}), lr {o.LearningRate:G3}");
-        var loss = new double[steps];
-        int step = 0;
-        for (int epoch = 0; epoch < o.Epochs; epoch++)
+        var loss = TextTraining.Run(train, windows, steps, o.BatchSize, unchecked(o.Seed * 1_000_003 + stage * 7919), step =>
         {
-            var order = Enumerable.Range(0, count).ToArray();
-            new Random(unchecked(o.Seed * 1_000_003 + stage * 7919 + epoch)).Shuffle(order);
-            for (int first = 0; first < count; first += o.BatchSize, step++)
-            {
-                cancellation.ThrowIfCancellationRequested();
-                int b = Math.Min(o.BatchSize, count - first);
-                var inputs = new int[b * t];
-                var targets = new int[b * t];
-                for (int s = 0; s < b; s++)
-                {
-                    var w = windows.Tokens.AsSpan(order[first + s] * seq, seq);
-                    w[..t].CopyTo(inputs.AsSpan(s * t, t));
-                    w[1..].CopyTo(targets.AsSpan(s * t, t));
-                }
-                train.ZeroGrad();
-                loss[step] = train.Forward(inputs, targets, b, t);
-                train.Backward();
-                TrainingMath.ClipGlobalNorm(train.AdapterGradients!.Span, 1.0);
-                adam.Update(train.AdapterGradients!, TrainingMath.LearningRate(step, steps, warmup, (float)o.LearningRate, 0f));
-                if ((step + 1) % Math.Max(1, steps / 8) == 0 || step + 1 == steps)
-                    log($"  {target} step {step + 1}/{steps}: loss {loss[step]:F4} ({clock.Elapsed.TotalSeconds:F1} s)");
-            }
-        }
+            TrainingMath.ClipGlobalNorm(train.AdapterGradients!.Span, 1.0);
+            adam.Update(train.AdapterGradients!, TrainingMath.LearningRate(step, steps, warmup, (float)o.LearningRate, 0f));
+        }, (step, l) => log($"  {target} step {step + 1}/{steps}: loss {l:F4} ({clock.Elapsed.TotalSeconds:F1} s)"), cancellation);
         return new LoraStage(target, steps, loss, clock.Elapsed.TotalSeconds);
     }
 
@@ -149,8 +127,11 @@ public static class LoraRecovery
     public static long EstimateBytes(LlamaConfig config, long parameters, int seqLen, int batch)
         => FisherCollector.TrainingModelBytes(config, seqLen, batch, parameters, weightGradients: false) + 300L * (1 << 20);
 
-    /// <summary>Every file of <paramref name="source"/> into <paramref name="outDir"/>, each safetensors tensor the training model holds taken from it.</summary>
-    private static void Write(string source, string outDir, ParameterArena parameters)
+    /// <summary>
+    /// Every file of <paramref name="source"/> into <paramref name="outDir"/>, each safetensors tensor the training model
+    /// holds taken from it, plus <paramref name="extra"/> (name, text) files; staged and renamed.
+    /// </summary>
+    internal static void Write(string source, string outDir, ParameterArena parameters, params (string Name, string Text)[] extra)
     {
         string staging = SvdLlm.Models.Data.Leftovers.TempPath(outDir);
         Directory.CreateDirectory(staging);
@@ -164,6 +145,7 @@ public static class LoraRecovery
                 var tensors = st.Tensors.Values.OrderBy(i => i.Begin).Select(info => Tensor(st, info, parameters)).ToList();
                 SafeTensorsWriter.Write(target, tensors, st.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value));
             }
+            foreach (var (name, text) in extra) File.WriteAllText(Path.Combine(staging, name), text);
             Directory.Move(staging, outDir);
         }
         finally
