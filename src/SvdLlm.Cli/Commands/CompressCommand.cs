@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using SvdLlm.Compression;
 using SvdLlm.Compression.Calibration;
 using SvdLlm.Compression.Quantization;
+using SvdLlm.Experiments.Cache;
 using SvdLlm.Models.Architectures;
 using SvdLlm.Models.Data;
 using SvdLlm.Numerics;
@@ -22,7 +23,7 @@ internal static class CompressCommand
     private static CalibrationOptions Common()
         => new(
             new Option<string>("--model") { Description = "Hugging Face model directory (with tokenizer.json)", Required = true },
-            new Option<string>("--text-file") { Description = "calibration text (UTF-8); tokenized whole, BOS at the start only", Required = true },
+            new Option<string>("--text-file") { Description = "calibration text (UTF-8; or demo, demo:<corpus> for the embedded corpora's training splits); tokenized whole, BOS at the start only", Required = true },
             new Option<int>("--samples") { Description = "number of calibration windows", DefaultValueFactory = _ => 256 },
             new Option<int>("--seq-len") { Description = "tokens per window", DefaultValueFactory = _ => 2048 },
             new Option<int>("--seed") { Description = "seed of the window offsets", DefaultValueFactory = _ => 3 },
@@ -40,7 +41,7 @@ internal static class CompressCommand
         command.SetAction(p => CliErrors.Run(() =>
         {
             SetThreads(p.GetValue(o.Threads));
-            var request = new CalibrationRequest(p.GetValue(o.Model)!, p.GetValue(o.TextFile)!, p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), p.GetValue(fisher));
+            var request = new CalibrationRequest(p.GetValue(o.Model)!, DemoCalibrationText.Resolve(p.GetValue(o.TextFile)!, AssetCache.Root), p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), p.GetValue(fisher));
             using var model = ModelLoader.Load(request.ModelDirectory);
             var windows = Calibrator.SampleWindows(request);
             var (stats, key, path, hit) = CalibrationCache.GetOrCollect(model, windows, request, Log);
@@ -144,7 +145,7 @@ internal static class CompressCommand
             string outDir = Path.GetFullPath(p.GetValue(output)!);
             if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
             string modelDir = p.GetValue(o.Model)!;
-            var request = new CalibrationRequest(modelDir, p.GetValue(o.TextFile) ?? "", p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
+            var request = new CalibrationRequest(modelDir, p.GetValue(o.TextFile) is { } tf ? DemoCalibrationText.Resolve(tf, AssetCache.Root) : "", p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             using var model = ModelLoader.Load(modelDir);
             string? workspaceDir = p.GetValue(workspace);
@@ -153,8 +154,9 @@ internal static class CompressCommand
             Preflight.Check(Preflight.Estimate(model, recipe, r, request.Samples, request.SeqLen, cached), CalibrationCache.Directory, outDir, workspaceDir, p.GetValue(force), Log);
             var windows = recipe.NeedsStatistics || recipe.NeedsWindows ? Calibrator.SampleWindows(request) : null;
             RecoveryText? recoveryText = null;
-            if (p.GetValue(recoverText) is string rt)
+            if (p.GetValue(recoverText) is string rtGiven)
             {
+                string rt = DemoCalibrationText.Resolve(rtGiven, AssetCache.Root);
                 if (recipe.Recovery is null) throw new ArgumentException("--recover-text applies to recovery: give --recover lora as well, or drop it");
                 if (!File.Exists(rt)) throw new FileNotFoundException($"--recover-text: {Path.GetFullPath(rt)} does not exist");
                 recoveryText = new RecoveryText(Calibrator.SampleWindows(request with { TextFile = rt }), $"{Path.GetFileName(rt)} (sha256 {fileHash(Path.GetFullPath(rt))})");

@@ -86,6 +86,7 @@ internal static class TrainCommand
         if (seqLen < 2) throw new ArgumentException($"--seq-len {seqLen} must be at least 2 (a window needs a next token)");
         options.Check();
         if (!Directory.Exists(initDir)) throw new DirectoryNotFoundException($"--init {initDir}: no such model directory");
+        textFile = SvdLlm.Experiments.Cache.DemoCalibrationText.Resolve(textFile, SvdLlm.Models.Data.AssetCache.Root);
         if (!File.Exists(textFile)) throw new FileNotFoundException($"--text-file {textFile}: no such file", textFile);
         if (Directory.Exists(output)) throw new IOException($"--out {Path.GetFullPath(output)} already exists; refusing to overwrite (delete it or choose another --out)");
         var windows = Calibrator.SampleWindows(new CalibrationRequest(initDir, textFile, samples, seqLen, options.Seed, Fisher: false));

@@ -148,21 +148,42 @@ public sealed class ArtifactKeys(string cacheRoot)
     }
 }
 
-/// <summary>The <c>demo</c> calibration dataset: the training splits of the embedded corpora, written once as a text file.</summary>
+/// <summary>
+/// The <c>demo</c> calibration dataset: the training splits of the embedded corpora, written once as a text file; and
+/// <c>demo:&lt;corpus&gt;</c>, one corpus's training split alone (the text a model is fine-tuned on to make a
+/// base/fine-tuned pair). Held-out evaluation never sees these splits.
+/// </summary>
 public static class DemoCalibrationText
 {
-    /// <summary>The text: each corpus's training split in <see cref="Corpora.Names"/> order, separated by a blank line.</summary>
-    public static string Text() => string.Join(Corpora.DocumentSeparator, Corpora.Names.Select(n => Corpora.ReadSplit(n, CorpusSplit.Train)));
+    public const string Prefix = "demo:";
+
+    /// <summary>The text: each corpus's training split in <see cref="Corpora.Names"/> order (or only <paramref name="corpus"/>'s), separated by a blank line.</summary>
+    public static string Text(string? corpus = null)
+        => string.Join(Corpora.DocumentSeparator, (corpus is null ? Corpora.Names : [corpus]).Select(n => Corpora.ReadSplit(n, CorpusSplit.Train)));
 
     /// <summary>The file (created atomically when missing); its name carries the corpus checksums, so new corpora give a new file.</summary>
-    public static string Ensure(string cacheRoot)
+    public static string Ensure(string cacheRoot, string? corpus = null)
     {
-        string id = ArtifactKeys.Sha256Hex(string.Join("\n", Corpora.Names.SelectMany(n => Corpora.SourceChecksums(n)).OrderBy(kv => kv.Key, StringComparer.Ordinal)
+        var names = corpus is null ? Corpora.Names : [corpus];
+        string id = ArtifactKeys.Sha256Hex(string.Join("\n", names.SelectMany(n => Corpora.SourceChecksums(n)).OrderBy(kv => kv.Key, StringComparer.Ordinal)
             .Select(kv => kv.Key + "=" + kv.Value)))[..16];
-        string path = Path.Combine(cacheRoot, "calibration-text", $"demo-train-{id}.txt");
+        string path = Path.Combine(cacheRoot, "calibration-text", $"{(corpus is null ? "demo" : corpus)}-train-{id}.txt");
         if (File.Exists(path)) return path;
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        SvdLlm.Models.Training.AtomicFile.WriteAllText(path, Text());
+        SvdLlm.Models.Training.AtomicFile.WriteAllText(path, Text(corpus));
         return path;
+    }
+
+    /// <summary>
+    /// A <c>--text-file</c> value as a path: <c>demo</c> is every corpus's training split, <c>demo:&lt;corpus&gt;</c> one
+    /// corpus's (an unknown corpus is refused with the known names); anything else is a file path, returned as given.
+    /// </summary>
+    public static string Resolve(string textFile, string cacheRoot)
+    {
+        if (textFile == "demo") return Ensure(cacheRoot);
+        if (!textFile.StartsWith(Prefix, StringComparison.Ordinal)) return textFile;
+        string corpus = textFile[Prefix.Length..];
+        if (!Corpora.Names.Contains(corpus)) throw new ArgumentException($"--text-file {textFile}: unknown corpus '{corpus}'; known corpora: {string.Join(", ", Corpora.Names)}");
+        return Ensure(cacheRoot, corpus);
     }
 }
