@@ -4,6 +4,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using SvdLlm.Models.Data;
+using SvdLlm.Numerics;
 
 namespace SvdLlm.Evaluation.Tasks;
 
@@ -360,38 +361,4 @@ public static partial class DemoSuite
 
     [GeneratedRegex(@"^[a-z]{4,}$")]
     private static partial Regex ClozeWordRegex();
-}
-
-/// <summary>SplitMix64 (Steele, Lea and Flood 2014): tiny, fixed across platforms and .NET versions, unlike <see cref="Random"/>'s unseeded algorithm choice.</summary>
-public sealed class SplitMix64(ulong seed)
-{
-    private ulong _state = seed;
-
-    public ulong Next()
-    {
-        ulong z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
-
-    /// <summary>Uniform on [0, n) by rejection (no modulo bias).</summary>
-    public int NextInt(int n)
-    {
-        if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n));
-        ulong limit = ulong.MaxValue - ulong.MaxValue % (ulong)n;
-        ulong x;
-        do x = Next(); while (x >= limit);
-        return (int)(x % (ulong)n);
-    }
-
-    /// <summary>Fisher–Yates.</summary>
-    public void Shuffle<T>(IList<T> list)
-    {
-        for (int i = list.Count - 1; i > 0; i--)
-        {
-            int j = NextInt(i + 1);
-            (list[i], list[j]) = (list[j], list[i]);
-        }
-    }
 }
