@@ -14,6 +14,7 @@ public static class Program
             TokenizeCommand.CreateTokenize(),
             TokenizeCommand.CreateDetokenize(),
             TrainCommand.Create(),
+            CompressDeltaCommand.Create(),
             CompressCommand.CreateCalibrate(),
             CompressCommand.CreateCompress(),
             EvalCommand.Create(),

@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Checkpoints;
+using SvdLlm.Models.Data;
+using SvdLlm.Numerics;
+
+namespace SvdLlm.Compression.Delta;
+
+/// <summary>The delta methods of <c>svdllm compress-delta</c>, by the name the CLI and the matrices use.</summary>
+public enum DeltaMethod
+{
+    /// <summary>Truncated SVD of ΔW at the equal-budget rank.</summary>
+    Svd,
+
+    /// <summary>Random drop of ΔW's entries, the kept ones rescaled (DARE).</summary>
+    Dare,
+
+    /// <summary>ImPart: SVD of ΔW, each singular vector sparsified by its importance.</summary>
+    Impart,
+}
+
+/// <summary>
+/// Settings of one delta compression. <see cref="Beta"/> and <see cref="Exponent"/> are ImPart's pre-prune fraction β
+/// and singular-value exponent C; the defaults are the reference's example configuration (β 0.8, C 0.5, chosen there
+/// for CR 32 on a 13B chat model).
+/// </summary>
+public sealed record DeltaOptions(DeltaMethod Method, double Ratio, double Beta = 0.8, double Exponent = 0.5, ulong Seed = 0)
+{
+    public static DeltaMethod ParseMethod(string name) => name switch
+    {
+        "svd" => DeltaMethod.Svd,
+        "dare" => DeltaMethod.Dare,
+        "impart" => DeltaMethod.Impart,
+        _ => throw new ArgumentException($"--method {name}: not a delta method; expected impart, svd or dare"),
+    };
+
+    public static string Name(DeltaMethod m) => m.ToString().ToLowerInvariant();
+
+    public void Check()
+    {
+        if (!(Ratio > 0) || !double.IsFinite(Ratio)) throw new ArgumentException($"--ratio {Ratio}: the delta's compression ratio CR (dense values / stored values) must be a finite positive number");
+        // An SVD method may store up to its full-rank factors (CR down to mn/((m + n)·min(m, n)), checked per matrix);
+        // DARE keeps each entry with probability 1/CR, which needs CR ≥ 1.
+        if (Method == DeltaMethod.Dare && Ratio < 1) throw new ArgumentException($"--ratio {Ratio}: DARE keeps each delta value with probability 1/CR, so CR must be at least 1");
+        if (!(Beta >= 0 && Beta < 1)) throw new ArgumentException($"--beta {Beta}: ImPart's pre-prune fraction must be in [0, 1)");
+        if (!(Exponent >= 0) || !double.IsFinite(Exponent)) throw new ArgumentException($"--exponent {Exponent}: ImPart's singular-value exponent C must be a finite number ≥ 0");
+    }
+}
+
+/// <summary>One linear's compressed delta: its shape, what it stores and what it kept.</summary>
+public sealed record DeltaLinear(string Name, int Rows, int Cols, long StoredValues, int? Rank, double RelativeError);
+
+/// <summary>What <see cref="DeltaCheckpoint.Write"/> did: per linear, totals, the other tensors that differ, the time.</summary>
+public sealed record DeltaReport(DeltaOptions Options, IReadOnlyList<DeltaLinear> Linears, long OtherChangedValues, double Seconds)
+{
+    public long DenseValues => Linears.Sum(l => (long)l.Rows * l.Cols);
+    public long StoredValues => Linears.Sum(l => l.StoredValues);
+
+    /// <summary>CR achieved over the decoder linears: dense values of every ΔW over the values stored.</summary>
+    public double AchievedRatio => StoredValues == 0 ? double.PositiveInfinity : (double)DenseValues / StoredValues;
+
+    /// <summary>The stored values in float16, as ImPart counts a delta's size (indices and singular values not counted).</summary>
+    public long StoredBytesFloat16 => 2 * StoredValues;
+}
+
+/// <summary>
+/// Delta compression of a base/fine-tuned pair into a full checkpoint: every decoder linear's weight becomes
+/// W_base + compress(W_ft − W_base); everything else (embeddings, norms, lm_head) is the fine-tuned model's, as the
+/// delta-compression papers leave those tensors alone; how many of their values differ from the base is reported, since
+/// a full fine-tune moves them too and they are part of what a deployment would ship. The output has the fine-tuned
+/// model's files and dtypes, loads wherever the fine-tuned model loads, and is staged and renamed so it appears whole or
+/// not at all. Linears are compressed one at a time while the file is written: memory is one linear's float64 work, not
+/// the model.
+/// </summary>
+public static class DeltaCheckpoint
+{
+    public const string ReportFileName = "delta-report.json";
+
+    public static DeltaReport Write(string baseDir, string fineTunedDir, DeltaOptions options, string outDir, Action<string> log,
+        JsonObject? provenance = null, CancellationToken cancellation = default)
+    {
+        options.Check();
+        outDir = Path.GetFullPath(outDir);
+        if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite (delete it or choose another --out)");
+        var clock = Stopwatch.StartNew();
+        using var ft = ModelLoader.Load(fineTunedDir);
+        using var bm = ModelLoader.Load(baseDir);
+        if (ft.Architecture != bm.Architecture)
+            throw new ArgumentException($"{fineTunedDir} is {ft.Architecture} but {baseDir} is {bm.Architecture}: a delta needs the same architecture");
+        var linears = new Dictionary<string, Linear>();
+        var baseLinears = bm.Linears.ToDictionary(l => l.Name);
+        foreach (var l in ft.Linears)
+        {
+            if (l.IsLowRank || l.QuantizedBits is not null)
+                throw new ArgumentException($"{fineTunedDir}: {l.Name} is {(l.IsLowRank ? "low-rank" : "quantized")}; compress-delta needs dense float checkpoints");
+            if (!baseLinears.TryGetValue(l.Name, out var b))
+                throw new ArgumentException($"{baseDir} has no {l.Name}, which {fineTunedDir} has: not a base/fine-tuned pair");
+            if (b.IsLowRank || b.QuantizedBits is not null)
+                throw new ArgumentException($"{baseDir}: {b.Name} is {(b.IsLowRank ? "low-rank" : "quantized")}; compress-delta needs dense float checkpoints");
+            if (b.OutFeatures != l.OutFeatures || b.InFeatures != l.InFeatures)
+                throw new ArgumentException($"{l.Name}.weight is [{l.OutFeatures}, {l.InFeatures}] in {fineTunedDir} but [{b.OutFeatures}, {b.InFeatures}] in {baseDir}");
+            linears.Add(l.Name + ".weight", l);
+        }
+        foreach (var l in linears.Values)
+            if (options.Method != DeltaMethod.Dare) DeltaBudget.Sparsity(l.OutFeatures, l.InFeatures, options.Ratio); // refuse an unmeetable CR before writing
+        log($"compress-delta {DeltaOptions.Name(options.Method)} at CR {options.Ratio:G4}: {linears.Count} linears, "
+            + $"{linears.Values.Sum(l => (long)l.OutFeatures * l.InFeatures):N0} delta values");
+
+        var done = new List<DeltaLinear>();
+        long otherChanged = 0;
+        string staging = Leftovers.TempPath(outDir);
+        Directory.CreateDirectory(staging);
+        try
+        {
+            using var ftReader = CheckpointReader.Open(fineTunedDir);
+            using var baseReader = CheckpointReader.Open(baseDir);
+            foreach (string name in ftReader.TensorNames)
+                if (!linears.ContainsKey(name) && baseReader.Contains(name) && ftReader.GetInfo(name).ElementCount == baseReader.GetInfo(name).ElementCount)
+                {
+                    var a = ftReader.ReadAsFloat32(name);
+                    var b = baseReader.ReadAsFloat32(name);
+                    for (int i = 0; i < a.Length; i++) if (a[i] != b[i]) otherChanged++;
+                }
+            foreach (string file in Directory.GetFiles(fineTunedDir))
+            {
+                string target = Path.Combine(staging, Path.GetFileName(file));
+                string fileName = Path.GetFileName(file);
+                if (fileName is "fine-tuning.json" or ReportFileName or "compression-report.json") continue;
+                if (!file.EndsWith(".safetensors", StringComparison.Ordinal)) { File.Copy(file, target); continue; }
+                using var st = SafeTensorsFile.Open(file);
+                var tensors = st.Tensors.Values.OrderBy(i => i.Begin).Select(info =>
+                {
+                    if (!linears.TryGetValue(info.Name, out var l)) return Copy(st, info);
+                    return WriterTensor.Lazy(info.Name, info.DType, info.Shape, () =>
+                    {
+                        cancellation.ThrowIfCancellationRequested();
+                        var (data, record) = Compress(l, info.Name, ftReader, baseReader, options);
+                        done.Add(record);
+                        if (done.Count % Math.Max(1, linears.Count / 8) == 0 || done.Count == linears.Count)
+                            log($"  {done.Count}/{linears.Count} linears ({clock.Elapsed.TotalSeconds:F1} s)");
+                        return data;
+                    });
+                });
+                SafeTensorsWriter.Write(target, tensors, st.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value));
+            }
+            var report = new DeltaReport(options, done, otherChanged, clock.Elapsed.TotalSeconds);
+            File.WriteAllText(Path.Combine(staging, ReportFileName), ToJson(report, baseDir, fineTunedDir, provenance).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            Directory.Move(staging, outDir);
+            return report;
+        }
+        finally
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        }
+    }
+
+    private static (float[] Data, DeltaLinear Record) Compress(Linear l, string name, CheckpointReader ft, CheckpointReader bs, DeltaOptions o)
+    {
+        int m = l.OutFeatures, n = l.InFeatures;
+        var wf = ft.ReadAsFloat32(name);
+        var wb = bs.ReadAsFloat32(name);
+        using var f = DenseMath.ToDouble(wf, m, n);
+        using var b = DenseMath.ToDouble(wb, m, n);
+        using var delta = DeltaCompression.Difference(f, b);
+        ulong seed = DeltaSeed.ForMatrix(o.Seed, name);
+        using var c = o.Method switch
+        {
+            DeltaMethod.Svd => DeltaCompression.LowRank(delta, o.Ratio),
+            DeltaMethod.Dare => DeltaCompression.Dare(delta, o.Ratio, seed),
+            _ => DeltaCompression.Impart(delta, o.Ratio, o.Beta, o.Exponent, seed),
+        };
+        ReadOnlySpan<double> d = delta.Span, dh = c.Delta.Span, bw = b.Span;
+        double err = 0, norm = 0;
+        var output = new float[wf.Length];
+        for (int i = 0; i < output.Length; i++)
+        {
+            output[i] = (float)(bw[i] + dh[i]);
+            if (!float.IsFinite(output[i])) throw new ArithmeticException($"{name}: the compressed delta gave a non-finite weight at index {i}");
+            err += (d[i] - dh[i]) * (d[i] - dh[i]);
+            norm += d[i] * d[i];
+        }
+        return (output, new DeltaLinear(l.Name, m, n, c.StoredValues, c.Rank, norm == 0 ? 0 : Math.Sqrt(err / norm)));
+    }
+
+    private static WriterTensor Copy(SafeTensorsFile st, TensorInfo info) => info.DType switch
+    {
+        SafeTensorsDType.F32 or SafeTensorsDType.F16 or SafeTensorsDType.BF16 or SafeTensorsDType.F64 => WriterTensor.Lazy(info.Name, info.DType, info.Shape, () =>
+        {
+            var data = new float[checked((int)info.ElementCount)];
+            st.ReadAsFloat32(info.Name, data); // to float32 and back to the same dtype is exact: copied bit for bit
+            return data;
+        }),
+        _ => throw new CheckpointFormatException(st.Path, $"tensor {info.Name} has dtype {info.DType}; compress-delta rewrites float checkpoints", info.Name, "dtype"),
+    };
+
+    public static JsonObject ToJson(DeltaReport r, string baseDir, string fineTunedDir, JsonObject? provenance)
+    {
+        var j = new JsonObject
+        {
+            ["method"] = DeltaOptions.Name(r.Options.Method),
+            ["ratio"] = r.Options.Ratio,
+            ["base"] = Path.GetFullPath(baseDir),
+            ["finetuned"] = Path.GetFullPath(fineTunedDir),
+            ["seed"] = r.Options.Seed,
+            ["dense_values"] = r.DenseValues,
+            ["stored_values"] = r.StoredValues,
+            ["achieved_ratio"] = Math.Round(r.AchievedRatio, 6),
+            ["stored_bytes_f16"] = r.StoredBytesFloat16,
+            ["other_changed_values"] = r.OtherChangedValues,
+            ["seconds"] = Math.Round(r.Seconds, 3),
+            ["linears"] = new JsonArray(r.Linears.Select(l => (JsonNode)new JsonObject
+            {
+                ["name"] = l.Name,
+                ["shape"] = new JsonArray(l.Rows, l.Cols),
+                ["stored_values"] = l.StoredValues,
+                ["rank"] = l.Rank,
+                ["relative_error"] = Math.Round(l.RelativeError, 8),
+            }).ToArray()),
+        };
+        if (r.Options.Method == DeltaMethod.Impart)
+        {
+            j["beta"] = r.Options.Beta;
+            j["exponent"] = r.Options.Exponent;
+        }
+        if (provenance is not null) j["provenance"] = provenance.DeepClone();
+        return j;
+    }
+}
