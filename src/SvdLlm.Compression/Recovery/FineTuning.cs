@@ -37,6 +37,9 @@ public sealed record FineTuneResult(double[] Loss, double Seconds);
 
 public static class FineTuning
 {
+    /// <summary>Bumped when a change to the training loop changes what a fine-tune computes (it enters cache keys).</summary>
+    public const int CodeVersion = 1;
+
     /// <summary>
     /// Trains the dense LLaMA-family model in <paramref name="initDir"/> on <paramref name="windows"/> and writes it to
     /// <paramref name="outDir"/> (every file of the input, the weights replaced in their original dtype, plus

@@ -45,6 +45,10 @@ public sealed class ArtifactKeys(string cacheRoot)
     public string ModelKey(ModelSpec model) => _memo.GetOrAdd("model:" + model.Source, _ =>
     {
         if (model.IsDefault) return Sha256Hex("trained-default\n" + ModelTraining.CacheKey(ModelTraining.DefaultConfig()));
+        if (model.FineTune is { } t)
+            return Sha256Hex(string.Join("\n", "fine-tuned", $"version={SvdLlm.Compression.Recovery.FineTuning.CodeVersion}", "from=" + ModelKey(t.From),
+                "text=" + FileHash(DemoCalibrationText.Resolve(t.Text, CacheRoot)), $"steps={t.Steps}", "lr=" + t.LearningRate.ToString("R", CultureInfo.InvariantCulture),
+                $"batch={t.BatchSize}", $"samples={t.Samples}", $"seq_len={t.SeqLen}", $"seed={t.Seed}", "weight_decay=" + t.WeightDecay.ToString("R", CultureInfo.InvariantCulture)));
         var sb = new StringBuilder("model-directory\n");
         foreach (string f in SvdLlm.Models.Checkpoints.ModelContentFiles.In(model.Source)) sb.Append(Path.GetFileName(f)).Append('=').Append(FileHash(f)).Append('\n');
         return Sha256Hex(sb.ToString());

@@ -2,6 +2,8 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using SvdLlm.Compression;
+using SvdLlm.Experiments.Cache;
+using SvdLlm.Models.Data;
 using SvdLlm.Models;
 using SvdLlm.Numerics;
 
@@ -23,7 +25,8 @@ public static class MatrixLoader
 {
     private static readonly string[] TopLevelKeys = ["name", "description", "extends", "paths", "models", "calibration", "methods", "ratios", "baseline", "tasks", "task_defaults", "run"];
     private static readonly HashSet<string> DeepKeys = ["calibration", "run", "task_defaults", "paths"];
-    private static readonly string[] ModelKeys = ["name", "path"];
+    private static readonly string[] ModelKeys = ["name", "path", "finetune"];
+    private static readonly string[] FineTuneKeys = ["from", "text", "steps", "lr", "batch", "samples", "seq_len", "seed", "weight_decay"];
     private static readonly string[] CalibrationKeys = ["dataset", "samples", "seq_len", "seed"];
     private static readonly string[] MethodKeys = ["name", "params"];
     private static readonly string[] TaskKeys = ["name", "data", "limit", "seq_len"];
@@ -133,6 +136,18 @@ public static class MatrixLoader
                 YScalar? pathNode = null;
                 string? modelName = null;
                 if (item is YScalar sc) pathNode = sc;
+                else if (item is YMapping { } ft && ft["finetune"] is { } ftNode)
+                {
+                    e.CheckKeys(ft, ModelKeys, where + ".");
+                    if (ft["path"] is not null) e.Add(ft["path"]!.Position, $"{where}: give path: or finetune:, not both (a fine-tuned model is made from its finetune.from model)");
+                    if (ft["name"] is not { } fn) { e.Add(ft.Position, $"{where}.name: required for a fine-tuned model (cells and tables name it)"); continue; }
+                    if (e.String(fn, where + ".name") is not { } ftName) continue;
+                    if (FineTune(ftNode, where + ".finetune", models, e) is not { } fineTune) continue;
+                    if (models.FirstOrDefault(m => m.Name == ftName) is { } dupName)
+                        e.Add(item.Position, $"{where}: duplicate model name '{ftName}' (also at line {dupName.Position.Line}); give one a different name:");
+                    else models.Add(new ModelSpec(ftName, ModelSpec.FineTunedPrefix + ftName, item.Position, fineTune));
+                    continue;
+                }
                 else if (item is YMapping mm)
                 {
                     e.CheckKeys(mm, ModelKeys, where + ".");
@@ -387,6 +402,49 @@ public static class MatrixLoader
         };
     }
 
+    /// <summary>A model's <c>finetune:</c> mapping; <c>from</c> names an earlier models entry.</summary>
+    private static FineTuneSpec? FineTune(YNode node, string where, List<ModelSpec> earlier, Errors e)
+    {
+        if (node is not YMapping m)
+        {
+            e.Add(node.Position, $"{where}: expected a mapping (from:, text:, steps:, lr:, ...)");
+            return null;
+        }
+        e.CheckKeys(m, FineTuneKeys, where + ".");
+        ModelSpec? from = null;
+        if (m["from"] is not { } fromNode) e.Add(m.Position, $"{where}.from: required (the name of an earlier models entry to start from)");
+        else if (e.String(fromNode, where + ".from") is { } fromName)
+        {
+            from = earlier.FirstOrDefault(x => x.Name == fromName);
+            if (from is null) e.Add(fromNode.Position, $"{where}.from: no earlier models entry is named '{fromName}'{Suggest(fromName, earlier.Select(x => x.Name))}; known: {string.Join(", ", earlier.Select(x => x.Name))}");
+        }
+        string? text = null;
+        if (m["text"] is not { } textNode) e.Add(m.Position, $"{where}.text: required ('demo', 'demo:<corpus>' or the path of a text file)");
+        else if (textNode is not YScalar ts || ts.IsNull) e.Add(textNode.Position, $"{where}.text: expected 'demo', 'demo:<corpus>' or the path of a text file");
+        else if (ts.Value == CalibrationSpec.Demo) text = ts.Value;
+        else if (ts.Value.StartsWith(DemoCalibrationText.Prefix, StringComparison.Ordinal))
+        {
+            string corpus = ts.Value[DemoCalibrationText.Prefix.Length..];
+            if (Corpora.Names.Contains(corpus)) text = ts.Value;
+            else e.Add(ts.Position, $"{where}.text: unknown corpus '{corpus}'{Suggest(corpus, Corpora.Names)}; known corpora: {string.Join(", ", Corpora.Names)}");
+        }
+        else
+        {
+            text = Resolve(ts);
+            if (!File.Exists(text)) e.Add(ts.Position, $"{where}.text: text file '{text}' not found{FromAnchor(ts)}");
+        }
+        var d = new SvdLlm.Compression.Recovery.FineTuneOptions();
+        int? steps = e.OptionalInt(m["steps"], where + ".steps", min: 1);
+        if (m["steps"] is null) e.Add(m.Position, $"{where}.steps: required (optimizer steps)");
+        double lr = e.Double(m["lr"], where + ".lr", d.LearningRate, min: double.Epsilon);
+        int batch = e.Int(m["batch"], where + ".batch", d.BatchSize, min: 1);
+        int samples = e.Int(m["samples"], where + ".samples", 512, min: 1);
+        int seqLen = e.Int(m["seq_len"], where + ".seq_len", 128, min: 2);
+        int seed = e.Int(m["seed"], where + ".seed", 0, min: int.MinValue);
+        double wd = e.Double(m["weight_decay"], where + ".weight_decay", 0, min: 0);
+        return from is null || text is null || steps is null ? null : new FineTuneSpec(from, text, steps.Value, lr, batch, samples, seqLen, seed, wd);
+    }
+
     private static string Resolve(YScalar s)
     {
         string v = s.Value.StartsWith("~/", StringComparison.Ordinal)
@@ -442,6 +500,19 @@ public static class MatrixLoader
         }
 
         public int Int(YNode? node, string field, int fallback, int min) => OptionalInt(node, field, min) ?? fallback;
+
+        public double Double(YNode? node, string field, double fallback, double min)
+        {
+            if (node is null || node is YScalar { IsNull: true }) return fallback;
+            if (node is YScalar s && !s.Quoted && double.TryParse(s.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v))
+            {
+                if (v >= min) return v;
+                Add(node.Position, $"{field}: {s.Value} must be {(min == double.Epsilon ? "positive" : $"≥ {min.ToString(CultureInfo.InvariantCulture)}")}");
+                return fallback;
+            }
+            Add(node.Position, $"{field}: expected a number, got {Describe(node)}");
+            return fallback;
+        }
 
         public int? OptionalInt(YNode? node, string field, int min, int max = int.MaxValue)
         {

@@ -1,10 +1,31 @@
 
 namespace SvdLlm.Experiments.Matrix;
 
-/// <summary>A model of the matrix: <c>default</c> (the embedded default model, trained and cached on demand) or a local HF directory.</summary>
-public sealed record ModelSpec(string Name, string Source, SourcePosition Position)
+/// <summary>
+/// A model of the matrix: <c>default</c> (the embedded default model, trained and cached on demand), a local HF
+/// directory, or a model fine-tuned from an earlier entry (<see cref="FineTune"/>; made and cached on demand, so a
+/// matrix can name the base/fine-tuned pairs delta compression needs).
+/// </summary>
+public sealed record ModelSpec(string Name, string Source, SourcePosition Position, FineTuneSpec? FineTune = null)
 {
+    /// <summary>The <see cref="Source"/> prefix of fine-tuned models (followed by the model's name).</summary>
+    public const string FineTunedPrefix = "finetune:";
+
     public bool IsDefault => Source == ModelTraining.DefaultModel;
+
+    public bool IsFineTuned => FineTune is not null;
+}
+
+/// <summary>
+/// <c>finetune:</c> of a model entry: <c>svdllm train --init</c>'s settings (every weight of <see cref="From"/> trained
+/// on <see cref="Text"/>: <c>demo</c>, <c>demo:&lt;corpus&gt;</c> or a text file).
+/// </summary>
+public sealed record FineTuneSpec(ModelSpec From, string Text, int Steps, double LearningRate, int BatchSize, int Samples, int SeqLen, int Seed, double WeightDecay)
+{
+    public SvdLlm.Compression.Recovery.FineTuneOptions Options => new()
+    {
+        Steps = Steps, LearningRate = LearningRate, BatchSize = BatchSize, Seed = Seed, WeightDecay = WeightDecay,
+    };
 }
 
 /// <summary>Calibration data: <c>demo</c> (the training splits of the embedded corpora) or a UTF-8 text file.</summary>

@@ -253,6 +253,11 @@ public static class MatrixRunner
         /// <summary>Is the model directory present (null: not trained yet)?</summary>
         private string? ExistingModelDir(ModelSpec m)
         {
+            if (m.IsFineTuned)
+            {
+                string ft = FineTunedDir(m);
+                return File.Exists(Path.Combine(ft, "fine-tuning.json")) ? ft : null;
+            }
             if (!m.IsDefault) return m.Source;
             string dir = ModelTraining.CachedDirectory(ModelTraining.DefaultConfig(), keys.CacheRoot);
             return ModelTraining.IsComplete(dir) ? dir : null;
@@ -329,7 +334,7 @@ public static class MatrixRunner
             foreach (var m in plan.Matrix.Models)
             {
                 string? dir = ExistingModelDir(m);
-                o($"model {m.Name}: {(dir is null ? "not trained yet (will be trained and cached)" : "ready " + dir)}");
+                o($"model {m.Name}: {(dir is not null ? "ready " + dir : m.FineTune is { } f ? $"not fine-tuned yet (will be fine-tuned from {f.From.Name} on {f.Text}, {f.Steps} steps, and cached)" : "not trained yet (will be trained and cached)")}");
                 foreach (var g in plan.Calibrations.Where(g => g.Model == m))
                     o($"  calibration {g.Calibration.Dataset} {g.Calibration.Samples}×{g.Calibration.SeqLen} seed {g.Calibration.Seed}{(g.Fisher ? " +fisher" : "")}: " +
                       (_state.StatisticsCached.Contains(g.Key) ? "cached" : calibrating.Contains(g.Key) ? "to compute" : "not needed"));
@@ -456,8 +461,46 @@ public static class MatrixRunner
             return dir;
         }
 
+        /// <summary>A fine-tuned model's cache directory: &lt;cache&gt;/models/&lt;name&gt;-&lt;key&gt;, the key hashing its source model's key, the text and every setting.</summary>
+        private string FineTunedDir(ModelSpec m) => Path.Combine(keys.CacheRoot, "models", $"{m.Name}-{keys.ModelKey(m)[..16]}");
+
+        /// <summary>
+        /// Fine-tunes <paramref name="m"/> from its source model (made first if it is missing) into the cache, under the
+        /// directory's lock; FineTuning stages and renames, so a killed run leaves nothing that looks finished.
+        /// </summary>
+        private string FineTune(ModelSpec m)
+        {
+            var f = m.FineTune!;
+            string fromDir = EnsureModel(f.From);
+            string dir = FineTunedDir(m);
+            using var held = ArtifactLock.Acquire(dir, options.Cancellation, () => Log($"waiting for another process fine-tuning {m.Name}"));
+            options.Cancellation.ThrowIfCancellationRequested();
+            if (ExistingModelDir(m) is { } done)
+            {
+                Log($"{dir} was fine-tuned by another process meanwhile");
+                return done;
+            }
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); // incomplete: no fine-tuning.json
+            string label = $"fine-tune {m.Name} from {f.From.Name} on {f.Text} ({f.Steps} steps) → {dir}";
+            var clock = Begin(ArtifactKind.Model, label);
+            string text = DemoCalibrationText.Resolve(f.Text, keys.CacheRoot);
+            var windows = Calibrator.SampleWindows(new CalibrationRequest(fromDir, text, f.Samples, f.SeqLen, f.Seed, Fisher: false));
+            Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+            var provenance = new System.Text.Json.Nodes.JsonObject
+            {
+                ["matrix"] = plan.Matrix.Name, ["model"] = m.Name, ["from"] = f.From.Name, ["text"] = f.Text, ["text_sha256"] = keys.FileHash(text),
+                ["samples"] = f.Samples, ["key"] = keys.ModelKey(m),
+            };
+            var result = SvdLlm.Compression.Recovery.FineTuning.Run(fromDir, windows, f.Options, dir, line => Log("fine-tune: " + line), provenance,
+                cancellation: options.Cancellation);
+            Log($"fine-tuned {m.Name}: loss {result.Loss[0]:F4} → {result.Loss[^1]:F4} in {result.Seconds:F1} s");
+            End(ArtifactKind.Model, label, keys.ModelKey(m), clock, dir);
+            return dir;
+        }
+
         private string Train(ModelSpec m)
         {
+            if (m.IsFineTuned) return FineTune(m);
             options.Cancellation.ThrowIfCancellationRequested();
             var config = ModelTraining.DefaultConfig();
             string dir = ModelTraining.CachedDirectory(config, keys.CacheRoot);

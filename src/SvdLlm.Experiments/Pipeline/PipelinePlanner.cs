@@ -34,7 +34,7 @@ public sealed record CellJob(CellPlan Cell, bool Compress, bool Adopt, IReadOnly
 /// <summary>A calibration group's work: collect its statistics (or none, when cached or not needed), then its cells.</summary>
 public sealed record GroupJob(CalibrationPlan Group, bool Calibrate, IReadOnlyList<CellJob> Cells);
 
-/// <summary>A model's work: train it if it is the default model and missing, evaluate its original cell, then its groups.</summary>
+/// <summary>A model's work: train it if it is the default model or a fine-tuned one and missing, evaluate its original cell, then its groups.</summary>
 public sealed record ModelJob(ModelSpec Model, bool Train, CellJob? Original, IReadOnlyList<GroupJob> Groups);
 
 /// <summary>Everything a run will do, in order, and how many artifacts that computes.</summary>
@@ -79,7 +79,7 @@ public static class PipelinePlanner
                 bool calibrate = !state.StatisticsCached.Contains(g.Key) && NeedsCalibration(g, cells, stage, state);
                 if (calibrate || cellJobs.Count > 0) groups.Add(new GroupJob(g, calibrate, cellJobs));
             }
-            bool train = model.IsDefault && !state.ModelsPresent.Contains(model.Source) && (original is not null || groups.Count > 0);
+            bool train = (model.IsDefault || model.IsFineTuned) && !state.ModelsPresent.Contains(model.Source) && (original is not null || groups.Count > 0);
             if (original is not null || groups.Count > 0) models.Add(new ModelJob(model, train, original, groups));
         }
         return new PipelineJobs(models);
