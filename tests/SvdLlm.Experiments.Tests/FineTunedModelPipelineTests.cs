@@ -97,3 +97,104 @@ public sealed class FineTunedModelPipelineTests
         }
     }
 }
+
+/// <summary>A matrix's <c>delta:</c> block end to end: base, fine-tuned and every delta method at each CR, stored, reported, resumable.</summary>
+public sealed class DeltaPipelineTests
+{
+    private const string Matrix = """
+        name: delta
+        models:
+          - {name: tiny, path: {model}}
+          - {name: tiny-ft, finetune: {from: tiny, text: {domain}, steps: 12, lr: 3e-3, batch: 4, samples: 16, seq_len: 32, seed: 1}}
+        delta:
+          base: tiny
+          finetuned: tiny-ft
+          methods: [impart, svd, dare, {name: impart, params: {exponent: 0}}]
+          ratios: [2, 4]
+        baseline: true
+        tasks:
+          - {name: wikitext2, data: {domain}, limit: 4, seq_len: 32}
+          - {name: wikitext2_other, data: {text}, limit: 4, seq_len: 32}
+        run: {threads: 1, batch_size: 2, keep_compressed: false, cache_dir: {cache}}
+        """;
+
+    private static double Scalar(string db, string sql)
+    {
+        using var s = ResultStore.Open(db);
+        using var cmd = s.Connection.CreateCommand();
+        cmd.CommandText = sql;
+        return Convert.ToDouble(cmd.ExecuteScalar());
+    }
+
+    [Fact]
+    public void Delta_cells_compress_the_pair_evaluate_and_a_rerun_recomputes_nothing()
+    {
+        using var w = new MicroWorld();
+        string domain = w.Temp.File("domain.txt");
+        File.WriteAllText(domain, MicroWorld.Text(seed: 11, words: 1500).Replace("whale", "ship ship"));
+        string matrix = w.Matrix(Matrix.Replace("{domain}", domain).Replace("wikitext2_other", "wikitext2"), "m.yaml");
+        // Two perplexity sets need two task names: the second is the micro world's own text under another task key.
+        matrix = w.Matrix(File.ReadAllText(matrix).Replace("  - {name: wikitext2, data: " + w.TextFile, "  - {name: ptb, data: " + w.TextFile), "m.yaml");
+        string db = w.Temp.File("results.db");
+        var seen = new List<(string Kind, string Key)>();
+        var summary = MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions { AfterArtifact = (k, key) => seen.Add((k, key)) });
+        Assert.Equal("finished", summary.Status);
+        Assert.Equal(1, seen.Count(s => s.Kind == "model"));
+        Assert.Equal(8, seen.Count(s => s.Kind == "compressed"));           // 4 methods × 2 CRs
+        Assert.Equal((2 + 8) * 2, seen.Count(s => s.Kind == "evaluation"));  // both originals and 8 delta cells, 2 tasks each
+        Assert.Equal(8, Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method LIKE 'delta-%'"));
+        // DARE at CR r keeps about 1/r of the deltas' values: 1 − 1/r of them removed (binomial; a few % either way here).
+        Assert.Equal(1, Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 4 AND c.achieved_linear_ratio BETWEEN 0.72 AND 0.78"));
+        Assert.Equal(1, Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 2 AND c.achieved_linear_ratio BETWEEN 0.47 AND 0.53"));
+        Assert.Equal(20, Scalar(db, "SELECT count(*) FROM metrics WHERE metric = 'ppl' AND value > 1"));
+        // ImPart at exponent 0 is truncation at the equal-budget rank: the same perplexity as svd at each CR.
+        foreach (double cr in new[] { 2.0, 4.0 })
+        {
+            double svd = Scalar(db, $"SELECT m.value FROM metrics m JOIN cells c ON c.cell_key = m.cell_key WHERE c.method = 'delta-svd' AND c.ratio = {cr} AND m.task = 'wikitext2' AND m.metric = 'ppl'");
+            double imp0 = Scalar(db, $"SELECT m.value FROM metrics m JOIN cells c ON c.cell_key = m.cell_key WHERE c.method = 'delta-impart' AND c.ratio = {cr} AND c.config_json LIKE '%exponent%' AND m.task = 'wikitext2' AND m.metric = 'ppl'");
+            Assert.Equal(svd, imp0, 4);
+        }
+        var again = new List<(string Kind, string Key)>();
+        MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions { AfterArtifact = (k, key) => again.Add((k, key)) });
+        Assert.Empty(again);
+
+        // The report: one delta table (base, fine-tuned, 8 delta rows; both tasks as columns), and no SVD table of the
+        // fine-tuned model at a "ratio" of 2 or 4.
+        string outDir = w.Temp.Sub("report");
+        SvdLlm.Experiments.Reports.ReportGenerator.Generate(db, outDir);
+        var csv = File.ReadAllLines(Path.Combine(outDir, "tables", "delta_tiny-ft.csv"));
+        Assert.Equal(1 + 2 + 8, csv.Length);
+        Assert.StartsWith("finetuned_model,row,method,target_cr,achieved_cr,cell_key,", csv[0]);
+        Assert.Contains("wikitext2", csv[0]);
+        Assert.Contains("ptb", csv[0]);
+        Assert.StartsWith("tiny-ft,tiny (base),original,", csv[1]);
+        Assert.StartsWith("tiny-ft,tiny-ft (fine-tuned),original,", csv[2]);
+        Assert.Contains(csv, l => l.StartsWith("tiny-ft,ImPart Δ (exponent=0),delta-impart,4,", StringComparison.Ordinal));
+        Assert.DoesNotContain(Directory.GetFiles(Path.Combine(outDir, "tables")), f => Path.GetFileName(f).Contains("400", StringComparison.Ordinal));
+        Assert.Contains("id=\"delta\"", File.ReadAllText(Path.Combine(outDir, "report.html")));
+    }
+
+    [Fact]
+    public void Misdeclared_delta_blocks_are_refused_with_the_field_named()
+    {
+        using var w = new MicroWorld();
+        var cases = new (string Delta, string Message)[]
+        {
+            ("{base: tiny, finetuned: nope, methods: [svd], ratios: [4]}", "delta.finetuned: no models entry is named 'nope'"),
+            ("{base: tiny, finetuned: tiny, methods: [svd], ratios: [4]}", "base and finetuned are the same model"),
+            ("{base: tiny, finetuned: ft, methods: [lowrank], ratios: [4]}", "unknown delta method 'lowrank'"),
+            ("{base: tiny, finetuned: ft, methods: [{name: svd, params: {beta: 0.5}}], ratios: [4]}", "delta.methods[0].params.beta: ImPart's parameter; svd has none"),
+            ("{base: tiny, finetuned: ft, methods: [{name: impart, params: {beta: 1.5}}], ratios: [4]}", "delta.methods[0].params.beta: 1.5 must be in [0, 1)"),
+            ("{base: tiny, finetuned: ft, methods: [dare], ratios: [0.5]}", "CR 0.5 < 1 cannot be met by DARE"),
+            ("{base: tiny, finetuned: ft, methods: [svd]}", "delta.ratios: required"),
+            ("{base: tiny, finetuned: ft, methods: [svd], ratios: [4], seed: 2}", "unknown key 'delta.seed'"),
+        };
+        foreach (var (delta, message) in cases)
+        {
+            string matrix = w.Matrix("name: bad\nmodels:\n  - {name: tiny, path: {model}}\n  - {name: ft, path: {model}}\ndelta: " + delta
+                + "\ntasks: [{name: wikitext2, data: {text}, limit: 2, seq_len: 16}]\nrun: {cache_dir: {cache}}\n");
+            var e = Assert.Throws<MatrixValidationException>(() => MatrixLoader.Load(matrix));
+            Assert.Contains(message, e.Message);
+        }
+    }
+}

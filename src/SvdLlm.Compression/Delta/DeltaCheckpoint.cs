@@ -78,6 +78,9 @@ public static class DeltaCheckpoint
 {
     public const string ReportFileName = "delta-report.json";
 
+    /// <summary>Bumped when a change alters what a delta compression writes (it enters the matrix's cell keys).</summary>
+    public const int CodeVersion = 1;
+
     public static DeltaReport Write(string baseDir, string fineTunedDir, DeltaOptions options, string outDir, Action<string> log,
         JsonObject? provenance = null, CancellationToken cancellation = default)
     {
@@ -146,7 +149,9 @@ public static class DeltaCheckpoint
                 SafeTensorsWriter.Write(target, tensors, st.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value));
             }
             var report = new DeltaReport(options, done, otherChanged, clock.Elapsed.TotalSeconds);
-            File.WriteAllText(Path.Combine(staging, ReportFileName), ToJson(report, baseDir, fineTunedDir, provenance).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            var indented = new JsonSerializerOptions { WriteIndented = true };
+            File.WriteAllText(Path.Combine(staging, ReportFileName), ToJson(report, baseDir, fineTunedDir, provenance).ToJsonString(indented));
+            File.WriteAllText(Path.Combine(staging, "compression-report.json"), CompressedCheckpoint.ReportJson(AsCompressionReport(report, ft.ParameterCount)).ToJsonString(indented));
             Directory.Move(staging, outDir);
             return report;
         }
@@ -155,6 +160,39 @@ public static class DeltaCheckpoint
             if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         }
     }
+
+    /// <summary>The method's name where a compressed model is recorded (compression-report.json, the results database).</summary>
+    public static string MethodName(DeltaMethod m) => "delta-" + DeltaOptions.Name(m);
+
+    /// <summary>
+    /// The delta as compression-report.json states a compression, so every command and the results store read it like
+    /// any compressed model: "before" is the deltas' dense values, "after" the values stored, the ratio removed
+    /// 1 − 1/CR; bytes count float16 values (what ImPart's CR counts); one row per linear with its rank (0 for DARE)
+    /// and the relative Frobenius error of its delta as the measured loss.
+    /// </summary>
+    public static CompressionReport AsCompressionReport(DeltaReport r, long modelParameters)
+    {
+        var c = new CompressionReport { Method = MethodName(r.Options.Method), Ratio = r.Options.Ratio };
+        c.Label = $"{DeltaOptions.Name(r.Options.Method)} Δ CR {r.Options.Ratio:G4}";
+        c.LinearParamsBefore = r.DenseValues;
+        c.LinearParamsAfter = r.StoredValues;
+        c.ModelParamsBefore = modelParameters;
+        c.ModelParamsAfter = modelParameters - r.DenseValues + r.StoredValues;
+        c.LinearBytesBefore = 2 * r.DenseValues;
+        c.LinearBytesAfter = r.StoredBytesFloat16;
+        c.StageSeconds["delta"] = Math.Round(r.Seconds, 3);
+        foreach (var l in r.Linears)
+        {
+            long dense = (long)l.Rows * l.Cols;
+            c.Matrices.Add(new MatrixReport(l.Name, [l.Rows, l.Cols], MatrixGroup(l.Name), 1 - (double)l.StoredValues / dense, l.Rank ?? 0, l.RelativeError,
+                "‖ΔW − ΔŴ‖_F/‖ΔW‖_F", l.RelativeError, dense, l.StoredValues, 0, null, null));
+        }
+        c.Notes.Add($"delta compression of the fine-tuned model's decoder linears ({DeltaOptions.Name(r.Options.Method)}, CR {r.Options.Ratio:G4}, achieved {r.AchievedRatio:F3}); "
+            + $"{r.OtherChangedValues:N0} values outside them differ from the base and are kept from the fine-tuned model");
+        return c;
+    }
+
+    private static string MatrixGroup(string name) => name[(name.LastIndexOf('.') + 1)..];
 
     private static (float[] Data, DeltaLinear Record) Compress(Linear l, string name, CheckpointReader ft, CheckpointReader bs, DeltaOptions o)
     {

@@ -117,6 +117,25 @@ public sealed class ArtifactKeys(string cacheRoot)
         return Sha256Hex(o.ToJsonString());
     }
 
+    /// <summary>A delta cell: both models' keys, the method with its parameters, the CR and the delta code's version.</summary>
+    public string DeltaCellKey(ModelSpec baseModel, ModelSpec fineTuned, MethodSpec method, double ratio)
+    {
+        var p = new JsonObject();
+        foreach (var (k, v) in method.Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal)) p[k] = v;
+        var o = new JsonObject
+        {
+            ["kind"] = "delta-cell",
+            ["pipeline"] = ArtifactVersions.Pipeline,
+            ["base"] = ModelKey(baseModel),
+            ["model"] = ModelKey(fineTuned),
+            ["method"] = method.Name,
+            ["params"] = p,
+            ["ratio"] = ratio.ToString("R", CultureInfo.InvariantCulture),
+            ["delta_version"] = SvdLlm.Compression.Delta.DeltaCheckpoint.CodeVersion,
+        };
+        return Sha256Hex(o.ToJsonString());
+    }
+
     /// <summary>One (cell, task) evaluation: the task's name, data content and protocol parameters.</summary>
     public string TaskKey(string cellKey, TaskSpec task)
     {

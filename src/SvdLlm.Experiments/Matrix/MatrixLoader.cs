@@ -23,7 +23,10 @@ namespace SvdLlm.Experiments.Matrix;
 /// </remarks>
 public static class MatrixLoader
 {
-    private static readonly string[] TopLevelKeys = ["name", "description", "extends", "paths", "models", "calibration", "methods", "ratios", "baseline", "tasks", "task_defaults", "run"];
+    private static readonly string[] TopLevelKeys = ["name", "description", "extends", "paths", "models", "calibration", "methods", "ratios", "baseline", "tasks", "task_defaults", "run", "delta"];
+    private static readonly string[] DeltaKeys = ["base", "finetuned", "methods", "ratios"];
+    private static readonly string[] DeltaMethodNames = ["impart", "svd", "dare"];
+    private static readonly string[] DeltaParameters = ["beta", "exponent", "seed"];
     private static readonly HashSet<string> DeepKeys = ["calibration", "run", "task_defaults", "paths"];
     private static readonly string[] ModelKeys = ["name", "path", "finetune"];
     private static readonly string[] FineTuneKeys = ["from", "text", "steps", "lr", "batch", "samples", "seq_len", "seed", "weight_decay"];
@@ -295,6 +298,7 @@ public static class MatrixLoader
             }
         }
         bool baseline = root["baseline"] is { } bn ? e.Bool(bn, "baseline") ?? true : true;
+        var deltas = Deltas(root["delta"], models, e);
         // Quantizers (rtn, gptq, gptvq) take no ratio: each is one cell per model and calibration, at full rank.
         bool lowRank = methods.Any(m => !CompressionMethod.Get(m.Name).IsQuantization);
         if (lowRank && ratios.Count == 0 && root["ratios"] is null) e.Add(root.Position, "ratios: required when SVD methods are listed (e.g. ratios: [0.2, 0.4])");
@@ -393,6 +397,7 @@ public static class MatrixLoader
             Path = file,
             Sha256 = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(hashes))),
             Models = models,
+            Deltas = deltas,
             Calibrations = calibrations,
             Methods = methods,
             Ratios = ratios,
@@ -400,6 +405,88 @@ public static class MatrixLoader
             Tasks = tasks,
             Run = new RunOptions(threads, batchSize, keep, cacheDir),
         };
+    }
+
+    /// <summary><c>delta:</c>, one mapping or a list: base and finetuned name models entries, methods and CRs say what to compress.</summary>
+    private static List<DeltaSpec> Deltas(YNode? node, List<ModelSpec> models, Errors e)
+    {
+        var result = new List<DeltaSpec>();
+        var items = node switch
+        {
+            null => [],
+            YMapping m => [m],
+            YSequence q => q.Items.ToList(),
+            _ => null,
+        };
+        if (items is null) e.Add(node!.Position, "delta: expected a mapping (base:, finetuned:, methods:, ratios:) or a list of them");
+        for (int i = 0; items is not null && i < items.Count; i++)
+        {
+            string where = node is YSequence ? $"delta[{i}]" : "delta";
+            if (items[i] is not YMapping dm)
+            {
+                e.Add(items[i].Position, $"{where}: expected a mapping (base:, finetuned:, methods:, ratios:)");
+                continue;
+            }
+            e.CheckKeys(dm, DeltaKeys, where + ".");
+            ModelSpec? Model(string key)
+            {
+                if (dm[key] is not { } n) { e.Add(dm.Position, $"{where}.{key}: required (the name of a models entry)"); return null; }
+                if (e.String(n, $"{where}.{key}") is not { } name) return null;
+                if (models.FirstOrDefault(m => m.Name == name) is { } found) return found;
+                e.Add(n.Position, $"{where}.{key}: no models entry is named '{name}'{Suggest(name, models.Select(m => m.Name))}; known: {string.Join(", ", models.Select(m => m.Name))}");
+                return null;
+            }
+            var b = Model("base");
+            var f = Model("finetuned");
+            if (b is not null && f is not null && b == f) e.Add(dm.Position, $"{where}: base and finetuned are the same model '{b.Name}': there is no delta");
+            var methods = new List<MethodSpec>();
+            if (e.Sequence(dm["methods"], where + ".methods", dm.Position, required: true) is { } methodItems)
+                for (int j = 0; j < methodItems.Count; j++)
+                {
+                    string mw = $"{where}.methods[{j}]";
+                    var item = methodItems[j];
+                    YScalar? nameNode = item as YScalar;
+                    var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
+                    if (item is YMapping mm)
+                    {
+                        e.CheckKeys(mm, MethodKeys, mw + ".");
+                        nameNode = mm["name"] as YScalar;
+                        if (mm["params"] is YMapping pm)
+                            foreach (var (k, v) in pm.Entries)
+                            {
+                                if (!DeltaParameters.Contains(k.Value)) { e.Add(k.Position, $"{mw}.params: unknown parameter '{k.Value}'{Suggest(k.Value, DeltaParameters)}; delta methods take {string.Join(", ", DeltaParameters)}"); continue; }
+                                if (v is not YScalar vs || !double.TryParse(vs.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) || !double.IsFinite(x))
+                                { e.Add(v.Position, $"{mw}.params.{k.Value}: expected a number"); continue; }
+                                bool ok = k.Value switch { "beta" => x >= 0 && x < 1, "exponent" => x >= 0, _ => x >= 0 && x == Math.Floor(x) };
+                                if (!ok) { e.Add(v.Position, $"{mw}.params.{k.Value}: {vs.Value} must be {(k.Value == "beta" ? "in [0, 1)" : k.Value == "exponent" ? "≥ 0" : "a non-negative integer")}"); continue; }
+                                parameters[k.Value] = x.ToString("R", CultureInfo.InvariantCulture);
+                            }
+                        else if (mm["params"] is { } bad) e.Add(bad.Position, $"{mw}.params: expected a mapping");
+                    }
+                    if (nameNode is null || nameNode.IsNull) { e.Add(item.Position, $"{mw}: expected impart, svd or dare, or a mapping with name: and params:"); continue; }
+                    if (!DeltaMethodNames.Contains(nameNode.Value)) { e.Add(nameNode.Position, $"{mw}: unknown delta method '{nameNode.Value}'{Suggest(nameNode.Value, DeltaMethodNames)}; known: {string.Join(", ", DeltaMethodNames)}"); continue; }
+                    if (nameNode.Value != "impart" && parameters.Keys.FirstOrDefault(k => k != "seed") is { } only)
+                    { e.Add(item.Position, $"{mw}.params.{only}: ImPart's parameter; {nameNode.Value} has none"); continue; }
+                    if (nameNode.Value == "svd" && parameters.ContainsKey("seed")) { e.Add(item.Position, $"{mw}.params.seed: svd draws nothing at random"); continue; }
+                    var spec = new MethodSpec(SvdLlm.Compression.Delta.DeltaCheckpoint.MethodName(SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(nameNode.Value)), parameters, item.Position);
+                    if (methods.FirstOrDefault(m => m.Name == spec.Name && m.Parameters.SequenceEqual(spec.Parameters)) is { } dup)
+                        e.Add(item.Position, $"{mw}: duplicate cell: already listed at line {dup.Position.Line}");
+                    else methods.Add(spec);
+                }
+            var ratios = new List<double>();
+            if (e.Sequence(dm["ratios"], where + ".ratios", dm.Position, required: true) is { } ratioItems)
+                for (int j = 0; j < ratioItems.Count; j++)
+                {
+                    string rw = $"{where}.ratios[{j}]";
+                    if (ratioItems[j] is not YScalar rs || !double.TryParse(rs.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double r) || !double.IsFinite(r) || r <= 0)
+                    { e.Add(ratioItems[j].Position, $"{rw}: expected a positive number, the delta's compression ratio CR (dense values / stored values, e.g. 32)"); continue; }
+                    if (r < 1 && methods.Any(m => m.Name == "delta-dare")) e.Add(rs.Position, $"{rw}: CR {rs.Value} < 1 cannot be met by DARE (it keeps each value with probability 1/CR)");
+                    else if (ratios.Contains(r)) e.Add(rs.Position, $"{rw}: duplicate cell: CR {rs.Value} is listed twice");
+                    else ratios.Add(r);
+                }
+            if (b is not null && f is not null && b != f) result.Add(new DeltaSpec(b, f, methods, ratios, dm.Position));
+        }
+        return result;
     }
 
     /// <summary>A model's <c>finetune:</c> mapping; <c>from</c> names an earlier models entry.</summary>

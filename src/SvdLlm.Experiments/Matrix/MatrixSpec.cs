@@ -49,6 +49,28 @@ public sealed record MethodSpec(string Name, IReadOnlyDictionary<string, string>
     public SvdLlm.Compression.MethodRecipe Recipe => SvdLlm.Compression.MethodRecipe.Parse(Name, Parameters);
 }
 
+/// <summary>
+/// <c>delta:</c> of a matrix: the fine-tuning delta of <see cref="FineTuned"/> over <see cref="Base"/> (two models
+/// entries with the same architecture) compressed by each method at each CR (ImPart's: dense values over stored values).
+/// Methods are named <c>delta-impart</c>, <c>delta-svd</c>, <c>delta-dare</c> in cells and tables; their parameters
+/// (<c>beta</c>, <c>exponent</c>, <c>seed</c>) are in <see cref="MethodSpec.Parameters"/>.
+/// </summary>
+public sealed record DeltaSpec(ModelSpec Base, ModelSpec FineTuned, IReadOnlyList<MethodSpec> Methods, IReadOnlyList<double> Ratios, SourcePosition Position)
+{
+    public static SvdLlm.Compression.Delta.DeltaOptions Options(MethodSpec method, double ratio)
+    {
+        var m = SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(method.Name["delta-".Length..]);
+        var d = new SvdLlm.Compression.Delta.DeltaOptions(m, ratio);
+        double Get(string key, double fallback) => method.Parameters.TryGetValue(key, out string? v) ? double.Parse(v, System.Globalization.CultureInfo.InvariantCulture) : fallback;
+        return d with
+        {
+            Beta = Get("beta", d.Beta),
+            Exponent = Get("exponent", d.Exponent),
+            Seed = method.Parameters.TryGetValue("seed", out string? s) ? ulong.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : d.Seed,
+        };
+    }
+}
+
 /// <summary>An evaluation task: a <see cref="SvdLlm.Evaluation.Tasks.TaskRegistry"/> name, its data path, and protocol knobs.</summary>
 public sealed record TaskSpec(string Name, string? Data, int? Limit, int? SeqLen, SourcePosition Position);
 
@@ -74,6 +96,9 @@ public sealed class MatrixSpec
     public required IReadOnlyList<CalibrationSpec> Calibrations { get; init; }
     public required IReadOnlyList<MethodSpec> Methods { get; init; }
     public required IReadOnlyList<double> Ratios { get; init; }
+
+    /// <summary>Delta-compression blocks (<c>delta:</c>); empty when the matrix has none.</summary>
+    public IReadOnlyList<DeltaSpec> Deltas { get; init; } = [];
 
     /// <summary>Whether the uncompressed model of each model is a cell too (method "original", ratio 0).</summary>
     public required bool Baseline { get; init; }

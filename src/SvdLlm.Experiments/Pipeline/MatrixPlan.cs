@@ -11,12 +11,16 @@ namespace SvdLlm.Experiments.Pipeline;
 public sealed record EvaluationPlan(TaskSpec Task, string TaskKey, string ParamsJson);
 
 /// <summary>One cell of the matrix with its keys and its evaluations.</summary>
+/// <param name="DeltaBase">for a delta cell (<see cref="DeltaSpec"/>): the base model; <see cref="Model"/> is the fine-tuned one</param>
 public sealed record CellPlan(string Key, ModelSpec Model, CalibrationSpec? Calibration, MethodSpec Method, double Ratio,
-    string ModelKey, string? CalibrationKey, IReadOnlyList<EvaluationPlan> Evaluations, CellRecord Record)
+    string ModelKey, string? CalibrationKey, IReadOnlyList<EvaluationPlan> Evaluations, CellRecord Record, ModelSpec? DeltaBase = null)
 {
     public bool IsOriginal => Method.Name == MethodSpec.Original;
 
+    public bool IsDelta => DeltaBase is not null;
+
     public string Label => IsOriginal ? $"{Model.Name} original"
+        : IsDelta ? $"{Model.Name} Δ{Method.Name["delta-".Length..]}{(Method.Parameters.Count > 0 ? "(" + string.Join(",", Method.Parameters.Select(kv => kv.Key + "=" + kv.Value)) + ")" : "")} CR {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
         : Method.Recipe.TakesRatio ? $"{Model.Name} {Method.Recipe.Label} @ {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
         : $"{Model.Name} {Method.Recipe.Label}";
 }
@@ -79,6 +83,10 @@ public sealed class MatrixPlan
                 }
             }
         }
+        foreach (var delta in matrix.Deltas)
+            foreach (var method in delta.Methods)
+                foreach (double ratio in delta.Ratios)
+                    cells.Add(DeltaCell(matrix, keys, delta, method, ratio));
         var duplicate = cells.GroupBy(c => c.Key).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null)
         {
@@ -89,14 +97,37 @@ public sealed class MatrixPlan
         return new MatrixPlan { Matrix = matrix, Cells = cells, Calibrations = calibrations };
     }
 
+    private static List<EvaluationPlan> Evaluations(MatrixSpec matrix, ArtifactKeys keys, string cellKey) => matrix.Tasks.Select(t =>
+    {
+        var p = new JsonObject { ["data"] = t.Data, ["limit"] = t.Limit, ["seq_len"] = t.SeqLen, ["batch_size"] = matrix.Run.BatchSize };
+        return new EvaluationPlan(t, keys.TaskKey(cellKey, t), p.ToJsonString());
+    }).ToList();
+
+    private static CellPlan DeltaCell(MatrixSpec matrix, ArtifactKeys keys, DeltaSpec delta, MethodSpec method, double ratio)
+    {
+        string key = keys.DeltaCellKey(delta.Base, delta.FineTuned, method, ratio);
+        string modelKey = keys.ModelKey(delta.FineTuned);
+        var parameters = new JsonObject();
+        foreach (var (k, v) in method.Parameters) parameters[k] = v;
+        var config = new JsonObject
+        {
+            ["matrix"] = matrix.Name,
+            ["model"] = new JsonObject { ["name"] = delta.FineTuned.Name, ["source"] = delta.FineTuned.Source, ["key"] = modelKey },
+            ["delta"] = new JsonObject { ["base"] = delta.Base.Name, ["base_key"] = keys.ModelKey(delta.Base) },
+            ["method"] = method.Name,
+            ["params"] = parameters,
+            ["ratio"] = ratio,
+            ["delta_version"] = SvdLlm.Compression.Delta.DeltaCheckpoint.CodeVersion,
+            ["pipeline_version"] = ArtifactVersions.Pipeline,
+        };
+        var record = new CellRecord(key, matrix.Name, delta.FineTuned.Name, modelKey, method.Name, ratio, null, null, config.ToJsonString());
+        return new CellPlan(key, delta.FineTuned, null, method, ratio, modelKey, null, Evaluations(matrix, keys, key), record, delta.Base);
+    }
+
     private static CellPlan Cell(MatrixSpec matrix, ArtifactKeys keys, ModelSpec model, string modelKey, CalibrationSpec? calibration, string? calKey, MethodSpec method, double ratio)
     {
         string key = keys.CellKey(model, calibration, method, ratio);
-        var evaluations = matrix.Tasks.Select(t =>
-        {
-            var p = new JsonObject { ["data"] = t.Data, ["limit"] = t.Limit, ["seq_len"] = t.SeqLen, ["batch_size"] = matrix.Run.BatchSize };
-            return new EvaluationPlan(t, keys.TaskKey(key, t), p.ToJsonString());
-        }).ToList();
+        var evaluations = Evaluations(matrix, keys, key);
         JsonObject? calJson = calibration is null ? null : new JsonObject
         {
             ["dataset"] = calibration.Dataset,

@@ -291,7 +291,7 @@ public static class MatrixRunner
         /// </summary>
         public void CheckTaskFiles(PipelineJobs jobs)
         {
-            var tasks = jobs.Models.SelectMany(m => m.Groups.SelectMany(g => g.Cells).Concat(m.Original is null ? [] : [m.Original]))
+            var tasks = jobs.Models.SelectMany(m => m.CellJobs)
                 .SelectMany(j => j.Evaluate).Select(e => e.Task)
                 .Where(t => t.Data is not null && TaskDefinitions.Find(t.Name)?.Kind == SvdLlm.Evaluation.Tasks.TaskKind.MultipleChoice)
                 .DistinctBy(t => (t.Name, t.Data));
@@ -328,7 +328,7 @@ public static class MatrixRunner
         public void PrintDryRun(PipelineJobs jobs)
         {
             var o = options.Output;
-            var byCell = jobs.Models.SelectMany(m => m.Groups.SelectMany(g => g.Cells).Concat(m.Original is null ? [] : [m.Original])).ToDictionary(j => j.Cell.Key);
+            var byCell = jobs.Models.SelectMany(m => m.CellJobs).ToDictionary(j => j.Cell.Key);
             var calibrating = jobs.Models.SelectMany(m => m.Groups).Where(g => g.Calibrate).Select(g => g.Group.Key).ToHashSet();
             o($"matrix {plan.Matrix.Name} ({plan.Matrix.Path}): {plan.Cells.Count} cells, shard {options.Shard}: {cells.Count}; stage {options.Stage.ToString().ToLowerInvariant()}");
             foreach (var m in plan.Matrix.Models)
@@ -393,6 +393,11 @@ public static class MatrixRunner
                     {
                         stats?.Dispose();
                     }
+                }
+                foreach (var job in model.Deltas)
+                {
+                    if (job.Compress || job.Adopt || job.Evaluate.Count > 0) RunCell(job.Cell, modelDir, () => (null, null));
+                    if (job.Drop) DropIfDone(job.Cell);
                 }
             }
         }
@@ -553,6 +558,20 @@ public static class MatrixRunner
                 return;
             }
             string label = $"compress {c.Label}";
+            if (c.IsDelta)
+            {
+                string baseDir = EnsureModel(c.DeltaBase!);
+                var deltaClock = Begin(ArtifactKind.Compressed, label);
+                Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+                var delta = SvdLlm.Compression.Delta.DeltaCheckpoint.Write(baseDir, modelDir, DeltaSpec.Options(c.Method, c.Ratio), dir,
+                    line => Log("compress-delta: " + line), cancellation: options.Cancellation);
+                store.RecordCompression(c.Record, CompressionReportReader.Read(dir), _runId);
+                _state.Compressed.Add(c.Key);
+                _state.OnDisk.Add(c.Key);
+                Log($"compressed {c.Label}: CR {delta.AchievedRatio:F2} ({delta.StoredValues:N0} of {delta.DenseValues:N0} delta values) → {dir}");
+                End(ArtifactKind.Compressed, label, c.Key, deltaClock, dir);
+                return;
+            }
             var clock = Begin(ArtifactKind.Compressed, label);
             using var model = ModelLoader.Load(modelDir);
             Directory.CreateDirectory(Path.GetDirectoryName(dir)!);

@@ -35,13 +35,19 @@ public sealed record CellJob(CellPlan Cell, bool Compress, bool Adopt, IReadOnly
 public sealed record GroupJob(CalibrationPlan Group, bool Calibrate, IReadOnlyList<CellJob> Cells);
 
 /// <summary>A model's work: train it if it is the default model or a fine-tuned one and missing, evaluate its original cell, then its groups.</summary>
-public sealed record ModelJob(ModelSpec Model, bool Train, CellJob? Original, IReadOnlyList<GroupJob> Groups);
+/// <param name="Deltas">delta cells whose fine-tuned model this is (no calibration: the delta methods are data-free)</param>
+public sealed record ModelJob(ModelSpec Model, bool Train, CellJob? Original, IReadOnlyList<GroupJob> Groups, IReadOnlyList<CellJob> Deltas)
+{
+    /// <summary>Every cell job of the model: the original, each group's, the deltas.</summary>
+    public IEnumerable<CellJob> CellJobs => (Original is null ? [] : new[] { Original }).Concat(Groups.SelectMany(g => g.Cells)).Concat(Deltas);
+}
 
 /// <summary>Everything a run will do, in order, and how many artifacts that computes.</summary>
 public sealed record PipelineJobs(IReadOnlyList<ModelJob> Models)
 {
     public int Artifacts => Models.Sum(m => (m.Train ? 1 : 0) + (m.Original?.Evaluate.Count ?? 0)
-        + m.Groups.Sum(g => (g.Calibrate ? 1 : 0) + g.Cells.Sum(c => (c.Compress ? 1 : 0) + c.Evaluate.Count)));
+        + m.Groups.Sum(g => (g.Calibrate ? 1 : 0) + g.Cells.Sum(c => (c.Compress ? 1 : 0) + c.Evaluate.Count))
+        + m.Deltas.Sum(c => (c.Compress ? 1 : 0) + c.Evaluate.Count));
 }
 
 /// <summary>
@@ -65,24 +71,33 @@ public static class PipelinePlanner
             {
                 var cellJobs = new List<CellJob>();
                 if (stage >= PipelineStage.Compress)
-                    foreach (var c in mine.Where(c => !c.IsOriginal && c.CalibrationKey == g.Key))
-                    {
-                        bool compress = NeedsCompression(c, stage, state);
-                        bool adopt = state.OnDisk.Contains(c.Key) && !state.Compressed.Contains(c.Key);
-                        var evaluate = stage >= PipelineStage.Evaluate ? Pending(c, state) : [];
-                        // Without keep_compressed, a model goes once every evaluation of its cell is stored (this run's or
-                        // earlier ones); a compress-only stage keeps the models its evaluations will need.
-                        bool drop = !keep && (stage >= PipelineStage.Evaluate || Pending(c, state).Count == 0)
-                                    && (compress || adopt || evaluate.Count > 0 || state.OnDisk.Contains(c.Key));
-                        if (compress || adopt || evaluate.Count > 0 || drop) cellJobs.Add(new CellJob(c, compress, adopt, evaluate, drop));
-                    }
+                    foreach (var c in mine.Where(c => !c.IsOriginal && !c.IsDelta && c.CalibrationKey == g.Key))
+                        if (CellJobOf(c, stage, state, keep) is { } job) cellJobs.Add(job);
                 bool calibrate = !state.StatisticsCached.Contains(g.Key) && NeedsCalibration(g, cells, stage, state);
                 if (calibrate || cellJobs.Count > 0) groups.Add(new GroupJob(g, calibrate, cellJobs));
             }
-            bool train = (model.IsDefault || model.IsFineTuned) && !state.ModelsPresent.Contains(model.Source) && (original is not null || groups.Count > 0);
-            if (original is not null || groups.Count > 0) models.Add(new ModelJob(model, train, original, groups));
+            var deltas = new List<CellJob>();
+            if (stage >= PipelineStage.Compress)
+                foreach (var c in mine.Where(c => c.IsDelta))
+                    if (CellJobOf(c, stage, state, keep) is { } job) deltas.Add(job);
+            bool work = original is not null || groups.Count > 0 || deltas.Count > 0;
+            bool train = (model.IsDefault || model.IsFineTuned) && !state.ModelsPresent.Contains(model.Source) && work;
+            if (work) models.Add(new ModelJob(model, train, original, groups, deltas));
         }
         return new PipelineJobs(models);
+    }
+
+    /// <summary>A compressed (or delta) cell's work at this stage, or null when there is none.</summary>
+    private static CellJob? CellJobOf(CellPlan c, PipelineStage stage, PipelineState state, bool keep)
+    {
+        bool compress = NeedsCompression(c, stage, state);
+        bool adopt = state.OnDisk.Contains(c.Key) && !state.Compressed.Contains(c.Key);
+        var evaluate = stage >= PipelineStage.Evaluate ? Pending(c, state) : [];
+        // Without keep_compressed, a model goes once every evaluation of its cell is stored (this run's or
+        // earlier ones); a compress-only stage keeps the models its evaluations will need.
+        bool drop = !keep && (stage >= PipelineStage.Evaluate || Pending(c, state).Count == 0)
+                    && (compress || adopt || evaluate.Count > 0 || state.OnDisk.Contains(c.Key));
+        return compress || adopt || evaluate.Count > 0 || drop ? new CellJob(c, compress, adopt, evaluate, drop) : null;
     }
 
     /// <summary>The cell's evaluations not stored under their current task key.</summary>

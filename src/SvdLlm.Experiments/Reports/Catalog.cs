@@ -14,6 +14,13 @@ public static class MethodCatalog
     /// <summary>An unknown method (a future one, or a typo in an old database) still shows, after the known ones.</summary>
     public static MethodInfo Get(string name) =>
         name == Original ? new MethodInfo(Original, "Original", 0)
+        : name switch
+        {
+            "delta-impart" => new MethodInfo(name, "ImPart Δ", 90),
+            "delta-svd" => new MethodInfo(name, "Low-rank Δ", 91),
+            "delta-dare" => new MethodInfo(name, "DARE Δ", 92),
+            _ => null,
+        } is { } delta ? delta
         : CompressionMethod.All.FirstOrDefault(m => m.Name == name) is { } m ? new MethodInfo(m.Name, m.Display, m.Order)
         : new MethodInfo(name, name, 100);
 

@@ -45,7 +45,7 @@ public static class HtmlReport
         footer { margin-top: 36px; color: #666666; font-size: 12px; }
         """;
 
-    public static string Render(ReportData data, IReadOnlyList<ModelReport> models, SimpleTable provenance)
+    public static string Render(ReportData data, IReadOnlyList<ModelReport> models, SimpleTable provenance, IReadOnlyList<SimpleTable>? deltas = null)
     {
         var s = data.Snapshot;
         var b = new StringBuilder();
@@ -67,8 +67,14 @@ public static class HtmlReport
             foreach (var m in models)
                 b.Append("<li><a href=\"#model-").Append(m.Model.Slug).Append("\">").Append(Escape.Html(m.Model.Display)).Append("</a> (")
                     .Append(Count(m.Tables.Count, "table")).Append(", ").Append(Count(m.Plots.Count, "plot")).Append(")</li>\n");
+            if (deltas is { Count: > 0 }) b.Append("<li><a href=\"#delta\">Delta compression</a> (").Append(Count(deltas.Count, "table")).Append(")</li>\n");
             b.Append("<li><a href=\"#provenance\">Provenance</a></li>\n</ul>\n</nav>\n");
             foreach (var m in models) Model(b, m);
+            if (deltas is { Count: > 0 })
+            {
+                b.Append("<h2 id=\"delta\">Delta compression</h2>\n");
+                foreach (var t in deltas) b.Append("<div class=\"scroll\">\n").Append(TableRenderers.Html(t)).Append("</div>\n");
+            }
         }
 
         b.Append("<h2 id=\"provenance\">Provenance</h2>\n");

@@ -56,6 +56,8 @@ public static class ReportGenerator
             }
             models.Add(new ModelReport(model, tables, memory, compression, efficiency, timings, plots));
         }
+        var deltas = SupportTables.Delta(data);
+        foreach (var t in deltas) AddTable(t.Id, TableRenderers.Markdown(t), TableRenderers.Latex(t, snapshot.DatabaseName), TableRenderers.Csv(t));
         var provenance = SupportTables.Provenance(data);
         string provenanceMd = TableRenderers.Markdown(provenance);
         files.Add(("tables/provenance.md", provenanceMd));
@@ -64,7 +66,7 @@ public static class ReportGenerator
         files.Add(("tables/metrics_long.csv", SupportTables.LongCsv(data)));
         files.Add(("tables/training_curves.csv", SupportTables.TrainingCsv(data)));
         files.Add(("tables/index.md", index.ToString()));
-        files.Add(("report.html", HtmlReport.Render(data, models, provenance)));
+        files.Add(("report.html", HtmlReport.Render(data, models, provenance, deltas)));
 
         var duplicate = files.GroupBy(f => f.RelativePath).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new InvalidOperationException($"report file '{duplicate.Key}' would be written twice");

@@ -65,7 +65,8 @@ public sealed class ReportData
         _timings = snapshot.Timings.GroupBy(s => s.CellKey).ToDictionary(g => g.Key, g => g.ToList());
         _curves = snapshot.TrainingCurves.GroupBy(s => s.CellKey).ToDictionary(g => g.Key, g => g.ToList());
 
-        var groups = snapshot.Cells.GroupBy(c => (c.Model, c.ModelKey)).OrderBy(g => g.Key.Model, StringComparer.Ordinal).ThenBy(g => g.Key.ModelKey, StringComparer.Ordinal).ToList();
+        DeltaCells = snapshot.Cells.Where(IsDelta).ToList();
+        var groups = snapshot.Cells.Where(c => !IsDelta(c)).GroupBy(c => (c.Model, c.ModelKey)).OrderBy(g => g.Key.Model, StringComparer.Ordinal).ThenBy(g => g.Key.ModelKey, StringComparer.Ordinal).ToList();
         var nameCounts = groups.GroupBy(g => g.Key.Model).ToDictionary(g => g.Key, g => g.Count());
         var models = new List<ModelGroup>();
         var usedSlugs = new HashSet<string>();
@@ -78,6 +79,11 @@ public sealed class ReportData
         }
         Models = models;
     }
+
+    /// <summary>Delta-compression cells (methods delta-*): reported in their own tables, beside their base and fine-tuned models, not among the SVD cells.</summary>
+    public IReadOnlyList<CellRow> DeltaCells { get; }
+
+    public static bool IsDelta(CellRow c) => c.Method.StartsWith("delta-", StringComparison.Ordinal);
 
     public MetricRow? Metric(string cell, string task, string metric) => _metrics.GetValueOrDefault((cell, task, metric));
     public CompressionRow? Compression(string cell) => _compression.GetValueOrDefault(cell);

@@ -48,6 +48,66 @@ public static class SupportTables
     }
 
     /// <summary>
+    /// One table per fine-tuned model with delta cells: its base and itself uncompressed, then every delta method at each
+    /// CR, with the CR achieved and each task's value (perplexity, or accuracy). Tasks on the fine-tuning text and off
+    /// it sit side by side, so the table shows what each method keeps of the fine-tune and what it gives back.
+    /// </summary>
+    public static IReadOnlyList<SimpleTable> Delta(ReportData data)
+    {
+        var tables = new List<SimpleTable>();
+        foreach (var g in data.DeltaCells.GroupBy(c => (c.Model, c.ModelKey)).OrderBy(g => g.Key.Model, StringComparer.Ordinal))
+        {
+            var first = g.First();
+            string? baseName = null, baseKey = null;
+            try
+            {
+                var d = System.Text.Json.Nodes.JsonNode.Parse(first.ConfigJson)?["delta"];
+                baseName = d?["base"]?.GetValue<string>();
+                baseKey = d?["base_key"]?.GetValue<string>();
+            }
+            catch (System.Text.Json.JsonException) { }
+            var all = data.Snapshot.Cells;
+            var baseCell = all.FirstOrDefault(c => c.Method == MethodCatalog.Original && c.Model == baseName && (baseKey is null || c.ModelKey == baseKey));
+            var ftCell = all.FirstOrDefault(c => c.Method == MethodCatalog.Original && c.Model == g.Key.Model && c.ModelKey == g.Key.ModelKey);
+            var rowsCells = new List<(string Label, CellRow Cell, bool Delta)>();
+            if (baseCell is not null) rowsCells.Add(($"{baseCell.Model} (base)", baseCell, false));
+            if (ftCell is not null) rowsCells.Add(($"{ftCell.Model} (fine-tuned)", ftCell, false));
+            foreach (var c in g.OrderBy(c => c.Method, StringComparer.Ordinal).ThenBy(c => MethodCatalog.Label(c), StringComparer.Ordinal).ThenBy(c => c.Ratio))
+                rowsCells.Add((MethodCatalog.Label(c), c, true));
+            var tasks = rowsCells.SelectMany(r => data.MetricsOf(r.Cell.CellKey)).GroupBy(m => m.Task)
+                .Select(t => (Info: TaskCatalog.Get(t.Key, t.Select(m => m.Metric)), Metrics: t.Select(m => m.Metric).ToHashSet()))
+                .Where(t => t.Info.Kind is TaskKind.Perplexity or TaskKind.Accuracy)
+                .OrderBy(t => t.Info.Kind).ThenBy(t => t.Info.Order).ThenBy(t => t.Info.Name, StringComparer.Ordinal).ToList();
+            var rows = new List<IReadOnlyList<string>>();
+            var csv = new List<IReadOnlyList<string>>();
+            foreach (var (label, cell, delta) in rowsCells)
+            {
+                var comp = delta ? data.Compression(cell.CellKey) : null;
+                double? achieved = comp is { LinearParamsAfter: > 0 } ? (double)comp.LinearParamsBefore / comp.LinearParamsAfter : null;
+                var row = new List<string> { label, delta ? NumberFormat.Fixed(cell.Ratio, 0) : "", achieved is double a ? NumberFormat.Fixed(a, 2) : "" };
+                var csvRow = new List<string> { g.Key.Model, label, cell.Method, delta ? NumberFormat.RoundTrip(cell.Ratio) : "", achieved is double a2 ? NumberFormat.RoundTrip(a2) : "", cell.CellKey };
+                foreach (var t in tasks)
+                {
+                    string metric = t.Info.Kind == TaskKind.Perplexity ? TaskCatalog.PerplexityMetric : TaskCatalog.AccuracyMetric;
+                    var m = data.Metric(cell.CellKey, t.Info.Name, metric);
+                    row.Add(m is null ? TableRenderers.Missing : t.Info.Kind == TaskKind.Perplexity ? NumberFormat.Perplexity(m.Value) : NumberFormat.Accuracy(m.Value));
+                    csvRow.Add(m is null ? "" : NumberFormat.RoundTrip(m.Value));
+                }
+                rows.Add(row);
+                csv.Add(csvRow);
+            }
+            string slug = Escape.Slug(g.Key.Model);
+            tables.Add(new SimpleTable($"delta_{slug}", $"{g.Key.Model}: delta compression over {baseName ?? "its base"}",
+                ["Model / method", "CR", "CR achieved", .. tasks.Select(t => t.Info.Display + (t.Info.Kind == TaskKind.Perplexity ? " ppl" : " acc"))],
+                [false, true, true, .. tasks.Select(_ => true)], rows,
+                ["finetuned_model", "row", "method", "target_cr", "achieved_cr", "cell_key", .. tasks.Select(t => t.Info.Name)], csv,
+                ["CR is ImPart's: the fine-tuning deltas' dense values over the values stored (kept entries of U and V, or of ΔW for DARE; singular values and indices not counted); every decoder linear is the base's weight plus the compressed delta, everything else the fine-tuned model's.",
+                 "Lower perplexity is better; the fine-tuned row is what a perfect delta method would give, the base row what dropping the delta gives."]));
+        }
+        return tables;
+    }
+
+    /// <summary>
     /// Every cell of a model placed by the bytes its decoder linears are stored in (factors, or codes with scales and
     /// zeros), smallest first, with its perplexities and average accuracy: "SVD at 40 %", "GPTQ 4-bit" and
     /// "V2 20 % + GPTQ 4-bit" side by side at equal memory.
