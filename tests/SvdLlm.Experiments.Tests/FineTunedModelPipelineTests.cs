@@ -169,9 +169,18 @@ public sealed class DeltaPipelineTests
         Assert.Contains("ptb", csv[0]);
         Assert.StartsWith("tiny-ft,tiny (base),original,", csv[1]);
         Assert.StartsWith("tiny-ft,tiny-ft (fine-tuned),original,", csv[2]);
+        Assert.StartsWith("tiny-ft,ImPart Δ,delta-impart,2,", csv[3]);   // the catalog's order: ImPart, low-rank, DARE
         Assert.Contains(csv, l => l.StartsWith("tiny-ft,ImPart Δ (exponent=0),delta-impart,4,", StringComparison.Ordinal));
         Assert.DoesNotContain(Directory.GetFiles(Path.Combine(outDir, "tables")), f => Path.GetFileName(f).Contains("400", StringComparison.Ordinal));
         Assert.Contains("id=\"delta\"", File.ReadAllText(Path.Combine(outDir, "report.html")));
+        // One plot per perplexity task: a curve per delta method (ImPart with and without exponent 0 are two curves).
+        foreach (string task in new[] { "wikitext2", "ptb" })
+        {
+            string svg = File.ReadAllText(Path.Combine(outDir, "plots", $"delta_tiny-ft_{task}.svg"));
+            Assert.Contains("ImPart Δ (exponent=0)", svg);
+            Assert.Contains("DARE Δ", svg);
+            Assert.Contains("fine-tuned (", svg);
+        }
     }
 
     [Fact]

@@ -56,7 +56,7 @@ public sealed class MatrixLoaderTests
         var e = Invalid(w.Matrix(Valid.Replace("ratios:", "ratio:").Replace("samples: 8", "sample: 8")));
         string file = w.Temp.File("matrix.yaml");
         Assert.Contains($"{file}:6:1: unknown key 'ratio'; did you mean 'ratios'?; allowed here: " + string.Join(", ",
-            "name description extends paths models calibration methods ratios baseline tasks task_defaults run".Split(' ')), e.Errors.Select(x => x.ToString()));
+            "name description extends paths models calibration methods ratios baseline tasks task_defaults run delta".Split(' ')), e.Errors.Select(x => x.ToString()));
         Assert.Contains(e.Errors, x => x.Position.ToString() == At(file, 4, "sample:") && x.Message.StartsWith("unknown key 'calibration.sample'; did you mean 'samples'?", StringComparison.Ordinal));
     }
 

@@ -45,7 +45,7 @@ public static class HtmlReport
         footer { margin-top: 36px; color: #666666; font-size: 12px; }
         """;
 
-    public static string Render(ReportData data, IReadOnlyList<ModelReport> models, SimpleTable provenance, IReadOnlyList<SimpleTable>? deltas = null)
+    public static string Render(ReportData data, IReadOnlyList<ModelReport> models, SimpleTable provenance, IReadOnlyList<SimpleTable>? deltas = null, IReadOnlyList<PlotFile>? deltaPlots = null)
     {
         var s = data.Snapshot;
         var b = new StringBuilder();
@@ -74,6 +74,13 @@ public static class HtmlReport
             {
                 b.Append("<h2 id=\"delta\">Delta compression</h2>\n");
                 foreach (var t in deltas) b.Append("<div class=\"scroll\">\n").Append(TableRenderers.Html(t)).Append("</div>\n");
+                if (deltaPlots is { Count: > 0 })
+                {
+                    b.Append("<div class=\"plots\">\n");
+                    foreach (var p in deltaPlots)
+                        b.Append("<figure>\n").Append(p.Svg).Append("<figcaption>").Append(Escape.Html(p.Caption)).Append(" (<code>plots/").Append(Escape.Html(p.FileName)).Append("</code>)</figcaption>\n</figure>\n");
+                    b.Append("</div>\n");
+                }
             }
         }
 

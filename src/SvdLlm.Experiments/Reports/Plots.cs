@@ -19,6 +19,52 @@ public static class Plots
     /// <summary>Training curves are drawn as the mean over this many steps either side of each step.</summary>
     private const int SmoothingHalfWidth = 4;
 
+    /// <summary>
+    /// Per fine-tuned model with delta cells and per perplexity task: perplexity against the CR achieved (log axis), one
+    /// curve per delta method, the base and the fine-tuned model as dashed lines, so how much of the fine-tune each
+    /// method keeps at each budget reads off directly, on the fine-tuning text and off it.
+    /// </summary>
+    public static IReadOnlyList<PlotFile> ForDeltas(ReportData data)
+    {
+        var plots = new List<PlotFile>();
+        foreach (var g in data.DeltaCells.GroupBy(c => (c.Model, c.ModelKey)).OrderBy(g => g.Key.Model, StringComparer.Ordinal))
+        {
+            var (baseCell, ftCell) = SupportTables.DeltaReferences(data, g.Key.Model, g.Key.ModelKey, g.First());
+            var tasks = g.SelectMany(c => data.MetricsOf(c.CellKey)).Where(m => m.Metric == TaskCatalog.PerplexityMetric).Select(m => m.Task).Distinct()
+                .Select(t => TaskCatalog.Get(t, [TaskCatalog.PerplexityMetric])).OrderBy(t => t.Order).ThenBy(t => t.Name, StringComparer.Ordinal).ToList();
+            foreach (var task in tasks)
+            {
+                var series = new List<Series>();
+                foreach (var method in g.GroupBy(MethodCatalog.Label).OrderBy(m => MethodCatalog.Get(m.First().Method).Order).ThenBy(m => m.Key, StringComparer.Ordinal))
+                {
+                    var points = method.Select(c => (Comp: data.Compression(c.CellKey), Y: data.Metric(c.CellKey, task.Name, TaskCatalog.PerplexityMetric)?.Value))
+                        .Where(p => p.Comp is { LinearParamsAfter: > 0 } && p.Y is double y && double.IsFinite(y) && y > 0)
+                        .Select(p => ((double)p.Comp!.LinearParamsBefore / p.Comp.LinearParamsAfter, p.Y!.Value)).OrderBy(p => p.Item1).ToList();
+                    int color = MethodCatalog.ColorIndex(method.First().Method);
+                    if (points.Count > 0) series.Add(new Series(method.Key, points, color, color));
+                }
+                if (series.Count == 0) continue;
+                var refs = new[] { (baseCell, "base"), (ftCell, "fine-tuned") }
+                    .Select(x => (x.Item2, x.Item1 is null ? null : data.Metric(x.Item1.CellKey, task.Name, TaskCatalog.PerplexityMetric)))
+                    .Where(x => x.Item2 is { Value: > 0 } m && double.IsFinite(m.Value))
+                    .Select(x => new ReferenceLine($"{x.Item1} ({NumberFormat.Perplexity(x.Item2!.Value)})", x.Item2!.Value)).ToList();
+                var chart = new XYChart
+                {
+                    Title = $"{g.Key.Model}: {task.Display} perplexity vs delta compression ratio",
+                    XAxis = new Axis("CR achieved (delta values dense / stored)", ScaleKind.Log10, Format: v => NumberFormat.Fixed(v, 0)),
+                    // Linear: a delta method moves perplexity between the fine-tuned and the base values, a few percent
+                    // apart, which a log axis spanning decades would flatten.
+                    YAxis = new Axis($"{task.Display} perplexity", ScaleKind.Linear, Format: v => NumberFormat.Fixed(v, 1)),
+                    Series = series,
+                    References = refs,
+                };
+                plots.Add(new PlotFile($"delta_{Escape.Slug(g.Key.Model)}_{Escape.Slug(task.Name)}.svg", chart.Title, chart.Render(),
+                    $"{task.Display} perplexity (lower is better) of the base plus each compressed delta, against the CR achieved; dashed: the base and the fine-tuned model."));
+            }
+        }
+        return plots;
+    }
+
     public static IReadOnlyList<PlotFile> ForModel(ReportData data, ModelGroup model)
     {
         var plots = new List<PlotFile>();

@@ -58,6 +58,12 @@ public static class ReportGenerator
         }
         var deltas = SupportTables.Delta(data);
         foreach (var t in deltas) AddTable(t.Id, TableRenderers.Markdown(t), TableRenderers.Latex(t, snapshot.DatabaseName), TableRenderers.Csv(t));
+        var deltaPlots = Plots.ForDeltas(data);
+        foreach (var p in deltaPlots)
+        {
+            files.Add(($"plots/{p.FileName}", p.Svg));
+            index.Append("![").Append(Escape.Markdown(p.Title)).Append("](../plots/").Append(p.FileName).Append(")\n\n");
+        }
         var provenance = SupportTables.Provenance(data);
         string provenanceMd = TableRenderers.Markdown(provenance);
         files.Add(("tables/provenance.md", provenanceMd));
@@ -66,7 +72,7 @@ public static class ReportGenerator
         files.Add(("tables/metrics_long.csv", SupportTables.LongCsv(data)));
         files.Add(("tables/training_curves.csv", SupportTables.TrainingCsv(data)));
         files.Add(("tables/index.md", index.ToString()));
-        files.Add(("report.html", HtmlReport.Render(data, models, provenance, deltas)));
+        files.Add(("report.html", HtmlReport.Render(data, models, provenance, deltas, deltaPlots)));
 
         var duplicate = files.GroupBy(f => f.RelativePath).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new InvalidOperationException($"report file '{duplicate.Key}' would be written twice");
@@ -89,7 +95,7 @@ public static class ReportGenerator
         SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(root, ManifestName), string.Concat(files.Select(f => f.RelativePath + "\n")), Utf8);
 
         return new ReportSummary(written, Path.Combine(root, "report.html"), snapshot.IsEmpty, data.Models.Count, snapshot.Cells.Count, snapshot.Metrics.Count,
-            tableCount, models.Sum(m => m.Plots.Count));
+            tableCount, models.Sum(m => m.Plots.Count) + deltaPlots.Count);
     }
 
     /// <summary>Only paths this generator could have written are taken from the manifest, so a damaged one cannot delete anything else.</summary>

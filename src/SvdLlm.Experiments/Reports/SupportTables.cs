@@ -57,22 +57,12 @@ public static class SupportTables
         var tables = new List<SimpleTable>();
         foreach (var g in data.DeltaCells.GroupBy(c => (c.Model, c.ModelKey)).OrderBy(g => g.Key.Model, StringComparer.Ordinal))
         {
-            var first = g.First();
-            string? baseName = null, baseKey = null;
-            try
-            {
-                var d = System.Text.Json.Nodes.JsonNode.Parse(first.ConfigJson)?["delta"];
-                baseName = d?["base"]?.GetValue<string>();
-                baseKey = d?["base_key"]?.GetValue<string>();
-            }
-            catch (System.Text.Json.JsonException) { }
-            var all = data.Snapshot.Cells;
-            var baseCell = all.FirstOrDefault(c => c.Method == MethodCatalog.Original && c.Model == baseName && (baseKey is null || c.ModelKey == baseKey));
-            var ftCell = all.FirstOrDefault(c => c.Method == MethodCatalog.Original && c.Model == g.Key.Model && c.ModelKey == g.Key.ModelKey);
+            var (baseCell, ftCell) = DeltaReferences(data, g.Key.Model, g.Key.ModelKey, g.First());
+            string? baseName = baseCell?.Model ?? BaseName(g.First());
             var rowsCells = new List<(string Label, CellRow Cell, bool Delta)>();
             if (baseCell is not null) rowsCells.Add(($"{baseCell.Model} (base)", baseCell, false));
             if (ftCell is not null) rowsCells.Add(($"{ftCell.Model} (fine-tuned)", ftCell, false));
-            foreach (var c in g.OrderBy(c => c.Method, StringComparer.Ordinal).ThenBy(c => MethodCatalog.Label(c), StringComparer.Ordinal).ThenBy(c => c.Ratio))
+            foreach (var c in g.OrderBy(c => MethodCatalog.Get(c.Method).Order).ThenBy(c => MethodCatalog.Label(c), StringComparer.Ordinal).ThenBy(c => c.Ratio))
                 rowsCells.Add((MethodCatalog.Label(c), c, true));
             var tasks = rowsCells.SelectMany(r => data.MetricsOf(r.Cell.CellKey)).GroupBy(m => m.Task)
                 .Select(t => (Info: TaskCatalog.Get(t.Key, t.Select(m => m.Metric)), Metrics: t.Select(m => m.Metric).ToHashSet()))
@@ -105,6 +95,30 @@ public static class SupportTables
                  "Lower perplexity is better; the fine-tuned row is what a perfect delta method would give, the base row what dropping the delta gives."]));
         }
         return tables;
+    }
+
+    private static string? BaseName(CellRow deltaCell) => DeltaBase(deltaCell).Name;
+
+    private static (string? Name, string? Key) DeltaBase(CellRow deltaCell)
+    {
+        try
+        {
+            var d = System.Text.Json.Nodes.JsonNode.Parse(deltaCell.ConfigJson)?["delta"];
+            return (d?["base"]?.GetValue<string>(), d?["base_key"]?.GetValue<string>());
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        {
+            return (null, null);
+        }
+    }
+
+    /// <summary>The uncompressed cells a delta table and plot compare against: the base model's and the fine-tuned model's originals (null when not evaluated).</summary>
+    public static (CellRow? Base, CellRow? FineTuned) DeltaReferences(ReportData data, string model, string modelKey, CellRow anyDeltaCell)
+    {
+        var (baseName, baseKey) = DeltaBase(anyDeltaCell);
+        var all = data.Snapshot.Cells;
+        return (all.FirstOrDefault(c => c.Method == MethodCatalog.Original && c.Model == baseName && (baseKey is null || c.ModelKey == baseKey)),
+            all.FirstOrDefault(c => c.Method == MethodCatalog.Original && c.Model == model && c.ModelKey == modelKey));
     }
 
     /// <summary>
