@@ -181,7 +181,7 @@ public sealed class OptForCausalLM : CausalLanguageModel
 
     protected override Tensor<float> OutputEmbedding() => EmbedTokens();
 
-    protected override (int Key, int Value) KvWidths(int layer) => (Config.HiddenSize, Config.HiddenSize);
+    protected override (int Key, int Value) KvWidths(int layer) => (Config.NumAttentionHeads * Config.HeadDim, Config.NumAttentionHeads * Config.HeadDim);
 
     protected override int? MaxPositions => Config.MaxPositionEmbeddings;
 
