@@ -132,9 +132,16 @@ public static class CompressedCheckpoint
             foreach (string name in names)
             {
                 var info = reader.GetInfo(name);
-                var dtype = info.DType.IsLoadableAsFloat32() ? info.DType : throw new CheckpointFormatException(reader.Directory, $"dtype {info.DType} cannot be rewritten", name, "dtype");
                 int dot = name.LastIndexOf('.');
                 string module = dot < 0 ? name : name[..dot], suffix = dot < 0 ? "" : name[(dot + 1)..];
+                if (info.DType == SafeTensorsDType.I32 && !IsLinearModule(module))
+                {
+                    // Integer tensors outside the linears (a pruned model's kept rotary pairs, self_attn.rope_pairs) are
+                    // part of the architecture, not weights: copied as they are.
+                    Add(tensors, WriterTensor.Int32(name, info.Shape, () => reader.ReadInt32(name)), shard);
+                    continue;
+                }
+                var dtype = info.DType.IsLoadableAsFloat32() ? info.DType : throw new CheckpointFormatException(reader.Directory, $"dtype {info.DType} cannot be rewritten", name, "dtype");
                 if (ofModule.TryGetValue(module, out string? linearName) && replacements[linearName] is var r)
                 {
                     if (suffix == "weight")
@@ -156,6 +163,24 @@ public static class CompressedCheckpoint
             SafeTensorsWriter.Write(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
             _bytes += new FileInfo(path).Length;
         }
+
+        /// <summary>Whether <paramref name="module"/> is one of the model's linears, or the U or V factor of one.</summary>
+        private bool IsLinearModule(string module)
+        {
+            if (_linearModules is null)
+            {
+                _linearModules = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var l in _model.Linears)
+                {
+                    _linearModules.Add(l.Name);
+                    _linearModules.Add(Linear.UName(l.Name));
+                    _linearModules.Add(Linear.VName(l.Name));
+                }
+            }
+            return _linearModules.Contains(module);
+        }
+
+        private HashSet<string>? _linearModules;
 
         private void Add(List<WriterTensor> tensors, WriterTensor t, string shard)
         {

@@ -34,6 +34,7 @@ public static class Preflight
     public static ResourceEstimate Estimate(CausalLanguageModel model, CompressionMethod method, double ratio, int samples, int seqLen, bool statisticsCached,
         int gradientSamples = Compressor.GradientSamplesPerLinear)
     {
+        RequireTrainableShapes(model, method.NeedsFisher || method.NeedsGradientSamples || method.Allocation == AllocationKind.Learned);
         var layers = CompressedCheckpoint.LinearsByLayer(model);
         long hidden = model.HiddenSize;
         // Largest single tensor outside the layers (embedding or lm_head), converted to float32 when read.
@@ -78,6 +79,16 @@ public static class Preflight
     }
 
     /// <summary>
+    /// A method that runs the training model (Fisher or gradient statistics, Dobi-SVD, LoRA recovery) cannot run on a
+    /// structurally pruned model (per-layer widths): refused here, where the plan is checked and before any estimate
+    /// built on the uniform shapes of the config, with the training model's own error.
+    /// </summary>
+    private static void RequireTrainableShapes(CausalLanguageModel model, bool trains)
+    {
+        if (trains && model is LlamaForCausalLM llama) SvdLlm.Models.Training.LlamaTrainingModel.RequireUniformShapes(llama.Config);
+    }
+
+    /// <summary>
     /// What a recipe needs: its SVD method's estimate (with LoRA recovery's training model when it recovers), its quantizer's, or both (an SVD method whose factors are then
     /// quantized: the stages run one after the other, so memory is the larger of the two; the SVD output is a scratch
     /// directory beside the quantized one, so both outputs count, and the quantizer's output is bounded by the dense
@@ -86,6 +97,7 @@ public static class Preflight
     public static ResourceEstimate Estimate(CausalLanguageModel model, MethodRecipe recipe, double ratio, int samples, int seqLen, bool statisticsCached)
     {
         if (recipe.Method.IsQuantization) return EstimateQuantization(model, recipe.CreateQuantizer()!, samples, seqLen);
+        RequireTrainableShapes(model, recipe.Recovery is not null);
         var svd = Estimate(model, recipe.Method, ratio, samples, seqLen, statisticsCached, recipe.Gfwsvd?.GradientSamples ?? Compressor.GradientSamplesPerLinear);
         if (recipe.Recovery is { } lora && model is LlamaForCausalLM llama)
         {

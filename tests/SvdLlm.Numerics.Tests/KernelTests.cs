@@ -164,6 +164,50 @@ public class KernelTests
     }
 
     [Fact]
+    public void Rope_of_kept_pairs_turns_each_pair_by_its_original_frequency_and_its_key_value_heads_row()
+    {
+        // 4 query heads in 2 groups; the unpruned head has D = 12 (6 pairs), the pruned one keeps m = 3 pairs,
+        // different ones per group and not in ascending order.
+        int tokens = 3, heads = 4, pairHeads = 2, tableHalf = 6, m = 3, d = 2 * m, maxPos = 10;
+        int[] pairs = [4, 0, 5, 2, 1, 3];
+        var rng = new Random(6);
+        var x = RandomFloats(rng, tokens * heads * d);
+        var orig = (float[])x.Clone();
+        var cos = new float[maxPos * tableHalf];
+        var sin = new float[maxPos * tableHalf];
+        for (int p = 0; p < maxPos; p++)
+            for (int i = 0; i < tableHalf; i++)
+            {
+                double angle = p * Math.Pow(10000, -2.0 * i / (2 * tableHalf));
+                cos[p * tableHalf + i] = (float)Math.Cos(angle);
+                sin[p * tableHalf + i] = (float)Math.Sin(angle);
+            }
+        int[] positions = [0, 7, 9];
+        Kernels.Kernels.ApplyRopeKeptPairs(x, tokens, heads, d, cos, sin, tableHalf, pairs, pairHeads, positions);
+        for (int t = 0; t < tokens; t++)
+            for (int h = 0; h < heads; h++)
+                for (int j = 0; j < m; j++)
+                {
+                    int o = t * heads * d + h * d, i = pairs[h / 2 * m + j];
+                    double angle = positions[t] * Math.Pow(10000, -2.0 * i / (2 * tableHalf));
+                    double a = orig[o + j], b = orig[o + j + m];
+                    Assert.True(Math.Abs(x[o + j] - (a * Math.Cos(angle) - b * Math.Sin(angle))) < 1e-5);
+                    Assert.True(Math.Abs(x[o + j + m] - (b * Math.Cos(angle) + a * Math.Sin(angle))) < 1e-5);
+                }
+
+        // Every pair kept in order: the plain kernel, to the last bit.
+        var full = RandomFloats(rng, tokens * heads * 2 * tableHalf);
+        var viaPairs = (float[])full.Clone();
+        Kernels.Kernels.ApplyRope(full, tokens, heads, 2 * tableHalf, cos, sin, positions);
+        Kernels.Kernels.ApplyRopeKeptPairs(viaPairs, tokens, heads, 2 * tableHalf, cos, sin, tableHalf, [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5], pairHeads, positions);
+        Assert.Equal(full, viaPairs);
+
+        Assert.Throws<ArgumentException>(() => Kernels.Kernels.ApplyRopeKeptPairs(x, tokens, heads, d, cos, sin, tableHalf, [4, 0, 6, 2, 1, 3], pairHeads, positions));
+        Assert.Throws<ArgumentException>(() => Kernels.Kernels.ApplyRopeKeptPairs(x, tokens, heads, d, cos, sin, tableHalf, [4, 0, 5], pairHeads, positions));
+        Assert.Throws<ArgumentException>(() => Kernels.Kernels.ApplyRopeKeptPairs(x, tokens, heads, d, cos, sin, tableHalf, pairs, 3, positions));
+    }
+
+    [Fact]
     public void Kernels_reject_mismatched_lengths()
     {
         Assert.Throws<ArgumentException>(() => Kernels.Kernels.RmsNorm(new float[10], new float[4], 1e-5f, new float[10], 2));

@@ -26,7 +26,7 @@ internal static class InspectCommand
             return 0;
         }
         foreach (var (key, value) in info)
-            Console.WriteLine($"{key,-28} {value}");
+            Console.WriteLine($"{key,-28} {(value is IEnumerable<int> list ? string.Join(" ", list) : value)}");
         return 0;
     }
 
@@ -49,6 +49,12 @@ internal static class InspectCommand
                 d["num_key_value_heads"] = c.NumKeyValueHeads;
                 d["head_dim"] = c.HeadDim;
                 d["intermediate_size"] = c.IntermediateSize;
+                // A structurally pruned model's per-layer widths (MoDeGPT), only when config.json has them.
+                if (c.IntermediateSizes is { } inter) d["intermediate_sizes"] = inter;
+                if (c.QkHeadDims is { } qk) d["qk_head_dims"] = qk;
+                if (c.VHeadDims is { } vd) d["v_head_dims"] = vd;
+                int pruned = Enumerable.Range(0, c.NumHiddenLayers).Count(i => m.Reader.Contains(LlamaForCausalLM.RopePairsName(i)));
+                if (pruned > 0) d["layers_with_rope_pairs"] = pruned;
                 d["max_position_embeddings"] = c.MaxPositionEmbeddings;
                 d["rope_theta"] = c.RopeTheta;
                 d["rope_scaling"] = c.RopeScaling?.Type;

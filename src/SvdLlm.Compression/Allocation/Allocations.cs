@@ -29,6 +29,10 @@ public static class UniformAllocation
 /// loss at the uniform rank for R; ℓ_i = 1/log(L_i) and r_i = |g|·R·ℓ_i / Σ_j ℓ_j, so a matrix that loses
 /// more is compressed less and the group's mean ratio stays R (members share a shape, so the parameter
 /// budget is kept).
+/// A structurally pruned model (MoDeGPT) has members of different shapes (down_proj [H, I_l]); there the mean of the
+/// ratios is not the budget, so r_i = c·ℓ_i with c chosen so that the removed parameters Σ r_i·m_i·n_i are R·Σ m_i·n_i
+/// (the paper's rule weighted by each member's size, which it reduces to when the shapes are equal; a group of one
+/// shape keeps the unweighted arithmetic, bit for bit).
 /// Edge cases, handled by documented rules rather than silently:
 /// - Some L_i ≤ 1 (or not finite): 1/log L is then negative or infinite, so the formula is meaningless for
 ///   the group; the group falls back to the uniform ratio R and every member carries a note.
@@ -70,20 +74,26 @@ public static class TheoreticalLossAllocation
     /// <summary>The largest removed ratio that still leaves rank 1: k = ⌊m n (1 − r)/(m + n)⌋ ≥ 1.</summary>
     internal static double MaxRatio(MatrixTarget t) => 1 - (double)(t.M + t.N) / ((double)t.M * t.N);
 
-    /// <summary>r_i ∝ ℓ_i with mean R, clipped to [0, r_max] with the excess redistributed over the free members.</summary>
+    /// <summary>
+    /// r_i ∝ ℓ_i with Σ w_i r_i = R·Σ w_i, clipped to [0, r_max] with the excess redistributed over the free members. The
+    /// weight w_i is 1 when the members share a shape (mean R; multiplying by 1.0 is exact, so the arithmetic is the
+    /// unweighted one) and m_i·n_i otherwise (the parameter budget).
+    /// </summary>
     internal static double[] Distribute(IReadOnlyList<MatrixTarget> members, double[] ell, double ratio, out string?[] notes)
     {
         int n = members.Count;
         var r = new double[n];
         var fixedAt = new bool[n];
         notes = new string?[n];
-        double budget = n * ratio;
+        bool oneShape = members.All(t => t.M == members[0].M && t.N == members[0].N);
+        var w = members.Select(t => oneShape ? 1.0 : (double)t.M * t.N).ToArray();
+        double budget = w.Sum() * ratio;
         for (int round = 0; round <= n; round++)
         {
             double fixedSum = 0, freeEll = 0;
             for (int i = 0; i < n; i++)
-                if (fixedAt[i]) fixedSum += r[i];
-                else freeEll += ell[i];
+                if (fixedAt[i]) fixedSum += w[i] * r[i];
+                else freeEll += w[i] * ell[i];
             bool changed = false;
             for (int i = 0; i < n; i++)
             {

@@ -31,6 +31,7 @@ public static class FisherCollector
     {
         if (model is not LlamaForCausalLM llama)
             throw new NotSupportedException($"gradient statistics need the backward pass, which exists for the LLaMA family only (this model is {model.Architecture})");
+        LlamaTrainingModel.RequireUniformShapes(llama.Config); // before the memory estimate, which assumes uniform shapes
         CheckMemory(llama.Config, seqLen, force);
         using var train = new LlamaTrainingModel(llama.Config);
         train.LoadFrom(model.Reader);

@@ -122,6 +122,14 @@ public static class DeltaCheckpoint
             foreach (string name in ftReader.TensorNames)
                 if (!linears.ContainsKey(name) && baseReader.Contains(name) && ftReader.GetInfo(name).ElementCount == baseReader.GetInfo(name).ElementCount)
                 {
+                    if (ftReader.GetInfo(name).DType == SafeTensorsDType.I32)
+                    {
+                        // Integers outside the linears describe the architecture (a pruned model's kept rotary pairs): if
+                        // they differ, the two models' linears do not mean the same thing and their difference is no delta.
+                        if (!ftReader.ReadInt32(name).AsSpan().SequenceEqual(baseReader.ReadInt32(name)))
+                            throw new ArgumentException($"tensor '{name}' differs between {fineTunedDir} and {baseDir}: not a base/fine-tuned pair of one architecture");
+                        continue;
+                    }
                     var a = ftReader.ReadAsFloat32(name);
                     var b = baseReader.ReadAsFloat32(name);
                     for (int i = 0; i < a.Length; i++) if (a[i] != b[i]) otherChanged++;
@@ -230,6 +238,8 @@ public static class DeltaCheckpoint
             st.ReadAsFloat32(info.Name, data); // to float32 and back to the same dtype is exact: copied bit for bit
             return data;
         }),
+        // A pruned model's kept rotary pairs (self_attn.rope_pairs) are integers: copied as they are.
+        SafeTensorsDType.I32 => WriterTensor.Int32(info.Name, info.Shape, () => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(st.GetRawBytes(info.Name)).ToArray()),
         _ => throw new CheckpointFormatException(st.Path, $"tensor {info.Name} has dtype {info.DType}; compress-delta rewrites float checkpoints", info.Name, "dtype"),
     };
 

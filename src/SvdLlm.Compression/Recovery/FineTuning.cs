@@ -59,6 +59,7 @@ public static class FineTuning
             if (model.Linears.FirstOrDefault(l => l.IsLowRank || l.QuantizedBits is not null) is { } packed)
                 throw new ArgumentException($"{initDir}: {packed.Name} is {(packed.IsLowRank ? "low-rank" : "quantized")}; train --init fine-tunes dense float checkpoints (fine-tune before compressing)");
             config = llama.Config;
+            LlamaTrainingModel.RequireUniformShapes(config); // before the memory estimate, which assumes uniform shapes
             CheckMemory(config, model.ParameterCount, windows.SeqLen, Math.Min(options.BatchSize, windows.Count), force);
         }
 

@@ -69,6 +69,7 @@ public static class LoraRecovery
             if (model is not LlamaForCausalLM llama)
                 throw new NotSupportedException($"LoRA recovery needs the backward pass, which exists for the LLaMA family only ({compressedDir} is {model.Architecture})");
             config = llama.Config;
+            LlamaTrainingModel.RequireUniformShapes(config); // before the memory estimate, which assumes uniform shapes
             ranks = model.Linears.Where(l => l.IsLowRank).ToDictionary(l => l.Name, l => l.Rank!.Value);
             if (ranks.Count == 0) throw new ArgumentException($"{compressedDir} has no low-rank linear: LoRA recovery adapts the factors an SVD method writes");
             CheckMemory(config, model.ParameterCount, windows.SeqLen, Math.Min(options.BatchSize, windows.Count), force);

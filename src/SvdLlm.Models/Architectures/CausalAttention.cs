@@ -9,33 +9,41 @@ namespace SvdLlm.Models.Architectures;
 /// q is [B·T, NH·D], k and v are [B·T, NKV·D]; a head is a column block, reached through the
 /// leading dimension, so nothing is transposed or copied. Query head h reads key/value head
 /// h / (NH/NKV) (grouped-query attention; NKV = NH is plain multi-head attention).
+/// A structurally pruned layer (MoDeGPT) has fewer query/key dimensions Dqk than value dimensions Dv or than the
+/// original D: q is then [B·T, NH·Dqk], k [B·T, NKV·Dqk], v [B·T, NKV·Dv] and the output [B·T, NH·Dv]; the scale is
+/// the caller's (it stays 1/√D of the unpruned head, see <see cref="LlamaForCausalLM"/>).
 /// </summary>
 internal static class CausalAttention
 {
-    /// <param name="scores">scratch [T, T]; or, for training, [B·NH, T, T] where every head's probabilities P are kept for the backward pass</param>
-    /// <param name="output">[B·T, NH·D], overwritten</param>
+    /// <summary><see cref="Forward(IComputeBackend, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, int, int, int, int, int, int, float, int?, Span{float})"/> with Dqk = Dv = D.</summary>
     public static void Forward(IComputeBackend backend, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
         Span<float> output, int batch, int seqLen, int heads, int kvHeads, int headDim, float scale, int? window, Span<float> scores)
+        => Forward(backend, q, k, v, output, batch, seqLen, heads, kvHeads, headDim, headDim, scale, window, scores);
+
+    /// <param name="scores">scratch [T, T]; or, for training, [B·NH, T, T] where every head's probabilities P are kept for the backward pass</param>
+    /// <param name="output">[B·T, NH·Dv], overwritten</param>
+    public static void Forward(IComputeBackend backend, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        Span<float> output, int batch, int seqLen, int heads, int kvHeads, int qkDim, int vDim, float scale, int? window, Span<float> scores)
     {
         int tt = seqLen * seqLen;
         bool keep = scores.Length >= (long)batch * heads * tt;
-        int qWidth = heads * headDim, kvWidth = kvHeads * headDim, groups = heads / kvHeads;
+        int qWidth = heads * qkDim, kWidth = kvHeads * qkDim, vWidth = kvHeads * vDim, oWidth = heads * vDim, groups = heads / kvHeads;
         for (int b = 0; b < batch; b++)
         {
             int rowBase = b * seqLen;
             for (int h = 0; h < heads; h++)
             {
                 int kvh = h / groups;
-                var qh = q[(rowBase * qWidth + h * headDim)..];
-                var kh = k[(rowBase * kvWidth + kvh * headDim)..];
-                var vh = v[(rowBase * kvWidth + kvh * headDim)..];
-                var oh = output[(rowBase * qWidth + h * headDim)..];
+                var qh = q[(rowBase * qWidth + h * qkDim)..];
+                var kh = k[(rowBase * kWidth + kvh * qkDim)..];
+                var vh = v[(rowBase * vWidth + kvh * vDim)..];
+                var oh = output[(rowBase * oWidth + h * vDim)..];
                 var p = keep ? scores.Slice((b * heads + h) * tt, tt) : scores[..tt];
-                // scores [T, T] = scale · Q_h [T, D] · K_hᵀ [D, T]
-                backend.Sgemm(Transpose.No, Transpose.Yes, seqLen, seqLen, headDim, scale, qh, qWidth, kh, kvWidth, 0f, p, seqLen);
+                // scores [T, T] = scale · Q_h [T, Dqk] · K_hᵀ [Dqk, T]
+                backend.Sgemm(Transpose.No, Transpose.Yes, seqLen, seqLen, qkDim, scale, qh, qWidth, kh, kWidth, 0f, p, seqLen);
                 backend.CausalSoftmax(p, seqLen, window);
-                // O_h [T, D] = P [T, T] · V_h [T, D]
-                backend.Sgemm(Transpose.No, Transpose.No, seqLen, headDim, seqLen, 1f, p, seqLen, vh, kvWidth, 0f, oh, qWidth);
+                // O_h [T, Dv] = P [T, T] · V_h [T, Dv]
+                backend.Sgemm(Transpose.No, Transpose.No, seqLen, vDim, seqLen, 1f, p, seqLen, vh, vWidth, 0f, oh, oWidth);
             }
         }
     }
@@ -49,26 +57,29 @@ internal static class CausalAttention
     /// one group are adjacent columns of q, so a group is one [groups, D] matrix and costs one GEMM
     /// against its shared key head (GQA without repeating keys).
     /// </summary>
+    /// <param name="keys">[B·maxLength, NKV·Dqk]</param>
+    /// <param name="values">[B·maxLength, NKV·Dv]</param>
     /// <param name="scores">scratch of at least NH/NKV · min(length, window) floats</param>
-    /// <param name="output">[B, NH·D], overwritten</param>
+    /// <param name="output">[B, NH·Dv], overwritten</param>
     public static void Decode(IComputeBackend backend, ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values,
-        Span<float> output, int batch, int length, int maxLength, int heads, int kvHeads, int headDim, float scale, int? window, Span<float> scores)
+        Span<float> output, int batch, int length, int maxLength, int heads, int kvHeads, int qkDim, int vDim, float scale, int? window, Span<float> scores)
     {
         if (length < 1 || length > maxLength) throw new ArgumentException($"Decode: {length} cached positions outside [1, {maxLength}]");
         int lo = window is int w ? Math.Max(0, length - w) : 0, visible = length - lo;
-        int qWidth = heads * headDim, kvWidth = kvHeads * headDim, groups = heads / kvHeads;
+        int qWidth = heads * qkDim, kWidth = kvHeads * qkDim, vWidth = kvHeads * vDim, oWidth = heads * vDim, groups = heads / kvHeads;
         var p = scores[..(groups * visible)];
         for (int b = 0; b < batch; b++)
         {
             int kvRow = b * maxLength + lo;
             for (int kvh = 0; kvh < kvHeads; kvh++)
             {
-                int qOff = b * qWidth + kvh * groups * headDim, kvOff = kvRow * kvWidth + kvh * headDim;
-                // scores [G, L] = scale · Q_group [G, D] · K_hᵀ [D, L], L = visible positions
-                backend.Sgemm(Transpose.No, Transpose.Yes, groups, visible, headDim, scale, q[qOff..], headDim, keys[kvOff..], kvWidth, 0f, p, visible);
+                int qOff = b * qWidth + kvh * groups * qkDim, kOff = kvRow * kWidth + kvh * qkDim;
+                int vOff = kvRow * vWidth + kvh * vDim, oOff = b * oWidth + kvh * groups * vDim;
+                // scores [G, L] = scale · Q_group [G, Dqk] · K_hᵀ [Dqk, L], L = visible positions
+                backend.Sgemm(Transpose.No, Transpose.Yes, groups, visible, qkDim, scale, q[qOff..], qkDim, keys[kOff..], kWidth, 0f, p, visible);
                 for (int g = 0; g < groups; g++) backend.SoftmaxInPlace(p.Slice(g * visible, visible));
-                // O_group [G, D] = P [G, L] · V_h [L, D]
-                backend.Sgemm(Transpose.No, Transpose.No, groups, headDim, visible, 1f, p, visible, values[kvOff..], kvWidth, 0f, output[qOff..], headDim);
+                // O_group [G, Dv] = P [G, L] · V_h [L, Dv]
+                backend.Sgemm(Transpose.No, Transpose.No, groups, vDim, visible, 1f, p, visible, values[vOff..], vWidth, 0f, output[oOff..], vDim);
             }
         }
     }

@@ -121,8 +121,11 @@ public abstract class CausalLanguageModel : IDisposable
     /// <summary>Loads every weight now (otherwise they load on first use).</summary>
     public abstract void LoadAll();
 
-    /// <summary>Key/value heads and head dimension of the attention (what a <see cref="KvCache"/> stores per position).</summary>
-    protected abstract (int KvHeads, int HeadDim) KvShape { get; }
+    /// <summary>
+    /// Floats of one position's key and value in layer <paramref name="layer"/> (what a <see cref="KvCache"/> stores):
+    /// NKV·D each, unless the layer was structurally pruned (MoDeGPT: NKV·d_qk,l and NKV·d_v,l).
+    /// </summary>
+    protected abstract (int Key, int Value) KvWidths(int layer);
 
     /// <summary>Positions the architecture can represent (OPT's learned table), or null when unbounded (RoPE).</summary>
     protected virtual int? MaxPositions => null;
@@ -149,8 +152,8 @@ public abstract class CausalLanguageModel : IDisposable
         if (batch <= 0 || maxLength <= 0) throw new ArgumentException($"KV cache: batch {batch} and max length {maxLength} must be positive");
         if (MaxPositions is int limit && maxLength > limit)
             throw new ArgumentException($"KV cache: max length {maxLength} exceeds {Architecture}'s {limit} positions (learned positions cannot extrapolate)");
-        var (kvHeads, headDim) = KvShape;
-        return new KvCache(this, NumLayers, batch, maxLength, kvHeads, headDim, CreateDecodeWorkspace(batch, maxLength));
+        var widths = Enumerable.Range(0, NumLayers).Select(KvWidths).ToArray();
+        return new KvCache(this, batch, maxLength, widths.Select(w => w.Key).ToArray(), widths.Select(w => w.Value).ToArray(), CreateDecodeWorkspace(batch, maxLength));
     }
 
     /// <summary>

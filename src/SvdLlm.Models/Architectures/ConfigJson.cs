@@ -65,6 +65,25 @@ public sealed class ConfigJson
         return i;
     }
 
+    /// <summary>
+    /// An optional list of integers ("intermediate_sizes": [688, 512, …]), or null when the field is absent or null;
+    /// anything else, or an element that is not an integer, is an error naming the field (and the element's index).
+    /// </summary>
+    public int[]? IntListOrNull(string field)
+    {
+        if (!_root.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Array) throw Error(field, "a list of integers", v);
+        var result = new int[v.GetArrayLength()];
+        int i = 0;
+        foreach (var e in v.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out result[i]))
+                throw new ModelConfigException($"{Path}: '{field}'[{i}] must be an integer, found {Describe(e)}");
+            i++;
+        }
+        return result;
+    }
+
     public double Double(string field, double? fallback = null)
     {
         if (!_root.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null)

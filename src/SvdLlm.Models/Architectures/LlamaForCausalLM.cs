@@ -7,6 +7,8 @@ namespace SvdLlm.Models.Architectures;
 // The LLaMA family (LLaMA 1/2/3, Vicuna, Mistral, Qwen2) in the reading order of Hugging Face's
 // modeling_llama.py. Shapes: B=batch, T=seq, N=B·T rows, H=hidden_size, NH=heads, NKV=kv heads,
 // D=head_dim, I=intermediate_size, V=vocab_size. Every activation is row-major [N, width].
+// A structurally pruned layer l (MoDeGPT) has its own widths: Dqk = d_qk,l for q and k, Dv = d_v,l for v and the
+// attention output, I = I_l for the MLP (LlamaConfig.IntermediateSizes and friends); otherwise Dqk = Dv = D.
 
 /// <summary>Precomputed cos/sin tables [P, D/2] for rotary embeddings, grown on demand.</summary>
 internal sealed class LlamaRotaryEmbedding
@@ -55,6 +57,27 @@ internal sealed class LlamaAttention
     public required Linear OProj { get; init; }
 }
 
+/// <summary>
+/// One decoder layer's widths: per-head query/key and value dimensions and MLP channels. Uniform (D, D, I) unless the
+/// checkpoint was structurally pruned (MoDeGPT), when config.json's per-layer lists give them.
+/// </summary>
+internal readonly record struct LlamaLayerDims(int QkHeadDim, int VHeadDim, int Intermediate)
+{
+    public static LlamaLayerDims Of(LlamaConfig c, int layer) => new(c.QkHeadDimOf(layer), c.VHeadDimOf(layer), c.IntermediateSizeOf(layer));
+
+    /// <summary>The widest of every layer's widths: buffers shared by all layers (a decode step's) are sized by it.</summary>
+    public static LlamaLayerDims Widest(LlamaConfig c)
+    {
+        var widest = Of(c, 0);
+        for (int l = 1; l < c.NumHiddenLayers; l++)
+        {
+            var d = Of(c, l);
+            widest = new(Math.Max(widest.QkHeadDim, d.QkHeadDim), Math.Max(widest.VHeadDim, d.VHeadDim), Math.Max(widest.Intermediate, d.Intermediate));
+        }
+        return widest;
+    }
+}
+
 /// <summary>down_proj(silu(gate_proj(x)) · up_proj(x)).</summary>
 internal sealed class LlamaMlp
 {
@@ -69,6 +92,14 @@ internal sealed class LlamaDecoderLayer
     public required string Prefix { get; init; }
     public required LlamaAttention SelfAttn { get; init; }
     public required LlamaMlp Mlp { get; init; }
+    public required LlamaLayerDims Dims { get; init; }
+
+    /// <summary>
+    /// The rotary pairs each key/value head kept, [NKV, Dqk/2] row-major, as original frequency indices (the checkpoint's
+    /// self_attn.rope_pairs); null when the layer has every pair in its original order (the unpruned layer).
+    /// </summary>
+    public int[]? RopePairs { get; init; }
+
     public Tensor<float>? InputLayernorm { get; set; }
     public Tensor<float>? PostAttentionLayernorm { get; set; }
 
@@ -91,31 +122,31 @@ internal sealed class LlamaDecoderLayer
 }
 
 /// <summary>
-/// Scratch of one decoder layer over N rows. The plain forward makes one per layer call; a
-/// <see cref="KvCache"/> keeps one for B rows so that decode steps allocate nothing.
+/// Scratch of one decoder layer over N rows. The plain forward makes one per layer call, sized by that layer's
+/// widths; a <see cref="KvCache"/> keeps one for B rows sized by the widest layer, so that decode steps allocate
+/// nothing (a narrower layer uses the front of each buffer).
 /// </summary>
 internal sealed class LlamaLayerBuffers : IDisposable
 {
-    public LlamaLayerBuffers(LlamaConfig c, int rows, int scores)
+    public LlamaLayerBuffers(LlamaConfig c, LlamaLayerDims dims, int rows, int scores)
     {
-        int qw = c.NumAttentionHeads * c.HeadDim, kvw = c.NumKeyValueHeads * c.HeadDim;
         Normed = Tensor<float>.Uninitialized(rows, c.HiddenSize);
-        Q = Tensor<float>.Uninitialized(rows, qw);
-        K = Tensor<float>.Uninitialized(rows, kvw);
-        V = Tensor<float>.Uninitialized(rows, kvw);
-        Attn = Tensor<float>.Uninitialized(rows, qw);
+        Q = Tensor<float>.Uninitialized(rows, c.NumAttentionHeads * dims.QkHeadDim);
+        K = Tensor<float>.Uninitialized(rows, c.NumKeyValueHeads * dims.QkHeadDim);
+        V = Tensor<float>.Uninitialized(rows, c.NumKeyValueHeads * dims.VHeadDim);
+        Attn = Tensor<float>.Uninitialized(rows, c.NumAttentionHeads * dims.VHeadDim);
         Scores = Tensor<float>.Uninitialized(scores);
         Delta = Tensor<float>.Uninitialized(rows, c.HiddenSize);
-        Gate = Tensor<float>.Uninitialized(rows, c.IntermediateSize);
-        Up = Tensor<float>.Uninitialized(rows, c.IntermediateSize);
+        Gate = Tensor<float>.Uninitialized(rows, dims.Intermediate);
+        Up = Tensor<float>.Uninitialized(rows, dims.Intermediate);
         Positions = new int[rows];
     }
 
     public Tensor<float> Normed { get; }    // [N, H]
-    public Tensor<float> Q { get; }         // [N, NH·D]
-    public Tensor<float> K { get; }         // [N, NKV·D]
-    public Tensor<float> V { get; }         // [N, NKV·D]
-    public Tensor<float> Attn { get; }      // [N, NH·D]
+    public Tensor<float> Q { get; }         // [N, NH·Dqk]
+    public Tensor<float> K { get; }         // [N, NKV·Dqk]
+    public Tensor<float> V { get; }         // [N, NKV·Dv]
+    public Tensor<float> Attn { get; }      // [N, NH·Dv]
     public Tensor<float> Scores { get; }    // [T, T] for a chunk; [NH/NKV, max length] for decoding
     public Tensor<float> Delta { get; }     // [N, H] sublayer output
     public Tensor<float> Gate { get; }      // [N, I]
@@ -128,11 +159,20 @@ internal sealed class LlamaLayerBuffers : IDisposable
     }
 }
 
-/// <summary>LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM.</summary>
+/// <summary>
+/// LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM, including structurally pruned checkpoints with per-layer
+/// widths (MoDeGPT; <see cref="LlamaConfig.IntermediateSizes"/>). A layer whose query/key heads keep d_qk &lt; D
+/// dimensions kept whole rotary pairs; the int32 tensor "model.layers.{l}.self_attn.rope_pairs" [NKV, d_qk/2] gives, for
+/// each key/value head (and so for its whole group of query heads, which must turn by the same angles as their key),
+/// the original frequency index i ∈ [0, D/2) of each kept pair in stored order. The pruned head keeps Hugging Face's
+/// rotate_half layout: kept pair j sits at positions j and j + d_qk/2 and turns with the original inv_freq[i_j]
+/// (rope_scaling included), so its rotation is the one the unpruned head applied to that pair.
+/// </summary>
 public sealed class LlamaForCausalLM : CausalLanguageModel
 {
     private readonly LlamaDecoderLayer[] _layers;
     private readonly LlamaRotaryEmbedding _rotary;
+    private readonly LlamaLayerDims _widest;
     private Tensor<float>? _embedTokens, _norm, _lmHead;
 
     public LlamaConfig Config { get; }
@@ -150,7 +190,8 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
     {
         Config = config;
         _rotary = new LlamaRotaryEmbedding(config);
-        int h = config.HiddenSize, qw = config.NumAttentionHeads * config.HeadDim, kvw = config.NumKeyValueHeads * config.HeadDim, inter = config.IntermediateSize;
+        _widest = LlamaLayerDims.Widest(config);
+        int h = config.HiddenSize, heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads;
 
         // Validate the presence and shapes of every tensor up front, without reading data.
         reader.RequireShape("model.embed_tokens.weight", config.VocabSize, h);
@@ -163,29 +204,88 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
             string p = $"model.layers.{i}.";
             reader.RequireShape(p + "input_layernorm.weight", h);
             reader.RequireShape(p + "post_attention_layernorm.weight", h);
-            Linear L(string name, string inputKey, int inF, int outF, bool bias)
-                => Linear.FromCheckpoint(reader, p + name, p + inputKey, inF, outF, bias);
+            var dims = LlamaLayerDims.Of(config, i);
+            int qw = heads * dims.QkHeadDim, kw = kvHeads * dims.QkHeadDim, vw = kvHeads * dims.VHeadDim, ow = heads * dims.VHeadDim, inter = dims.Intermediate;
+            string qk = config.QkField(i), vd = config.VField(i), mlp = config.IntermediateField(i);
+            Linear L(string name, string inputKey, int inF, int outF, bool bias, string outFrom, string inFrom)
+            {
+                try
+                {
+                    return Linear.FromCheckpoint(reader, p + name, p + inputKey, inF, outF, bias);
+                }
+                catch (CheckpointFormatException e) when (e.TensorName is { } tensor && reader.Contains(tensor))
+                {
+                    // The tensor is there but does not fit: say which config.json fields set the shape it was held to,
+                    // since with per-layer widths that is not obvious from the tensor alone.
+                    throw CheckpointFormatException.WithMessage(e.FilePath, tensor,
+                        $"{e.Message} (config.json makes {p + name} [out, in] = [{outF}, {inF}]: out = {outFrom}, in = {inFrom})", e);
+                }
+            }
+            string hidden = $"hidden_size = {h}";
             var layer = new LlamaDecoderLayer
             {
                 Index = i,
                 Prefix = p,
+                Dims = dims,
                 SelfAttn = new LlamaAttention
                 {
-                    QProj = L("self_attn.q_proj", "self_attn.input", h, qw, config.QkvBias),
-                    KProj = L("self_attn.k_proj", "self_attn.input", h, kvw, config.QkvBias),
-                    VProj = L("self_attn.v_proj", "self_attn.input", h, kvw, config.QkvBias),
-                    OProj = L("self_attn.o_proj", "self_attn.o_proj.input", qw, h, config.OutputBias),
+                    QProj = L("self_attn.q_proj", "self_attn.input", h, qw, config.QkvBias, $"num_attention_heads · {qk} = {heads} · {dims.QkHeadDim}", hidden),
+                    KProj = L("self_attn.k_proj", "self_attn.input", h, kw, config.QkvBias, $"num_key_value_heads · {qk} = {kvHeads} · {dims.QkHeadDim}", hidden),
+                    VProj = L("self_attn.v_proj", "self_attn.input", h, vw, config.QkvBias, $"num_key_value_heads · {vd} = {kvHeads} · {dims.VHeadDim}", hidden),
+                    OProj = L("self_attn.o_proj", "self_attn.o_proj.input", ow, h, config.OutputBias, hidden, $"num_attention_heads · {vd} = {heads} · {dims.VHeadDim}"),
                 },
                 Mlp = new LlamaMlp
                 {
-                    GateProj = L("mlp.gate_proj", "mlp.input", h, inter, config.MlpBias),
-                    UpProj = L("mlp.up_proj", "mlp.input", h, inter, config.MlpBias),
-                    DownProj = L("mlp.down_proj", "mlp.down_proj.input", inter, h, config.MlpBias),
+                    GateProj = L("mlp.gate_proj", "mlp.input", h, inter, config.MlpBias, $"{mlp} = {inter}", hidden),
+                    UpProj = L("mlp.up_proj", "mlp.input", h, inter, config.MlpBias, $"{mlp} = {inter}", hidden),
+                    DownProj = L("mlp.down_proj", "mlp.down_proj.input", inter, h, config.MlpBias, hidden, $"{mlp} = {inter}"),
                 },
+                RopePairs = ReadRopePairs(reader, config, i),
             };
             foreach (var l in layer.Linears) Register(l);
             _layers[i] = layer;
         }
+    }
+
+    /// <summary>The name of layer <paramref name="layer"/>'s kept-rotary-pairs tensor (present only in pruned checkpoints).</summary>
+    public static string RopePairsName(int layer) => $"model.layers.{layer}.self_attn.rope_pairs";
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s kept rotary pairs (see the class summary), validated: int32 [NKV, d_qk/2], every
+    /// row distinct frequency indices in [0, D/2). Null when the tensor is absent and d_qk = D (the unpruned layer).
+    /// A few hundred integers, so they are read now and kept, also when weights are streamed.
+    /// </summary>
+    private static int[]? ReadRopePairs(CheckpointReader reader, LlamaConfig c, int layer)
+    {
+        string name = RopePairsName(layer);
+        int dqk = c.QkHeadDimOf(layer), kept = dqk / 2, half = c.HeadDim / 2, kvHeads = c.NumKeyValueHeads;
+        string expected = $"int32 [num_key_value_heads, {c.QkField(layer)} / 2] = [{kvHeads}, {kept}]: for each key/value head the original "
+            + $"frequency index in [0, head_dim / 2 = {half}) of each kept rotary pair, in stored order";
+        if (!reader.Contains(name))
+        {
+            if (dqk == c.HeadDim) return null;
+            throw new CheckpointFormatException(reader.Directory,
+                $"missing; config.json's {c.QkField(layer)} = {dqk} is below head_dim = {c.HeadDim}, so the checkpoint must say which rotary pairs were kept ({expected})", name);
+        }
+        var shape = reader.GetInfo(name).Shape;
+        if (shape.Length != 2 || shape[0] != kvHeads || shape[1] != kept)
+            throw new CheckpointFormatException(reader.Directory, $"has shape [{string.Join(", ", shape)}]; expected {expected}", name, "shape");
+        var pairs = reader.ReadInt32(name);
+        var seen = new bool[half];
+        for (int g = 0; g < kvHeads; g++)
+        {
+            Array.Clear(seen);
+            for (int j = 0; j < kept; j++)
+            {
+                int i = pairs[g * kept + j];
+                if ((uint)i >= (uint)half)
+                    throw new CheckpointFormatException(reader.Directory, $"row {g} (key/value head {g}) entry {j} is {i}, outside [0, {half}); expected {expected}", name);
+                if (seen[i])
+                    throw new CheckpointFormatException(reader.Directory, $"row {g} (key/value head {g}) keeps frequency index {i} twice; a pair can be kept once", name);
+                seen[i] = true;
+            }
+        }
+        return pairs;
     }
 
     public override long ParameterCount
@@ -212,12 +312,13 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
     protected override Tensor<float> OutputEmbedding()
         => Config.TieWordEmbeddings ? EmbedTokens() : _lmHead ??= Weights.Matrix(Reader, "lm_head.weight", Config.VocabSize, Config.HiddenSize);
 
-    protected override (int KvHeads, int HeadDim) KvShape => (Config.NumKeyValueHeads, Config.HeadDim);
+    protected override (int Key, int Value) KvWidths(int layer)
+        => (Config.NumKeyValueHeads * _layers[layer].Dims.QkHeadDim, Config.NumKeyValueHeads * _layers[layer].Dims.VHeadDim);
 
     protected override IDisposable CreateDecodeWorkspace(int batch, int maxLength)
     {
         _rotary.Tables(maxLength); // grown once here rather than during decoding
-        return new LlamaLayerBuffers(Config, batch, Config.KeyValueGroups * maxLength);
+        return new LlamaLayerBuffers(Config, _widest, batch, Config.KeyValueGroups * maxLength);
     }
 
     protected override void EmbedAt(ReadOnlySpan<int> tokens, int batch, int seqLen, int start, Tensor<float> hidden)
@@ -229,7 +330,7 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
 
     public override void ForwardLayer(int layerIndex, Tensor<float> hidden, int batch, int seqLen)
     {
-        using var buffers = new LlamaLayerBuffers(Config, batch * seqLen, seqLen * seqLen);
+        using var buffers = new LlamaLayerBuffers(Config, _layers[layerIndex].Dims, batch * seqLen, seqLen * seqLen);
         RunLayer(layerIndex, hidden, batch, seqLen, buffers, cache: null);
     }
 
@@ -240,7 +341,7 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
             RunLayer(layerIndex, hidden, batch, seqLen, (LlamaLayerBuffers)cache.Workspace, cache);
             return;
         }
-        using var buffers = new LlamaLayerBuffers(Config, batch * seqLen, seqLen * seqLen);
+        using var buffers = new LlamaLayerBuffers(Config, _layers[layerIndex].Dims, batch * seqLen, seqLen * seqLen);
         RunLayer(layerIndex, hidden, batch, seqLen, buffers, cache);
     }
 
@@ -254,12 +355,17 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
         var layer = _layers[layerIndex];
         layer.Load(Reader, Config.HiddenSize);
         var c = Config;
-        int n = batch * seqLen, d = c.HeadDim;
+        int n = batch * seqLen, d = c.HeadDim, dqk = layer.Dims.QkHeadDim, dv = layer.Dims.VHeadDim, inter = layer.Dims.Intermediate;
+        int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads;
         int start = cache?.Length ?? 0;
         var normed = buf.Normed.Span[..(n * c.HiddenSize)];
-        var q = buf.Q.Span;
-        var k = buf.K.Span;
-        var v = buf.V.Span;
+        // Exact extents: the decode workspace is sized by the widest layer (for an unpruned model these are the whole buffers).
+        var q = buf.Q.Span[..(n * heads * dqk)];
+        var k = buf.K.Span[..(n * kvHeads * dqk)];
+        var v = buf.V.Span[..(n * kvHeads * dv)];
+        var attn = buf.Attn.Span[..(n * heads * dv)];
+        var gate = buf.Gate.Span[..(n * inter)];
+        var up = buf.Up.Span[..(n * inter)];
         var delta = buf.Delta.Span;
 
         var positions = buf.Positions;
@@ -271,26 +377,38 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
         layer.SelfAttn.QProj.Forward(Backend, normed, n, q, Observer);
         layer.SelfAttn.KProj.Forward(Backend, normed, n, k, Observer);
         layer.SelfAttn.VProj.Forward(Backend, normed, n, v, Observer);
-        Backend.ApplyRope(q, n, c.NumAttentionHeads, d, cos, sin, positions);
-        Backend.ApplyRope(k, n, c.NumKeyValueHeads, d, cos, sin, positions);
+        if (layer.RopePairs is { } pairs)
+        {
+            // Kept pairs turn with their original frequencies: the tables are the unpruned head's [P, D/2].
+            Backend.ApplyRopeKeptPairs(q, n, heads, dqk, cos, sin, d / 2, pairs, kvHeads, positions);
+            Backend.ApplyRopeKeptPairs(k, n, kvHeads, dqk, cos, sin, d / 2, pairs, kvHeads, positions);
+        }
+        else
+        {
+            Backend.ApplyRope(q, n, heads, d, cos, sin, positions);
+            Backend.ApplyRope(k, n, kvHeads, d, cos, sin, positions);
+        }
         int? window = c.SlidingWindow is int w && layerIndex >= c.SlidingWindowFromLayer ? w : null;
+        // 1/√D of the ORIGINAL head, also when the layer keeps d_qk < D dimensions: MoDeGPT keeps the bilinear form
+        // q·k restricted to the kept dimensions (the dropped ones are the ones whose contribution it discards), so the
+        // logits must be the same sums the unpruned head formed, scaled as it scaled them; 1/√d_qk would sharpen every
+        // pruned layer's softmax by √(D/d_qk).
         float scale = (float)(1.0 / Math.Sqrt(d));
         cache?.Write(layerIndex, k, v, seqLen);
         if (cache is not null && start > 0)
-            CausalAttention.Decode(Backend, q, cache.Keys(layerIndex), cache.Values(layerIndex), buf.Attn.Span, batch, start + 1, cache.MaxLength,
-                c.NumAttentionHeads, c.NumKeyValueHeads, d, scale, window, buf.Scores.Span);
+            CausalAttention.Decode(Backend, q, cache.Keys(layerIndex), cache.Values(layerIndex), attn, batch, start + 1, cache.MaxLength,
+                heads, kvHeads, dqk, dv, scale, window, buf.Scores.Span);
         else
-            CausalAttention.Forward(Backend, q, k, v, buf.Attn.Span, batch, seqLen, c.NumAttentionHeads, c.NumKeyValueHeads, d,
-                scale, window, buf.Scores.Span);
-        layer.SelfAttn.OProj.Forward(Backend, buf.Attn.Span, n, delta, Observer);
+            CausalAttention.Forward(Backend, q, k, v, attn, batch, seqLen, heads, kvHeads, dqk, dv, scale, window, buf.Scores.Span);
+        layer.SelfAttn.OProj.Forward(Backend, attn, n, delta, Observer);
         Backend.Add(hidden.Span, delta, hidden.Span);
 
         // MLP block: h += down_proj(silu(gate_proj(x)) · up_proj(x)), x = RMSNorm(h).
         Backend.RmsNorm(hidden.Span, layer.PostAttentionLayernorm!.Span, (float)c.RmsNormEps, normed, n);
-        layer.Mlp.GateProj.Forward(Backend, normed, n, buf.Gate.Span, Observer);
-        layer.Mlp.UpProj.Forward(Backend, normed, n, buf.Up.Span, Observer);
-        Backend.SiluMul(buf.Gate.Span, buf.Up.Span, buf.Gate.Span, n);
-        layer.Mlp.DownProj.Forward(Backend, buf.Gate.Span, n, delta, Observer);
+        layer.Mlp.GateProj.Forward(Backend, normed, n, gate, Observer);
+        layer.Mlp.UpProj.Forward(Backend, normed, n, up, Observer);
+        Backend.SiluMul(gate, up, gate, n);
+        layer.Mlp.DownProj.Forward(Backend, gate, n, delta, Observer);
         Backend.Add(hidden.Span, delta, hidden.Span);
 
         if (StreamWeights) layer.Unload();

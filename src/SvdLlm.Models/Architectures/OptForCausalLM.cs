@@ -181,7 +181,7 @@ public sealed class OptForCausalLM : CausalLanguageModel
 
     protected override Tensor<float> OutputEmbedding() => EmbedTokens();
 
-    protected override (int KvHeads, int HeadDim) KvShape => (Config.NumAttentionHeads, Config.HeadDim);
+    protected override (int Key, int Value) KvWidths(int layer) => (Config.NumAttentionHeads * Config.HeadDim, Config.NumAttentionHeads * Config.HeadDim);
 
     protected override int? MaxPositions => Config.MaxPositionEmbeddings;
 
@@ -250,7 +250,7 @@ public sealed class OptForCausalLM : CausalLanguageModel
         cache?.Write(layerIndex, buf.K.Span, buf.V.Span, seqLen);
         if (cache is not null && start > 0)
             CausalAttention.Decode(Backend, buf.Q.Span, cache.Keys(layerIndex), cache.Values(layerIndex), buf.Attn.Span, batch, start + 1, cache.MaxLength,
-                c.NumAttentionHeads, c.NumAttentionHeads, d, scale, null, buf.Scores.Span);
+                c.NumAttentionHeads, c.NumAttentionHeads, d, d, scale, null, buf.Scores.Span);
         else
             CausalAttention.Forward(Backend, buf.Q.Span, buf.K.Span, buf.V.Span, buf.Attn.Span, batch, seqLen, c.NumAttentionHeads, c.NumAttentionHeads, d,
                 scale, null, buf.Scores.Span);

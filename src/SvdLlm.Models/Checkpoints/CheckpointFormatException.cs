@@ -44,8 +44,8 @@ public sealed class CheckpointFormatException : UserInputException
     public string? Field { get; }
 
     /// <summary>For messages that read better as one sentence; the caller guarantees the message names the file.</summary>
-    internal static CheckpointFormatException WithMessage(string filePath, string? tensorName, string message) =>
-        new(message, filePath, tensorName, innerException: null, verbatim: true);
+    internal static CheckpointFormatException WithMessage(string filePath, string? tensorName, string message, Exception? innerException = null) =>
+        new(message, filePath, tensorName, innerException, verbatim: true);
 
     private static string Compose(string filePath, string problem, string? tensorName, string? field)
     {

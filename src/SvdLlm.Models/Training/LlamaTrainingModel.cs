@@ -131,6 +131,7 @@ public sealed class LlamaTrainingModel : IDisposable
     public LlamaTrainingModel(LlamaConfig config, IComputeBackend? backend = null, IReadOnlyDictionary<string, int>? ranks = null)
     {
         if (config.SlidingWindow is not null) throw new NotSupportedException("training with a sliding window is not supported");
+        RequireUniformShapes(config);
         Config = config;
         _be = backend ?? CpuBackend.Instance;
         _rotary = new LlamaRotaryEmbedding(config);
@@ -198,9 +199,28 @@ public sealed class LlamaTrainingModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Refuses a structurally pruned config (MoDeGPT's per-layer widths): every layer here has the uniform shapes, and the
+    /// backward pass has no kept-rotary-pairs RoPE, so such a model cannot be trained, fine-tuned, LoRA-recovered or give
+    /// gradient statistics. Callers that estimate memory first call this before, so the refusal is the error they see.
+    /// </summary>
+    /// <exception cref="ModelConfigException">config.json has intermediate_sizes, qk_head_dims or v_head_dims.</exception>
+    public static void RequireUniformShapes(LlamaConfig config)
+    {
+        if (!config.HasPerLayerDims) return;
+        var fields = new[] { ("intermediate_sizes", config.IntermediateSizes), ("qk_head_dims", config.QkHeadDims), ("v_head_dims", config.VHeadDims) }
+            .Where(f => f.Item2 is not null).Select(f => $"'{f.Item1}'");
+        throw new ModelConfigException($"{config.SourcePath ?? "the model's config"}: the model has per-layer reduced dimensions (MoDeGPT: {string.Join(", ", fields)}); "
+            + "training supports uniform LLaMA shapes");
+    }
+
     /// <summary>Copies every parameter from a checkpoint (names and shapes must match the arena's).</summary>
+    /// <exception cref="ModelConfigException">the checkpoint holds kept rotary pairs (a pruned model), which training cannot apply.</exception>
     public void LoadFrom(CheckpointReader reader)
     {
+        if (reader.TensorNames.FirstOrDefault(n => n.EndsWith(".self_attn.rope_pairs", StringComparison.Ordinal)) is { } pairs)
+            throw new ModelConfigException($"{reader.Directory}: tensor '{pairs}' says the model has per-layer reduced dimensions (MoDeGPT: kept rotary pairs); "
+                + "training supports uniform LLaMA shapes");
         foreach (var e in Parameters.Entries)
         {
             reader.RequireShape(e.Name, e.Shape.Select(x => (long)x).ToArray());

@@ -43,4 +43,7 @@ public sealed class CpuBackend : IComputeBackend
     public void AddBias(ReadOnlySpan<float> bias, Span<float> y, int rows) => K.AddBias(bias, y, rows);
     public void ApplyRope(Span<float> x, int tokens, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, ReadOnlySpan<int> positions)
         => K.ApplyRope(x, tokens, heads, headDim, cos, sin, positions);
+    public void ApplyRopeKeptPairs(Span<float> x, int tokens, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, int tableHalf,
+        ReadOnlySpan<int> pairs, int pairHeads, ReadOnlySpan<int> positions)
+        => K.ApplyRopeKeptPairs(x, tokens, heads, headDim, cos, sin, tableHalf, pairs, pairHeads, positions);
 }

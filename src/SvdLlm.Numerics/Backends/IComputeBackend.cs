@@ -40,4 +40,6 @@ public interface IComputeBackend
     void Add(ReadOnlySpan<float> x, ReadOnlySpan<float> r, Span<float> y);
     void AddBias(ReadOnlySpan<float> bias, Span<float> y, int rows);
     void ApplyRope(Span<float> x, int tokens, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, ReadOnlySpan<int> positions);
+    void ApplyRopeKeptPairs(Span<float> x, int tokens, int heads, int headDim, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, int tableHalf,
+        ReadOnlySpan<int> pairs, int pairHeads, ReadOnlySpan<int> positions);
 }
