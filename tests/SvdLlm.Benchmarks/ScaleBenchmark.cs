@@ -16,6 +16,7 @@ namespace SvdLlm.Benchmarks;
 /// same run: 7 float64 eigendecompositions (dsyevd) of size 4096 per layer, the one eigenproblem per matrix every
 /// method needs (docs/NUMERICS.md). Prints per-layer seconds, the ratio to the floor and peak RSS per depth.
 /// rtn and gptq (4-bit, groups of 128) may be named among the methods; gptq's time includes its sequential calibration.
+/// delta-impart, delta-svd and delta-dare compress the delta between the checkpoint and a second one of another seed at CR 32.
 /// Usage: --scale [--layers 1,3] [--methods svdllm-v2,svdllm,asvd] [--samples 8] [--seq-len 512] [--work DIR] [--only-generate]
 /// </summary>
 internal static class ScaleBenchmark
@@ -47,7 +48,9 @@ internal static class ScaleBenchmark
             }
         }
         // A name is a method, SVD+quantizer ("svdllm-v2+gptq") or SVD+lora: checked before hours of work.
-        foreach (string m in methods) if (m.Contains('+')) Composite(m); else CompressionMethod.Get(m);
+        foreach (string m in methods)
+            if (m.StartsWith("delta-", StringComparison.Ordinal)) SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(m["delta-".Length..]);
+            else if (m.Contains('+')) Composite(m); else CompressionMethod.Get(m);
         Directory.CreateDirectory(work);
         Console.WriteLine($"scale bench: {NumericsRuntime.Describe()}");
         Console.WriteLine($"LLaMA-2-7B shape (hidden {Hidden}, intermediate {Intermediate}, {Heads} heads, vocab {Vocab}, BF16); calibration {samples} × {seqLen} random token ids; ratio 0.2");
@@ -64,6 +67,9 @@ internal static class ScaleBenchmark
         foreach (int depth in depths)
         {
             string model = Checkpoint(work, depth);
+            // Delta methods need a second checkpoint of the same shape: another seed stands in for a fine-tune (the cost of
+            // a delta compression is a full SVD of every ΔW whatever the delta holds).
+            if (methods.Any(m => m.StartsWith("delta-", StringComparison.Ordinal))) Checkpoint(work, depth, fineTuned: true);
             if (onlyGenerate) continue;
             string stats = Path.Combine(work, $"stats-{depth}-{samples}x{seqLen}.svdstats");
             foreach (string method in methods)
@@ -152,6 +158,24 @@ internal static class ScaleBenchmark
         string model = a[1], stats = a[2], method = a[3], work = a[6];
         int samples = int.Parse(a[4]), seqLen = int.Parse(a[5]);
         NumericsRuntime.SetThreads(int.Parse(a[7]));
+        if (method.StartsWith("delta-", StringComparison.Ordinal))
+        {
+            // CR 32 (ImPart's headline setting); the output is the full checkpoint, one linear's float64 work at a time.
+            string dOut = Path.Combine(work, $"out-{Environment.ProcessId}");
+            var dClock = Stopwatch.StartNew();
+            var options = new SvdLlm.Compression.Delta.DeltaOptions(SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(method["delta-".Length..]), 32);
+            var deltaReport = SvdLlm.Compression.Delta.DeltaCheckpoint.Write(model, model + "-ft", options, dOut, line => Console.WriteLine(line));
+            double dSeconds = dClock.Elapsed.TotalSeconds;
+            Directory.Delete(dOut, recursive: true);
+            Console.WriteLine(new JsonObject
+            {
+                ["calibration_seconds"] = 0.0,
+                ["compression_seconds"] = dSeconds,
+                ["achieved_cr"] = deltaReport.AchievedRatio,
+                ["peak_rss_bytes"] = PeakRss(),
+            }.ToJsonString());
+            return 0;
+        }
         using var m = ModelLoader.Load(model);
         double calibration = 0;
         if (!method.Contains('+') && CompressionMethod.Get(method).IsQuantization)
@@ -229,9 +253,9 @@ internal static class ScaleBenchmark
     }
 
     /// <summary>A 7B-shaped checkpoint with <paramref name="layers"/> layers under <paramref name="work"/>, written once (temp dir + rename) and reused.</summary>
-    private static string Checkpoint(string work, int layers)
+    private static string Checkpoint(string work, int layers, bool fineTuned = false)
     {
-        string dir = Path.Combine(work, $"llama7b-shape-{layers}");
+        string dir = Path.Combine(work, $"llama7b-shape-{layers}{(fineTuned ? "-ft" : "")}");
         if (Directory.Exists(dir)) return dir;
         long need = (long)layers * 2 * (4L * Hidden * Hidden + 3L * Hidden * Intermediate) + 2L * 2 * Vocab * Hidden;
         long free = new DriveInfo(Path.GetFullPath(work)).AvailableFreeSpace;
@@ -257,7 +281,7 @@ internal static class ScaleBenchmark
         for (int l = 0; l < layers; l++)
         {
             string shard = $"model-{l + 1:D5}-of-{shards:D5}.safetensors", p = $"model.layers.{l}.";
-            int s0 = 1000 * l;
+            int s0 = 1000 * l + (fineTuned ? 500 : 0);
             SafeTensorsWriter.Write(Path.Combine(tmp, shard),
             [
                 T(p + "input_layernorm.weight", 0, shard, Hidden), T(p + "self_attn.q_proj.weight", s0 + 1, shard, Hidden, Hidden),
