@@ -227,6 +227,228 @@ public class ModegptTests
         Assert.True(FrobeniusDistance(fit, y) < 1e-8 * Frobenius(y), $"ridge {update.AddedRidge}");
     }
 
+    // ---- Type II: Q/K by CR decomposition, whole rotary pairs ----
+
+    /// <summary>inv_freq[i] = θ^(−2i/D), i &lt; D/2, as Hugging Face's default rotary embedding.</summary>
+    private static double[] InverseFrequencies(int headDim, double theta = 10000) =>
+        Enumerable.Range(0, headDim / 2).Select(i => Math.Pow(theta, -2.0 * i / headDim)).ToArray();
+
+    /// <summary>
+    /// Reference RoPE, rotate_half convention: the pair (i, i + D/2) of x [D] is rotated by position·invFreq[i]. Written
+    /// out here, independent of the model's kernel, and for any D so the reduced head uses the same code.
+    /// </summary>
+    private static double[] Rope(ReadOnlySpan<double> x, ReadOnlySpan<double> invFreq, int position)
+    {
+        int half = x.Length / 2;
+        Assert.Equal(half, invFreq.Length);
+        var r = new double[x.Length];
+        for (int i = 0; i < half; i++)
+        {
+            double angle = position * invFreq[i], c = Math.Cos(angle), s = Math.Sin(angle);
+            r[i] = x[i] * c - x[i + half] * s;
+            r[i + half] = x[i + half] * c + x[i] * s;
+        }
+        return r;
+    }
+
+    private static double Dot(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
+    {
+        double s = 0;
+        for (int i = 0; i < a.Length; i++) s += a[i] * b[i];
+        return s;
+    }
+
+    private static Tensor<double> Diagonal(params double[] d)
+    {
+        var c = Tensor<double>.Zeros(d.Length, d.Length);
+        for (int i = 0; i < d.Length; i++) c[i, i] = d[i];
+        return c;
+    }
+
+    /// <summary>A random positive-definite [n, n] covariance: Σ over tokens of anisotropic random vectors.</summary>
+    private static Tensor<double> RandomCovariance(Random r, int n, int tokens = 40)
+    {
+        using var x = Random(r, n, tokens);
+        for (int i = 0; i < n; i++) for (int t = 0; t < tokens; t++) x[i, t] *= 0.2 + r.NextDouble() * 3;
+        return OuterGram(x);
+    }
+
+    [Fact]
+    public void Keeping_every_head_dimension_keeps_the_original_order()
+    {
+        var r = new Random(21);
+        using var cq = RandomCovariance(r, 8);
+        using var ck = RandomCovariance(r, 8);
+        foreach (var score in new[] { PairScore.SumOfRoots, PairScore.Block })
+        {
+            var sel = QueryKeySelection.Select([cq], ck, 8, score);
+            Assert.Equal(Enumerable.Range(0, 8), sel.KeptDimensions);
+            Assert.Equal(Enumerable.Range(0, 4), sel.KeptFrequencies);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => QueryKeySelection.Select([cq], ck, 3));
+        Assert.Throws<ArgumentOutOfRangeException>(() => QueryKeySelection.Select([cq], ck, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => QueryKeySelection.Select([cq], ck, 10));
+    }
+
+    [Fact]
+    public void Pairs_are_scored_from_the_diagonals_and_laid_out_as_kept_i_then_partners()
+    {
+        // d_h = 8, pairs (0,4) (1,5) (2,6) (3,7). Per-dimension score √(Cq_ii·Ck_ii):
+        //   pair 0: Cq (1, 0), Ck (0, 1)         → roots 0 + 0 = 0,        block √(1·1) = 1
+        //   pair 1: Cq (.25, .25), Ck (.25, .25) → roots .25 + .25 = .5,  block √(.5·.5) = .5
+        //   pair 2: Cq (4, 4), Ck (1, 1)         → roots 2 + 2 = 4,        block √(8·2) = 4
+        //   pair 3: Cq (.01, 0), Ck (.01, 0)     → roots .01,              block .01
+        using var cq = Diagonal(1, 0.25, 4, 0.01, 0, 0.25, 4, 0);
+        using var ck = Diagonal(0, 0.25, 1, 0.01, 1, 0.25, 1, 0);
+        var roots = QueryKeySelection.PairScores([cq], ck, PairScore.SumOfRoots);
+        var block = QueryKeySelection.PairScores([cq], ck, PairScore.Block);
+        double[] expectedRoots = [0, 0.5, 4, 0.01], expectedBlock = [1, 0.5, 4, 0.01];
+        for (int p = 0; p < 4; p++)
+        {
+            Assert.Equal(expectedRoots[p], roots[p], 1e-15);
+            Assert.Equal(expectedBlock[p], block[p], 1e-15);
+        }
+        // The two readings disagree on pairs 0 and 1: the default keeps 1, the block score keeps 0.
+        var sel = QueryKeySelection.Select([cq], ck, 4);
+        Assert.Equal([1, 2], sel.KeptFrequencies);
+        Assert.Equal([1, 2, 5, 6], sel.KeptDimensions);
+        var selBlock = QueryKeySelection.Select([cq], ck, 4, PairScore.Block);
+        Assert.Equal([0, 2], selBlock.KeptFrequencies);
+        Assert.Equal([0, 2, 4, 6], selBlock.KeptDimensions);
+        // Ties go to the lower pair: pairs 0 and 1 both score .5 here.
+        using var tie = Diagonal(0.25, 0.25, 0, 0, 0.25, 0.25, 0, 0);
+        Assert.Equal([0], QueryKeySelection.Select([tie], tie, 2).KeptFrequencies);
+    }
+
+    [Fact]
+    public void Pair_selection_commutes_with_rope_when_the_kept_frequencies_are_used()
+    {
+        var r = new Random(22);
+        const int d = 12, dh = 16, heads = 2, head = 1, k = 6;
+        var invFreq = InverseFrequencies(dh);
+        using var wq = Random(r, heads * dh, d);
+        using var wk = Random(r, heads * dh, d);
+        using var cq = RandomCovariance(r, dh);
+        using var ck = RandomCovariance(r, dh);
+        var sel = QueryKeySelection.Select([cq], ck, k);
+        var reducedFreq = sel.InverseFrequencies(invFreq);
+        Assert.Equal(sel.KeptFrequencies.Select(i => invFreq[i]), reducedFreq);
+
+        // The reduced head's projections are the kept rows of the original head.
+        var rows = RowSelection.HeadRows(head, dh, sel.KeptDimensions);
+        using var wqReduced = RowSelection.Rows(wq, rows);
+        using var wkReduced = RowSelection.Rows(wk, rows);
+        using var headQ = RowSelection.Rows(wq, RowSelection.HeadRows(head, dh, Enumerable.Range(0, dh).ToArray()));
+        using var headK = RowSelection.Rows(wk, RowSelection.HeadRows(head, dh, Enumerable.Range(0, dh).ToArray()));
+        var ownFreq = InverseFrequencies(k); // what a d' = k head would use on its own
+        double largestOwnError = 0;
+        for (int trial = 0; trial < 20; trial++)
+        {
+            using var xq = Random(r, d, 1);
+            using var xk = Random(r, d, 1);
+            int m = r.Next(0, 2048), n = r.Next(0, 2048);
+            using var q = Naive(headQ, xq);
+            using var kv = Naive(headK, xk);
+            using var qr = Naive(wqReduced, xq);
+            using var kr = Naive(wkReduced, xk);
+            for (int a = 0; a < k; a++)
+            {
+                Assert.Equal(q.Span[sel.KeptDimensions[a]], qr.Span[a]);
+                Assert.Equal(kv.Span[sel.KeptDimensions[a]], kr.Span[a]);
+            }
+            // Full RoPE, then the score restricted to the kept pairs' terms …
+            var qRot = Rope(q.Span, invFreq, m);
+            var kRot = Rope(kv.Span, invFreq, n);
+            double expected = 0;
+            foreach (int i in sel.KeptFrequencies) expected += qRot[i] * kRot[i] + qRot[i + dh / 2] * kRot[i + dh / 2];
+            // … equals RoPE on the reduced head with the original frequencies of its pairs.
+            double reduced = Dot(Rope(qr.Span, reducedFreq, m), Rope(kr.Span, reducedFreq, n));
+            Assert.Equal(expected, reduced, 1e-10 * (1 + Math.Abs(expected)));
+            double own = Dot(Rope(qr.Span, ownFreq, m), Rope(kr.Span, ownFreq, n));
+            largestOwnError = Math.Max(largestOwnError, Math.Abs(own - expected));
+        }
+        // The d'-dimensional head's own frequencies would not: the kept i's are not 0 … k/2 − 1 here.
+        Assert.NotEqual(Enumerable.Range(0, k / 2), sel.KeptFrequencies);
+        Assert.True(largestOwnError > 1e-3, $"own-frequency error {largestOwnError}");
+    }
+
+    [Fact]
+    public void Gqa_group_scores_are_the_sum_of_each_query_heads_scores()
+    {
+        var r = new Random(23);
+        const int dh = 10;
+        using var ck = RandomCovariance(r, dh);
+        using var q0 = RandomCovariance(r, dh);
+        using var q1 = RandomCovariance(r, dh);
+        using var q2 = RandomCovariance(r, dh);
+        foreach (var score in new[] { PairScore.SumOfRoots, PairScore.Block })
+        {
+            var group = QueryKeySelection.PairScores([q0, q1, q2], ck, score);
+            var each = new[] { q0, q1, q2 }.Select(q => QueryKeySelection.PairScores([q], ck, score)).ToArray();
+            for (int p = 0; p < dh / 2; p++) Assert.Equal(each.Sum(e => e[p]), group[p], 1e-12 * group[p]);
+            var sel = QueryKeySelection.Select([q0, q1, q2], ck, 4, score);
+            Assert.Equal(NystromMlp.TopIndices(group, 2), sel.KeptFrequencies);
+        }
+        // One head's strong preference can be outvoted by the others': head A wants pair 0, heads B and C pair 1.
+        using var a = Diagonal(9, 0, 0, 0);
+        using var b = Diagonal(0, 4, 0, 0);
+        using var one = Diagonal(1, 1, 1, 1);
+        Assert.Equal([0], QueryKeySelection.Select([a], one, 2).KeptFrequencies);
+        Assert.Equal([1], QueryKeySelection.Select([a, b, b], one, 2).KeptFrequencies);
+    }
+
+    [Fact]
+    public void Block_pair_scores_are_the_same_before_and_after_rope_and_root_scores_are_not()
+    {
+        var r = new Random(24);
+        const int dh = 8, tokens = 64;
+        var invFreq = InverseFrequencies(dh);
+        var pre = new[] { Tensor<double>.Zeros(dh, dh), Tensor<double>.Zeros(dh, dh) };
+        var post = new[] { Tensor<double>.Zeros(dh, dh), Tensor<double>.Zeros(dh, dh) };
+        try
+        {
+            for (int t = 0; t < tokens; t++)
+                for (int which = 0; which < 2; which++)
+                {
+                    var v = Enumerable.Range(0, dh).Select(i => (r.NextDouble() * 2 - 1) * (1 + i)).ToArray();
+                    var rotated = Rope(v, invFreq, t);
+                    for (int i = 0; i < dh; i++)
+                        for (int j = 0; j < dh; j++)
+                        {
+                            pre[which][i, j] += v[i] * v[j];
+                            post[which][i, j] += rotated[i] * rotated[j];
+                        }
+                }
+            var blockPre = QueryKeySelection.PairScores([pre[0]], pre[1], PairScore.Block);
+            var blockPost = QueryKeySelection.PairScores([post[0]], post[1], PairScore.Block);
+            for (int p = 0; p < dh / 2; p++) Assert.Equal(blockPre[p], blockPost[p], 1e-10 * blockPre[p]);
+            var rootsPre = QueryKeySelection.PairScores([pre[0]], pre[1], PairScore.SumOfRoots);
+            var rootsPost = QueryKeySelection.PairScores([post[0]], post[1], PairScore.SumOfRoots);
+            double largest = Enumerable.Range(0, dh / 2).Max(p => Math.Abs(rootsPre[p] - rootsPost[p]) / rootsPre[p]);
+            Assert.True(largest > 1e-3, $"largest relative change of a root score under RoPE: {largest}");
+        }
+        finally
+        {
+            foreach (var c in pre.Concat(post)) c.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Head_covariance_from_the_attention_input_gram_equals_the_sum_over_tokens()
+    {
+        var r = new Random(25);
+        const int d = 9, dh = 4, tokens = 30;
+        using var w = Random(r, dh, d);
+        using var x = Random(r, tokens, d);
+        using var xt = Tensor<double>.Zeros(d, tokens);
+        for (int t = 0; t < tokens; t++) for (int i = 0; i < d; i++) xt[i, t] = x[t, i];
+        using var gram = OuterGram(xt);
+        using var q = Naive(w, xt); // [dh, T]
+        using var expected = OuterGram(q);
+        using var c = QueryKeySelection.HeadCovariance(w, gram);
+        Assert.True(FrobeniusDistance(c, expected) < 1e-10 * Frobenius(expected));
+    }
+
     [Fact]
     public void Row_selection_gathers_rows_in_order_and_refuses_bad_indices()
     {
