@@ -449,6 +449,191 @@ public class ModegptTests
         Assert.True(FrobeniusDistance(c, expected) < 1e-10 * Frobenius(expected));
     }
 
+    // ---- Type III: V/O by SVD ----
+
+    private sealed record AttentionInputs(Tensor<double> X, Tensor<double> Gram) : IDisposable
+    {
+        public void Dispose()
+        {
+            X.Dispose();
+            Gram.Dispose();
+        }
+    }
+
+    /// <summary>Attention inputs X [T, d] (rows are tokens, anisotropic columns) and C = XᵀX.</summary>
+    private static AttentionInputs Inputs(Random r, int tokens, int d)
+    {
+        var x = Random(r, tokens, d);
+        for (int t = 0; t < tokens; t++) for (int i = 0; i < d; i++) x[t, i] *= 1 + (i % 4);
+        var c = Tensor<double>.Zeros(d, d);
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++)
+            {
+                double s = 0;
+                for (int t = 0; t < tokens; t++) s += x[t, i] * x[t, j];
+                c[i, j] = s;
+            }
+        return new AttentionInputs(x, c);
+    }
+
+    /// <summary>Σ_g ‖(W_O,g W_V − W_O,g' W_V') Xᵀ‖²_F by naive loops over tokens.</summary>
+    private static double GroupLoss(Tensor<double>[] outputs, Tensor<double> value, ValueOutputFactors f, Tensor<double> x)
+    {
+        double loss = 0;
+        for (int g = 0; g < outputs.Length; g++)
+        {
+            using var m = Naive(outputs[g], value);
+            using var mp = Naive(f.OutputColumns[g], f.ValueRows);
+            for (int t = 0; t < x.Rows; t++)
+                for (int i = 0; i < m.Rows; i++)
+                {
+                    double e = 0;
+                    for (int j = 0; j < m.Cols; j++) e += (m[i, j] - mp[i, j]) * x[t, j];
+                    loss += e * e;
+                }
+        }
+        return loss;
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void Value_output_loss_is_the_singular_value_tail_of_the_whitened_product(int groups)
+    {
+        var r = new Random(31 + groups);
+        const int d = 10, dh = 4, tokens = 40;
+        using var inputs = Inputs(r, tokens, d);
+        var (x, c) = (inputs.X, inputs.Gram);
+        using var roots = ValueOutputSvd.Roots(c);
+        Assert.Equal(0, roots.ClampedEigenvalues);
+        using var value = Random(r, dh, d);
+        var outputs = Enumerable.Range(0, groups).Select(_ => Random(r, d, dh)).ToArray();
+        try
+        {
+            // The singular values of the explicit stacked product [W_O,1; …; W_O,G] W_V C^½ [G·d, d].
+            using var stacked = Tensor<double>.Zeros(groups * d, d);
+            for (int g = 0; g < groups; g++)
+            {
+                using var mg = Naive(outputs[g], value);
+                using var mgc = Naive(mg, roots.Root);
+                mgc.Span.CopyTo(stacked.Span.Slice(g * d * d, d * d));
+            }
+            using var explicitSvd = Lapack.Svd(stacked);
+
+            for (int k = 1; k <= dh; k++)
+            {
+                using var f = ValueOutputSvd.Fit(outputs, value, roots.Root, k);
+                Assert.Equal(k, f.Rank);
+                Assert.Equal(groups, f.OutputColumns.Length);
+                for (int i = 0; i < f.SingularValues.Length; i++)
+                    Assert.Equal(explicitSvd.S[i], f.SingularValues[i], 1e-10 * explicitSvd.S[0]);
+                // Eckart–Young on M C^½ with C = XᵀX: the measured loss over the tokens is the tail Σ_{i>k} σ_i².
+                double tail = f.SingularValues.Skip(k).Sum(v => v * v);
+                double measured = GroupLoss(outputs, value, f, x);
+                Assert.Equal(tail, f.TailLoss * f.TailLoss, 1e-9 * explicitSvd.S[0] * explicitSvd.S[0]);
+                Assert.True(Math.Abs(measured - tail) <= 1e-9 * Math.Max(tail, 1e-300) || k == dh && measured < 1e-20 * explicitSvd.S[0] * explicitSvd.S[0],
+                    $"k = {k}: measured {measured}, tail {tail}");
+                // W_O' stacked has orthonormal columns (the split puts every scale in W_V').
+                for (int a = 0; a < k; a++)
+                    for (int b = 0; b < k; b++)
+                    {
+                        double dot = 0;
+                        foreach (var o in f.OutputColumns) for (int i = 0; i < d; i++) dot += o[i, a] * o[i, b];
+                        Assert.Equal(a == b ? 1 : 0, dot, 1e-12);
+                    }
+            }
+        }
+        finally
+        {
+            foreach (var o in outputs) o.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Value_output_at_full_head_rank_reproduces_every_head_even_on_a_singular_gram()
+    {
+        var r = new Random(33);
+        const int d = 10, dh = 4, tokens = 5, groups = 2;
+        using var inputs = Inputs(r, tokens, d); // rank 5 < d: five eigenvalues clamped
+        var (x, c) = (inputs.X, inputs.Gram);
+        using var roots = ValueOutputSvd.Roots(c);
+        Assert.Equal(d - tokens, roots.ClampedEigenvalues);
+        using var value = Random(r, dh, d);
+        var outputs = Enumerable.Range(0, groups).Select(_ => Random(r, d, dh)).ToArray();
+        try
+        {
+            using var f = ValueOutputSvd.Fit(outputs, value, roots.Root, dh);
+            for (int g = 0; g < groups; g++)
+            {
+                using var m = Naive(outputs[g], value);
+                using var mp = Naive(f.OutputColumns[g], f.ValueRows);
+                Assert.True(FrobeniusDistance(m, mp) < 1e-12 * Frobenius(m), $"head {g}: {FrobeniusDistance(m, mp)}");
+            }
+            Assert.Throws<ArgumentOutOfRangeException>(() => ValueOutputSvd.Fit(outputs, value, roots.Root, dh + 1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => ValueOutputSvd.Fit(outputs, value, roots.Root, 0));
+        }
+        finally
+        {
+            foreach (var o in outputs) o.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Value_output_product_equals_the_papers_form_with_the_inverse_root()
+    {
+        var r = new Random(34);
+        const int d = 8, dh = 4, tokens = 30, k = 2;
+        using var inputs = Inputs(r, tokens, d);
+        var (x, c) = (inputs.X, inputs.Gram);
+        using var roots = ValueOutputSvd.Roots(c);
+        using var value = Random(r, dh, d);
+        using var output = Random(r, d, dh);
+        using var f = ValueOutputSvd.Fit([output], value, roots.Root, k);
+        // U_k Σ_k V_kᵀ C^{-½} from the SVD of the explicit [d, d] product W_O W_V C^½.
+        using var m = Naive(output, value);
+        using var mc = Naive(m, roots.Root);
+        using var svd = Lapack.Svd(mc);
+        using var truncated = Tensor<double>.Zeros(d, d);
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++) s += svd.U[i, p] * svd.S[p] * svd.Vt[p, j];
+                truncated[i, j] = s;
+            }
+        using var paper = Naive(truncated, roots.InverseRoot);
+        using var ours = Naive(f.OutputColumns[0], f.ValueRows);
+        Assert.True(FrobeniusDistance(paper, ours) < 1e-10 * Frobenius(ours), $"{FrobeniusDistance(paper, ours)}");
+    }
+
+    [Fact]
+    public void Symmetric_roots_square_to_the_gram_and_invert_each_other()
+    {
+        var r = new Random(35);
+        const int d = 9;
+        foreach (int tokens in new[] { 40, 4 })
+        {
+            using var inputs = Inputs(r, tokens, d);
+            var (x, c) = (inputs.X, inputs.Gram);
+            using var roots = ValueOutputSvd.Roots(c);
+            Assert.Equal(Math.Max(0, d - tokens), roots.ClampedEigenvalues);
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < d; j++)
+                {
+                    Assert.Equal(roots.Root[i, j], roots.Root[j, i]);
+                    Assert.Equal(roots.InverseRoot[i, j], roots.InverseRoot[j, i]);
+                }
+            using var square = Naive(roots.Root, roots.Root);
+            // C̃ = C + (floor on the clamped directions): off by at most d·floor ≈ 1e-9·λ_max.
+            Assert.True(FrobeniusDistance(square, c) < 1e-9 * Frobenius(c));
+            using var identity = Naive(roots.Root, roots.InverseRoot);
+            // κ(C̃^½) ≤ 1e5 on the singular Gram, so the product is I to ≈ 1e5·u·d.
+            for (int i = 0; i < d; i++) for (int j = 0; j < d; j++) Assert.Equal(i == j ? 1 : 0, identity[i, j], tokens > d ? 1e-12 : 1e-9);
+        }
+        using var zero = Tensor<double>.Zeros(3, 3);
+        Assert.Throws<ArgumentException>(() => ValueOutputSvd.Roots(zero));
+    }
+
     [Fact]
     public void Row_selection_gathers_rows_in_order_and_refuses_bad_indices()
     {
