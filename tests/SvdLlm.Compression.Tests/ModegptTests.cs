@@ -634,6 +634,147 @@ public class ModegptTests
         Assert.Throws<ArgumentException>(() => ValueOutputSvd.Roots(zero));
     }
 
+    // ---- Global sparsity allocation and block influence ----
+
+    /// <summary>
+    /// The KKT solution of max Σ s_l(1 − φ_l) + ε·H(φ) s.t. Σ φ_l = L·φ_avg, 0 ≤ φ_l ≤ φ_max, found independently of
+    /// the closed form: stationarity gives φ_l(μ) = min(φ_max, exp(−(s_l + μ)/ε − 1)) for the multiplier μ of the mean
+    /// constraint, and Σ φ_l(μ) decreases in μ, so μ is found by bisection.
+    /// </summary>
+    private static double[] KktByBisection(double[] s, double average, double epsilon, double max)
+    {
+        int n = s.Length;
+        double[] At(double mu) => s.Select(v => Math.Min(max, Math.Exp(-(v + mu) / epsilon - 1))).ToArray();
+        double Excess(double mu) => At(mu).Sum() - n * average;
+        double lo = -1, hi = 1;
+        while (Excess(lo) < 0) lo *= 2;
+        while (Excess(hi) > 0) hi *= 2;
+        for (int i = 0; i < 200; i++)
+        {
+            double mid = 0.5 * (lo + hi);
+            if (Excess(mid) > 0) lo = mid; else hi = mid;
+        }
+        return At(0.5 * (lo + hi));
+    }
+
+    private static double Objective(double[] s, double[] phi, double epsilon) =>
+        s.Select((v, l) => v * (1 - phi[l]) - epsilon * (phi[l] > 0 ? phi[l] * Math.Log(phi[l]) : 0)).Sum();
+
+    [Fact]
+    public void Allocation_without_clipping_is_the_softmax_and_the_entropy_optimum()
+    {
+        var r = new Random(41);
+        var s = Enumerable.Range(0, 10).Select(_ => r.NextDouble()).ToArray();
+        const double average = 0.25, epsilon = 0.2;
+        var phi = GlobalSparsity.Allocate(s, average, epsilon, maxSparsity: 1);
+        double z = s.Sum(v => Math.Exp(-v / epsilon));
+        var kkt = KktByBisection(s, average, epsilon, max: 1);
+        for (int l = 0; l < s.Length; l++)
+        {
+            Assert.Equal(s.Length * average * Math.Exp(-s[l] / epsilon) / z, phi[l], 1e-14);
+            Assert.Equal(kkt[l], phi[l], 1e-10);
+            Assert.True(phi[l] < 1);
+        }
+        Assert.Equal(average, phi.Average(), 1e-12);
+        // More important blocks lose less.
+        for (int a = 0; a < s.Length; a++) for (int b = 0; b < s.Length; b++) if (s[a] < s[b]) Assert.True(phi[a] > phi[b]);
+    }
+
+    [Fact]
+    public void Allocation_with_clipping_keeps_the_box_and_the_mean_and_solves_the_boxed_problem()
+    {
+        var r = new Random(42);
+        // Three nearly unimportant blocks would get far more than φ_max from the softmax alone.
+        var s = Enumerable.Range(0, 12).Select(l => l < 3 ? 0.01 * l : 0.5 + r.NextDouble()).ToArray();
+        const double average = 0.3, epsilon = 0.1, max = 0.6;
+        var raw = s.Select(v => s.Length * average * Math.Exp(-v / epsilon) / s.Sum(u => Math.Exp(-u / epsilon))).ToArray();
+        Assert.True(raw.Count(v => v > max) >= 2, "the test needs clipping");
+        var phi = GlobalSparsity.Allocate(s, average, epsilon, max);
+        Assert.Equal(average, phi.Average(), 1e-12);
+        Assert.All(phi, v => Assert.InRange(v, 0, max));
+        Assert.True(phi.Count(v => v == max) >= 2);
+        var kkt = KktByBisection(s, average, epsilon, max);
+        for (int l = 0; l < s.Length; l++) Assert.Equal(kkt[l], phi[l], 1e-10);
+        // The free blocks keep the softmax's proportions: the excess is spread in proportion to their weights.
+        var free = Enumerable.Range(0, s.Length).Where(l => phi[l] < max).ToArray();
+        foreach (int l in free) Assert.Equal(raw[l] / raw[free[0]], phi[l] / phi[free[0]], 1e-12);
+        // And no feasible zero-sum step inside the box does better.
+        double best = Objective(s, phi, epsilon);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            int a = free[r.Next(free.Length)], b = r.Next(s.Length);
+            if (a == b) continue;
+            double step = 1e-3 * (r.NextDouble() * 2 - 1);
+            var moved = (double[])phi.Clone();
+            moved[a] += step;
+            moved[b] -= step;
+            if (moved.Any(v => v < 0 || v > max)) continue;
+            Assert.True(Objective(s, moved, epsilon) <= best + 1e-15, $"trial {trial} improved the objective");
+        }
+    }
+
+    [Fact]
+    public void Allocation_is_uniform_as_the_smoothing_grows_and_survives_underflow()
+    {
+        double[] s = [0.1, 0.9, 0.4, 0.7];
+        Assert.All(GlobalSparsity.Allocate(s, 0.3, double.PositiveInfinity, 0.8), v => Assert.Equal(0.3, v, 1e-15));
+        Assert.All(GlobalSparsity.Allocate(s, 0.3, 1e12, 0.8), v => Assert.Equal(0.3, v, 1e-12));
+        Assert.All(GlobalSparsity.Allocate(s, 0.5, 0.01, 0.5), v => Assert.Equal(0.5, v, 1e-15));
+        // exp(−1000) underflows in the first softmax; the second round renormalises the free blocks among themselves.
+        var phi = GlobalSparsity.Allocate([0, 1000, 1000], 0.4, 1, 0.5);
+        Assert.Equal([0.5, 0.35, 0.35], phi.Select(v => Math.Round(v, 14)));
+    }
+
+    [Fact]
+    public void Infeasible_or_invalid_allocations_are_refused()
+    {
+        double[] s = [0.1, 0.2];
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => GlobalSparsity.Allocate(s, 0.9, 0.1, 0.8));
+        Assert.Contains("exceeds φ_max", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => GlobalSparsity.Allocate(s, 0.3, 0, 0.8));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GlobalSparsity.Allocate(s, -0.1, 0.1, 0.8));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GlobalSparsity.Allocate(s, 0.3, 0.1, 1.5));
+        Assert.Throws<ArgumentException>(() => GlobalSparsity.Allocate([0.1, double.NaN], 0.3, 0.1, 0.8));
+        Assert.Throws<ArgumentException>(() => GlobalSparsity.Allocate([], 0.3, 0.1, 0.8));
+    }
+
+    [Fact]
+    public void Block_influence_is_one_minus_the_mean_cosine_over_tokens()
+    {
+        const int d = 3;
+        float[] input = [1, 2, 3, 1, 0, 0, 0, 2, 0, 4, 5, 6];
+        Assert.Equal(0, BlockInfluence.Compute(input, input, d), 1e-15);
+        Assert.Equal(2, BlockInfluence.Compute(input, input.Select(v => -v).ToArray(), d), 1e-15);
+        float[] rotated = [0, 1, 0, 1, 0, 0, 0, 0, 1];
+        float[] original = [1, 0, 0, 1, 0, 0, 0, 1, 0];
+        Assert.Equal(1 - 1.0 / 3, BlockInfluence.Compute(original, rotated, d), 1e-15); // cos 0, 1, 0
+
+        var r = new Random(43);
+        var a = Enumerable.Range(0, 40 * d).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
+        var b = a.Select(v => v + (float)(0.5 * (r.NextDouble() * 2 - 1))).ToArray();
+        double naive = 0;
+        for (int t = 0; t < 40; t++)
+        {
+            double ab = 0, aa = 0, bb = 0;
+            for (int i = 0; i < d; i++) { ab += a[t * d + i] * (double)b[t * d + i]; aa += a[t * d + i] * (double)a[t * d + i]; bb += b[t * d + i] * (double)b[t * d + i]; }
+            naive += ab / Math.Sqrt(aa * bb);
+        }
+        double whole = BlockInfluence.Compute(a, b, d);
+        Assert.Equal(1 - naive / 40, whole, 1e-14);
+        // Fed in batches it is the same mean.
+        var bi = new BlockInfluence(d);
+        bi.Add(a.AsSpan(0, 25 * d), b.AsSpan(0, 25 * d));
+        bi.Add(a.AsSpan(25 * d), b.AsSpan(25 * d));
+        Assert.Equal(40, bi.Tokens);
+        Assert.Equal(whole, bi.Score, 1e-14);
+
+        // A zero row has no direction: cos counts as 0 and the token stays in the mean.
+        Assert.Equal(0.5, BlockInfluence.Compute([1, 2, 3, 1, 2, 3], [1, 2, 3, 0, 0, 0], d), 1e-15);
+        Assert.Throws<ArgumentException>(() => BlockInfluence.Compute([1, float.NaN, 3], [1, 2, 3], d));
+        Assert.Throws<ArgumentException>(() => BlockInfluence.Compute([1, 2, 3, 4], [1, 2, 3, 4], d));
+        Assert.Throws<InvalidOperationException>(() => new BlockInfluence(d).Score);
+    }
+
     [Fact]
     public void Row_selection_gathers_rows_in_order_and_refuses_bad_indices()
     {
