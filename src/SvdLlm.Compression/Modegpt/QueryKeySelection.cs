@@ -70,7 +70,8 @@ public sealed record RotaryPairSelection(int[] KeptDimensions, int[] KeptFrequen
 /// as that energy spread over the G heads, while the sum of the heads' bounds is √G times larger when it is spread.</para>
 ///
 /// <para>A loader of the reduced heads must keep the original attention scale 1/√d_h (the dot products are partial
-/// sums of the original ones) and rotate with <see cref="RotaryPairSelection.KeptFrequencies"/>.</para>
+/// sums of the original ones), rotate with <see cref="RotaryPairSelection.KeptFrequencies"/>, and allow the q/k head
+/// size (this k) to differ from the v head size (Type III's rank, <see cref="ValueOutputSvd"/>).</para>
 /// </summary>
 public static class QueryKeySelection
 {

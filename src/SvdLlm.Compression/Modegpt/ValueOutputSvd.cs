@@ -46,8 +46,9 @@ public sealed record ValueOutputFactors(Tensor<double>[] OutputColumns, Tensor<d
 /// ‖E Xᵀ‖²_F = tr(E C Eᵀ) = ‖E C^½‖²_F, Eckart–Young on M C^½ = U Σ Vᵀ gives the optimum
 /// M' = U_k Σ_k V_kᵀ C^{-½} = U_k U_kᵀ M (the second form because Σ_k V_kᵀ = U_kᵀ M C^½).
 ///
-/// <para><b>Square root.</b> The symmetric root C^½ = V Λ^½ Vᵀ, as the paper writes it (a Cholesky factor gives the same
-/// optimum but different intermediate factors; the paper does not use one). Eigenvalues ≤ ε·λ_max (ε = 1e-10 by
+/// <para><b>Square root.</b> The symmetric root C^½ = V Λ^½ Vᵀ, as the paper writes it. Here any R with R Rᵀ = C (a
+/// Cholesky factor) would give the same U and the same optimum, since (M R)(M R)ᵀ = M C Mᵀ; the choice of root only
+/// changes results in Type II's column norms (<see cref="QueryKeySelection"/>). Eigenvalues ≤ ε·λ_max (ε = 1e-10 by
 /// default) are raised to ε·λ_max and counted (<see cref="Roots"/>): dsyevd's eigenvalues carry an absolute error of
 /// about d·u·λ_max ≈ 1e-12·λ_max at d = 4096, so smaller ones, and the negative ones rounding produces, are noise. A
 /// direction the calibration never excited then still weighs a little instead of nothing, which makes the subspace
