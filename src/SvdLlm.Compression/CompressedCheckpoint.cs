@@ -23,6 +23,9 @@ public sealed record LinearReplacement(Func<SafeTensorsDType, IReadOnlyList<Writ
 public static class CompressedCheckpoint
 {
     /// <summary>Files copied unchanged from the original directory when present.</summary>
+    /// <summary>The tokenizer and generation files every writer of a model directory copies beside the weights.</summary>
+    internal static IReadOnlyList<string> TokenizerFiles => CopiedFiles;
+
     private static readonly string[] CopiedFiles =
         ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model"];
 

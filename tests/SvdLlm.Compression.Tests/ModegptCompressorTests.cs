@@ -1,0 +1,92 @@
+using System.Text.Json.Nodes;
+using SvdLlm.Compression.Calibration;
+using SvdLlm.Compression.Modegpt;
+using SvdLlm.Models.Architectures;
+using SvdLlm.Models.Checkpoints;
+using SvdLlm.Models.Tests;
+using SvdLlm.Models.Tests.Reference;
+
+namespace SvdLlm.Compression.Tests;
+
+/// <summary>
+/// MoDeGPT end to end on a tiny GQA LLaMA: the checkpoint it writes loads with per-layer widths, removes at least the
+/// asked fraction of the decoder linears' parameters (counted from the written shapes, not from its report), keeps
+/// every block's width at a vanishing ratio with the original's logits, and is refused for what it cannot do.
+/// </summary>
+public class ModegptCompressorTests
+{
+    private const int SeqLen = 16, Samples = 16;
+
+    private static (CalibrationWindows Windows, CalibrationStatistics Stats) Calibrate(CausalLanguageModel model)
+    {
+        var windows = new CalibrationWindows(RandomWindows.Sample(model.VocabSize, Samples, SeqLen, 5), SeqLen);
+        return (windows, Calibrator.Collect(model, windows.Tokens, SeqLen));
+    }
+
+    private static long DecoderLinearParams(string dir)
+    {
+        using var r = CheckpointReader.Open(dir);
+        return r.TensorNames.Where(n => n.StartsWith("model.layers.", StringComparison.Ordinal) && n.EndsWith("_proj.weight", StringComparison.Ordinal))
+            .Sum(n => r.GetInfo(n).ElementCount);
+    }
+
+    [Fact]
+    public void At_30_percent_the_model_loads_with_per_layer_widths_and_loses_at_least_30_percent_of_its_linear_parameters()
+    {
+        using var dir = new TempDirectory();
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama3, seed: 3);
+        using var model = ModelLoader.Load(ckpt.Directory);
+        var (windows, stats) = Calibrate(model);
+        using var _ = stats;
+        string outDir = Path.Combine(dir.Path, "modegpt");
+        var report = ModegptCompressor.CompressToDirectory(model, stats, windows, 0.3, outDir, _ => { });
+
+        double removed = 1 - (double)DecoderLinearParams(outDir) / DecoderLinearParams(ckpt.Directory);
+        Assert.True(removed >= 0.3, $"removed {removed:P2} of the decoder linears' parameters");
+        Assert.Equal(removed, 1 - (double)report.LinearParamsAfter / report.LinearParamsBefore, 12);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "config.json")))!;
+        int layers = config["num_hidden_layers"]!.GetValue<int>();
+        Assert.Equal(layers, config["intermediate_sizes"]!.AsArray().Count);
+        Assert.All(config["qk_head_dims"]!.AsArray(), x => Assert.Equal(0, x!.GetValue<int>() % 2));
+        using var compressed = ModelLoader.Load(outDir);
+        using var logits = compressed.Logits(windows.Tokens.AsSpan(0, SeqLen), 1, SeqLen);
+        Assert.All(logits.Span.ToArray(), v => Assert.True(float.IsFinite(v)));
+        Assert.Equal(7 * layers, report.Matrices.Count);
+    }
+
+    [Fact]
+    public void At_a_vanishing_ratio_every_width_is_kept_and_the_logits_are_the_originals()
+    {
+        using var dir = new TempDirectory();
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama3, seed: 4);
+        using var model = ModelLoader.Load(ckpt.Directory);
+        var (windows, stats) = Calibrate(model);
+        using var _ = stats;
+        string outDir = Path.Combine(dir.Path, "modegpt");
+        ModegptCompressor.CompressToDirectory(model, stats, windows, 1e-9, outDir, _ => { });
+        Assert.Equal(DecoderLinearParams(ckpt.Directory), DecoderLinearParams(outDir));
+        using var compressed = ModelLoader.Load(outDir);
+        using var a = model.Logits(windows.Tokens.AsSpan(0, SeqLen), 1, SeqLen);
+        using var b = compressed.Logits(windows.Tokens.AsSpan(0, SeqLen), 1, SeqLen);
+        // Full widths: the MLP and Q/K are the same weights; V/O is refitted as U_k and U_kᵀ W_O W_V, the same product
+        // in float64, so only float32 rounding of the refitted factors (about 1e-6 of a logit) separates the two.
+        float scale = a.Span.ToArray().Max(Math.Abs);
+        for (int i = 0; i < a.Span.Length; i++) Assert.True(Math.Abs(a.Span[i] - b.Span[i]) <= 1e-4f * scale, $"logit {i}: {a.Span[i]} vs {b.Span[i]}");
+    }
+
+    [Fact]
+    public void Models_it_cannot_compress_and_bad_ratios_are_refused_writing_nothing()
+    {
+        using var dir = new TempDirectory();
+        var qwen = TinyCheckpoint.Create(dir.Sub("q"), TinyArch.Qwen2, seed: 3);
+        using var model = ModelLoader.Load(qwen.Directory);
+        var (windows, stats) = Calibrate(model);
+        using var _ = stats;
+        string outDir = Path.Combine(dir.Path, "out");
+        Assert.Contains("biases", Assert.Throws<NotSupportedException>(() => ModegptCompressor.CompressToDirectory(model, stats, windows, 0.3, outDir, _ => { })).Message);
+        var llama = TinyCheckpoint.Create(dir.Sub("l"), TinyArch.Llama3, seed: 3);
+        using var lm = ModelLoader.Load(llama.Directory);
+        Assert.Contains("(0, 1)", Assert.Throws<ArgumentException>(() => ModegptCompressor.CompressToDirectory(lm, stats, windows, 1.0, outDir, _ => { })).Message);
+        Assert.False(Directory.Exists(outDir));
+    }
+}
