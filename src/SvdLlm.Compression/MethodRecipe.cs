@@ -21,7 +21,7 @@ namespace SvdLlm.Compression;
 /// <param name="Gfwsvd">GFWSVD's gradient samples and power iterations, for gfwsvd</param>
 /// <param name="Recovery">SVD-LLM's LoRA recovery of the factors after truncation (any SVD method), or null</param>
 public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization, GptvqOptions? VectorQuantization = null,
-    GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null, Dobi.DobiOptions? Dobi = null)
+    GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null, Dobi.DobiOptions? Dobi = null, SvdLlm.Compression.Modegpt.ModegptOptions? Modegpt = null)
 {
     /// <summary>Dobi-SVD's stage-1 settings, besides an SVD method's quantize and recovery parameters.</summary>
     public static readonly IReadOnlyList<string> DobiParameters = ["epochs", "batch", "lambda", "beta", "lr", "remap"];
@@ -31,6 +31,9 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
 
     /// <summary>GFWSVD's own, besides an SVD method's quantize parameters.</summary>
     public static readonly IReadOnlyList<string> GfwsvdParameters = ["gradient_samples", "power_iterations"];
+
+    /// <summary>MoDeGPT's: the Nyström ridge (relative to mean diag C_σ), the allocation's ε and its cap on a block's sparsity.</summary>
+    public static readonly IReadOnlyList<string> ModegptParameters = ["ridge", "smoothing", "max_sparsity"];
 
     public static readonly IReadOnlyList<string> RtnParameters = ["bits", "group_size", "sym"];
 
@@ -70,6 +73,26 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 ? $"{spell(p)} is not a parameter of {method} (it takes {string.Join(", ", m.Parameters.Select(spell))})"
                 : $"{spell(p)}: unknown parameter of {method}; it takes {string.Join(", ", m.Parameters.Select(spell))}");
         if (m.Name == "gptvq") return ParseGptvq(m, parameters, spell);
+        if (m.Structured)
+        {
+            var d = new SvdLlm.Compression.Modegpt.ModegptOptions();
+            double Get(string key, double fallback, double min, double max)
+            {
+                if (!parameters.TryGetValue(key, out string? v)) return fallback;
+                if (!double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double x) || !(x >= min && x <= max))
+                    throw new ArgumentException($"{spell(key)}: '{v}' must be a number in [{min}, {max}]");
+                return x;
+            }
+            return new MethodRecipe(m, null, null)
+            {
+                Modegpt = d with
+                {
+                    Ridge = Get("ridge", d.Ridge, 0, 1e6),
+                    Smoothing = Get("smoothing", d.Smoothing, 1e-6, double.PositiveInfinity),
+                    MaxSparsity = Get("max_sparsity", d.MaxSparsity, 1e-6, 0.999),
+                },
+            };
+        }
         if (!m.IsQuantization && RecoveryParameters.Any(parameters.ContainsKey))
         {
             var lora = ParseRecovery(parameters, spell);
@@ -268,6 +291,14 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             if (lo.Epochs != LoraDefaults.Epochs) c["lora_epochs"] = I(lo.Epochs);
             if (lo.BatchSize != LoraDefaults.BatchSize) c["lora_batch"] = I(lo.BatchSize);
         }
+        if (Modegpt is { } mg)
+        {
+            var md = new SvdLlm.Compression.Modegpt.ModegptOptions();
+            string D(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+            if (mg.Ridge != md.Ridge) c["ridge"] = D(mg.Ridge);
+            if (mg.Smoothing != md.Smoothing) c["smoothing"] = D(mg.Smoothing);
+            if (mg.MaxSparsity != md.MaxSparsity) c["max_sparsity"] = D(mg.MaxSparsity);
+        }
         if (Dobi is { } dobi)
         {
             var dd = new Dobi.DobiOptions();
@@ -365,6 +396,8 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         if (NeedsWindows && windows is null) throw new ArgumentException($"{Label} runs the model on calibration windows; pass them");
         long bytesBefore = model.Linears.Sum(l => l.StoredWeightBytes(model.Reader));
         var indented = new JsonSerializerOptions { WriteIndented = true };
+        if (Method.Structured)
+            return SvdLlm.Compression.Modegpt.ModegptCompressor.CompressToDirectory(model, stats!, windows!, ratio, outDir, log, this.Modegpt, annotate);
         if (Method.IsQuantization)
         {
             CompressionReport? composed = null;

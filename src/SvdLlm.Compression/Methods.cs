@@ -31,11 +31,12 @@ public enum TruncationKind
 /// </summary>
 /// <param name="Display">how tables and plots name it</param>
 /// <param name="Order">its row in tables: baselines first, SVD-LLM, then V2 and its ablations (V2 paper, Tables 2 and 4)</param>
+/// <param name="Structured">a structured method (MoDeGPT): narrower dense layers with per-layer widths, neither low-rank factors nor codes</param>
 public sealed record CompressionMethod(string Name, string Display, int Order, string Description, AllocationKind Allocation, Func<ITruncation>? LowRankReference,
-    bool NeedsFisher = false, bool LocalUpdate = false)
+    bool NeedsFisher = false, bool LocalUpdate = false, bool Structured = false)
 {
     /// <summary>Low-rank factors (every SVD method), or codes on a grid (rtn, gptq) or in codebooks (gptvq): see <see cref="Quantization.QuantizedCheckpoint"/>.</summary>
-    public bool IsQuantization => LowRankReference is null;
+    public bool IsQuantization => LowRankReference is null && !Structured;
 
     /// <summary>The papers' literal truncation (the test oracle); only low-rank methods have one.</summary>
     public Func<ITruncation> Reference => LowRankReference ?? throw new InvalidOperationException($"{Name} is a quantization method; it has no truncation");
@@ -59,7 +60,8 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// and compresses the whole model in memory rather than one streamed layer at a time. GPTQ runs the model on them
     /// too (sequential calibration, one layer at a time) and needs no statistics.
     /// </summary>
-    public bool NeedsCalibrationWindows => Allocation is AllocationKind.Sensitivity or AllocationKind.Learned || LocalUpdate || Name is "gptq" or "gptvq" || NeedsGradientSamples;
+    public bool NeedsCalibrationWindows => Allocation is AllocationKind.Sensitivity or AllocationKind.Learned || LocalUpdate || Name is "gptq" or "gptvq" || NeedsGradientSamples
+        || Structured; // MoDeGPT's block influence is a forward pass over the windows
 
     /// <summary>GFWSVD: per-linear gradient samples from backward passes over the calibration windows (the training model), turned into Kronecker factors.</summary>
     public bool NeedsGradientSamples => LowRankReference is not null && Truncation == TruncationKind.Kronecker;
@@ -71,7 +73,8 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     /// The parameters a matrix may give the method (<c>methods: [{name: x, params: {...}}]</c>); matrix validation
     /// refuses any other, and <see cref="MethodRecipe"/> reads them.
     /// </summary>
-    public IReadOnlyList<string> Parameters => IsQuantization
+    public IReadOnlyList<string> Parameters => Structured ? MethodRecipe.ModegptParameters
+        : IsQuantization
         ? Name switch { "rtn" => MethodRecipe.RtnParameters, "gptvq" => MethodRecipe.GptvqParameters, _ => MethodRecipe.GptqParameters }
         : NeedsGradientSamples ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.GfwsvdParameters]
         : Allocation == AllocationKind.Learned ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.DobiParameters]
@@ -99,6 +102,8 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
         new("svdllm-v2-trunc", "SVD-LLM V2 (truncation only)", 8, "ablation: V2's eigen truncation with uniform ratios", AllocationKind.Uniform, () => new EigenWhiteningTruncation()),
         new("dobi-svd", "Dobi-SVD", 9, "Dobi-SVD (Wang, Ke et al. 2025): a truncation position per linear learned through a differentiable SVD of its output activations, then W' = V_k V_kᵀ W on their principal subspace",
             AllocationKind.Learned, () => new ActivationSubspaceTruncation()),
+        new("modegpt", "MoDeGPT", 13, "MoDeGPT (Lin et al. 2025): per-block widths from block influence; MLP by Nyström, Q/K by RoPE-pair selection, V/O by SVD of the whitened product; dense, smaller layers",
+            AllocationKind.Uniform, null, Structured: true),
         new("rtn", "RTN", 10, "round-to-nearest on GPTQ's per-row (per-group) grid; no calibration data", AllocationKind.Uniform, null),
         new("gptq", "GPTQ", 11, "GPTQ (Frantar et al. 2022) with sequential calibration, as its reference's LLaMA script", AllocationKind.Uniform, null),
         new("gptvq", "GPTVQ", 12, "GPTVQ (van Baalen et al. 2024): GPTQ's pass with D-dimensional vector quantization and per-group codebooks, sequential calibration",
@@ -106,7 +111,7 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
     ];
 
     /// <summary>The low-rank (SVD) methods: those that take a ratio and a truncation.</summary>
-    public static IReadOnlyList<CompressionMethod> LowRank => [.. All.Where(m => !m.IsQuantization)];
+    public static IReadOnlyList<CompressionMethod> LowRank => [.. All.Where(m => !m.IsQuantization && !m.Structured)];
 
 
     public static CompressionMethod Get(string name)

@@ -79,6 +79,25 @@ public static class Preflight
     }
 
     /// <summary>
+    /// MoDeGPT: the calibration statistics as for an SVD method; compressing holds one block's float64 work (its two
+    /// Grams, the symmetric root of the attention input's and its eigenvectors, the block's weights in float64 and
+    /// their float32 results) plus the block-influence pass (a batch of 8 windows' hidden states and their copy);
+    /// the output is the dense checkpoint at 1 − R of the linears in float32 plus the rest.
+    /// </summary>
+    private static ResourceEstimate EstimateStructured(CausalLanguageModel model, double ratio, int samples, int seqLen, bool statisticsCached)
+    {
+        var plain = Estimate(model, CompressionMethod.Get("svdllm"), ratio, samples, seqLen, statisticsCached, Compressor.GradientSamplesPerLinear);
+        var layers = CompressedCheckpoint.LinearsByLayer(model).Where(g => g.Key >= 0).ToList();
+        long grams = layers.Max(g => g.GroupBy(l => l.InputKey).Sum(k => 8L * k.First().InFeatures * k.First().InFeatures));
+        long attention = layers.Max(g => g.Max(l => 8L * l.InFeatures * l.InFeatures)) * 3;
+        long weights = layers.Max(g => g.Sum(l => 12L * l.OutFeatures * l.InFeatures));
+        long hidden = 2L * 4 * Math.Min(8, samples) * seqLen * model.Linears.Max(l => l.InFeatures);
+        long compression = grams + attention + weights + hidden + 300L * (1 << 20);
+        long output = NonLinearBytes(model) + (long)(4 * model.LinearParameterCount * (1 - ratio));
+        return plain with { CompressionMemoryBytes = compression + Math.Min(NativeBufferPool.CapacityBytes, compression), WorkspaceDiskBytes = 0, OutputDiskBytes = output };
+    }
+
+    /// <summary>
     /// A method that runs the training model (Fisher or gradient statistics, Dobi-SVD, LoRA recovery) cannot run on a
     /// structurally pruned model (per-layer widths): refused here, where the plan is checked and before any estimate
     /// built on the uniform shapes of the config, with the training model's own error.
@@ -97,6 +116,7 @@ public static class Preflight
     public static ResourceEstimate Estimate(CausalLanguageModel model, MethodRecipe recipe, double ratio, int samples, int seqLen, bool statisticsCached)
     {
         if (recipe.Method.IsQuantization) return EstimateQuantization(model, recipe.CreateQuantizer()!, samples, seqLen);
+        if (recipe.Method.Structured) return EstimateStructured(model, ratio, samples, seqLen, statisticsCached);
         RequireTrainableShapes(model, recipe.Recovery is not null);
         var svd = Estimate(model, recipe.Method, ratio, samples, seqLen, statisticsCached, recipe.Gfwsvd?.GradientSamples ?? Compressor.GradientSamplesPerLinear);
         if (recipe.Recovery is { } lora && model is LlamaForCausalLM llama)

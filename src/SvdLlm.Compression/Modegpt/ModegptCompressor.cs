@@ -46,7 +46,7 @@ public static class ModegptCompressor
     public const string MethodName = "modegpt";
 
     public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, CalibrationWindows windows, double ratio,
-        string outDir, Action<string> log, ModegptOptions? options = null)
+        string outDir, Action<string> log, ModegptOptions? options = null, Action<CompressionReport>? annotate = null)
     {
         options ??= new ModegptOptions();
         if (model is not LlamaForCausalLM llama) throw new NotSupportedException($"MoDeGPT is implemented for the LLaMA family; {model.Directory} is {model.Architecture}");
@@ -145,6 +145,7 @@ public static class ModegptCompressor
             report.LinearBytesBefore = 4 * before;
             report.LinearBytesAfter = 4 * after;
             report.StageSeconds["write"] = Math.Round(clock.Elapsed.TotalSeconds - report.StageSeconds.Values.Sum(), 3);
+            annotate?.Invoke(report);
             File.WriteAllText(Path.Combine(staging, "compression-report.json"), CompressedCheckpoint.ReportJson(report).ToJsonString(indented));
             Directory.Move(staging, outDir);
             log($"MoDeGPT at {ratio:P0}: {1 - (double)after / before:P2} of the decoder linears' parameters removed in {clock.Elapsed.TotalSeconds:F1} s → {outDir}");
