@@ -82,7 +82,7 @@ public sealed class MatrixLoaderTests
             $"{At(f, 1, "/nonexistent")}: models[0].path: model directory '/nonexistent/model' not found",
             $"{At(f, 2, "/nonexistent")}: calibration.dataset: calibration text '/nonexistent/text.txt' not found",
             $"{At(f, 2, "lots")}: calibration.samples: expected an integer, got 'lots'",
-            $"{At(f, 3, "svdd")}: methods[1]: unknown method 'svdd'; did you mean 'svd'?; known: svd, asvd, asvd-search, fwsvd, gfwsvd, svdllm, svdllm-update, svdllm-v2, svdllm-v2-alloc, svdllm-v2-trunc, dobi-svd, rtn, gptq, gptvq",
+            $"{At(f, 3, "svdd")}: methods[1]: unknown method 'svdd'; did you mean 'svd'?; known: svd, asvd, asvd-search, fwsvd, gfwsvd, svdllm, svdllm-update, svdllm-v2, svdllm-v2-alloc, svdllm-v2-trunc, dobi-svd, modegpt, rtn, gptq, gptvq",
             $"{At(f, 3, "svd", 3)}: methods[2]: duplicate cell: SVD is already listed at line 3",
             $"{At(f, 4, "1.5")}: ratios[1]: ratio 1.5 is outside (0, 1): it is the fraction of the linears' parameters removed",
             $"{At(f, 4, "0,")}: ratios[2]: ratio 0 is outside (0, 1): it is the fraction of the linears' parameters removed",
