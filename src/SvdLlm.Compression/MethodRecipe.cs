@@ -344,6 +344,15 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                 if (g.GradientSamples != d.GradientSamples) label += $" K{g.GradientSamples}";
                 if (g.PowerIterations != d.PowerIterations) label += $" {g.PowerIterations} iters";
             }
+            if (Modegpt is { } mg)
+            {
+                var md = new SvdLlm.Compression.Modegpt.ModegptOptions();
+                // An ε this large makes softmax(−s/ε) flat: every block at the same sparsity.
+                if (mg.Smoothing >= 1e6) label += " uniform";
+                else if (mg.Smoothing != md.Smoothing) label += $" ε {mg.Smoothing.ToString("G3", CultureInfo.InvariantCulture)}";
+                if (mg.MaxSparsity != md.MaxSparsity) label += $" φ≤{mg.MaxSparsity.ToString("G3", CultureInfo.InvariantCulture)}";
+                if (mg.Ridge != md.Ridge) label += $" ridge {mg.Ridge.ToString("G3", CultureInfo.InvariantCulture)}";
+            }
             if (Dobi is { } dobi)
             {
                 var dd = new Dobi.DobiOptions();

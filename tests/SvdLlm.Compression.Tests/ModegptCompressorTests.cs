@@ -75,6 +75,19 @@ public class ModegptCompressorTests
     }
 
     [Fact]
+    public void Matrix_parameters_are_read_checked_and_spelled_once()
+    {
+        var uniform = MethodRecipe.Parse("modegpt", new Dictionary<string, string> { ["smoothing"] = "1e9" });
+        Assert.Equal("MoDeGPT uniform", uniform.Label);
+        Assert.Equal(1e9, uniform.Modegpt!.Smoothing);
+        Assert.Equal("1000000000", uniform.Canonical()["smoothing"]);
+        Assert.Empty(MethodRecipe.Plain("modegpt").Canonical()); // defaults left out: one cell, one key
+        Assert.True(MethodRecipe.Plain("modegpt").NeedsWindows && MethodRecipe.Plain("modegpt").NeedsStatistics && MethodRecipe.Plain("modegpt").TakesRatio);
+        Assert.Contains("params.max_sparsity", Assert.Throws<ArgumentException>(() => MethodRecipe.Parse("modegpt", new Dictionary<string, string> { ["max_sparsity"] = "2" })).Message);
+        Assert.Contains("unknown parameter", Assert.Throws<ArgumentException>(() => MethodRecipe.Parse("modegpt", new Dictionary<string, string> { ["bits"] = "4" })).Message);
+    }
+
+    [Fact]
     public void Models_it_cannot_compress_and_bad_ratios_are_refused_writing_nothing()
     {
         using var dir = new TempDirectory();
