@@ -30,11 +30,14 @@ public class ModegptCompressorTests
             .Sum(n => r.GetInfo(n).ElementCount);
     }
 
-    [Fact]
-    public void At_30_percent_the_model_loads_with_per_layer_widths_and_loses_at_least_30_percent_of_its_linear_parameters()
+    [Theory]
+    [InlineData(TinyArch.Llama3)]
+    [InlineData(TinyArch.Mistral)]
+    [InlineData(TinyArch.Qwen2)]
+    public void At_30_percent_the_model_loads_with_per_layer_widths_and_loses_at_least_30_percent_of_its_linear_parameters(TinyArch arch)
     {
         using var dir = new TempDirectory();
-        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama3, seed: 3);
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), arch, seed: 3);
         using var model = ModelLoader.Load(ckpt.Directory);
         var (windows, stats) = Calibrate(model);
         using var _ = stats;
@@ -54,11 +57,14 @@ public class ModegptCompressorTests
         Assert.Equal(7 * layers, report.Matrices.Count);
     }
 
-    [Fact]
-    public void At_a_vanishing_ratio_every_width_is_kept_and_the_logits_are_the_originals()
+    /// <remarks>Qwen2 checks the attention biases: q/k biases follow their rows, the value bias is refitted on the kept subspace (exact at full width).</remarks>
+    [Theory]
+    [InlineData(TinyArch.Llama3)]
+    [InlineData(TinyArch.Qwen2)]
+    public void At_a_vanishing_ratio_every_width_is_kept_and_the_logits_are_the_originals(TinyArch arch)
     {
         using var dir = new TempDirectory();
-        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama3, seed: 4);
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), arch, seed: 4);
         using var model = ModelLoader.Load(ckpt.Directory);
         var (windows, stats) = Calibrate(model);
         using var _ = stats;
@@ -91,14 +97,14 @@ public class ModegptCompressorTests
     public void Models_it_cannot_compress_and_bad_ratios_are_refused_writing_nothing()
     {
         using var dir = new TempDirectory();
-        var qwen = TinyCheckpoint.Create(dir.Sub("q"), TinyArch.Qwen2, seed: 3);
-        using var model = ModelLoader.Load(qwen.Directory);
-        var (windows, stats) = Calibrate(model);
-        using var _ = stats;
-        string outDir = Path.Combine(dir.Path, "out");
-        Assert.Contains("biases", Assert.Throws<NotSupportedException>(() => ModegptCompressor.CompressToDirectory(model, stats, windows, 0.3, outDir, _ => { })).Message);
         var llama = TinyCheckpoint.Create(dir.Sub("l"), TinyArch.Llama3, seed: 3);
         using var lm = ModelLoader.Load(llama.Directory);
+        var (windows, stats) = Calibrate(lm);
+        using var _ = stats;
+        string outDir = Path.Combine(dir.Path, "out");
+        var opt = TinyCheckpoint.Create(dir.Sub("o"), TinyArch.Opt, seed: 3);
+        using (var om = ModelLoader.Load(opt.Directory))
+            Assert.Contains("LLaMA family", Assert.Throws<NotSupportedException>(() => ModegptCompressor.CompressToDirectory(om, stats, windows, 0.3, outDir, _ => { })).Message);
         Assert.Contains("(0, 1)", Assert.Throws<ArgumentException>(() => ModegptCompressor.CompressToDirectory(lm, stats, windows, 1.0, outDir, _ => { })).Message);
         Assert.False(Directory.Exists(outDir));
     }

@@ -37,8 +37,9 @@ public sealed record ModegptOptions
 /// <para>
 /// Choices where the paper is silent: calibration is not sequential (every Gram comes from the uncompressed model, as
 /// both third-party readings do); block influence is measured on the uncompressed model; widths round down to a whole
-/// count (q/k to whole pairs), at least one; models with attention biases (Qwen2) are refused, since W C Wᵀ omits
-/// the bias terms of their q/k covariances.
+/// count (q/k to whole pairs), at least one. Qwen2's attention biases: q/k biases follow their kept rows (the pair
+/// scores use W C Wᵀ without the bias cross terms, for want of Σx in the statistics); the value bias becomes its
+/// least-squares fit on the kept V/O subspace (exact at full width).
 /// </para>
 /// </summary>
 public static class ModegptCompressor
@@ -53,7 +54,6 @@ public static class ModegptCompressor
         var c = llama.Config;
         if (c.HasPerLayerDims) throw new ArgumentException($"{model.Directory} already has per-layer reduced dimensions; MoDeGPT starts from a uniform model");
         if (c.OutputBias || c.MlpBias) throw new NotSupportedException($"{model.Directory} has o_proj or MLP biases; MoDeGPT here rewrites bias-free LLaMA blocks");
-        if (c.QkvBias) throw new NotSupportedException($"{model.Directory} has q/k/v biases (Qwen2): MoDeGPT's q/k covariances from the input Gram would omit the bias terms; not supported");
         if (!(ratio > 0 && ratio < 1)) throw new ArgumentException($"ratio {ratio} must be in (0, 1): the fraction of the decoder linears' parameters removed");
         outDir = Path.GetFullPath(outDir);
         if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite (delete it or choose another --out)");
@@ -110,6 +110,12 @@ public static class ModegptCompressor
                     string full = p + name + ".weight";
                     tensors.Add(WriterTensor.Lazy(full, SafeTensorsDType.F32, cols == 0 ? [rows] : [rows, cols], () => (float[])Take(full)));
                 }
+                if (c.QkvBias)
+                    foreach (var (name, length) in new[] { ("self_attn.q_proj", heads * qkL), ("self_attn.k_proj", kvHeads * qkL), ("self_attn.v_proj", kvHeads * vL) })
+                    {
+                        string full = p + name + ".bias";
+                        tensors.Add(WriterTensor.Lazy(full, SafeTensorsDType.F32, [length], () => (float[])Take(full)));
+                    }
                 string pairsName = p + "self_attn.rope_pairs";
                 tensors.Add(WriterTensor.Int32(pairsName, [kvHeads, qkL / 2], () => (int[])Take(pairsName)));
                 before += (long)d * (heads * headDim * 2 + kvHeads * headDim * 2) + 3L * d * ff;
@@ -248,6 +254,17 @@ public static class ModegptCompressor
         }
         using (var nq = RowSelection.Rows(wq, qRows.ToArray())) Add("self_attn.q_proj", nq);
         using (var nk = RowSelection.Rows(wk, kRows.ToArray())) Add("self_attn.k_proj", nk);
+        float[]? bv = null;
+        if (c.QkvBias)
+        {
+            // Qwen2: a kept q/k row keeps its bias. The pair scores use W C Wᵀ alone (the statistics hold no Σx for the
+            // bias cross terms), a documented approximation of the covariances of the biased outputs.
+            var bq = model.Reader.ReadAsFloat32(p + "self_attn.q_proj.bias");
+            var bk = model.Reader.ReadAsFloat32(p + "self_attn.k_proj.bias");
+            result[p + "self_attn.q_proj.bias"] = qRows.Select(i => bq[i]).ToArray();
+            result[p + "self_attn.k_proj.bias"] = kRows.Select(i => bk[i]).ToArray();
+            bv = model.Reader.ReadAsFloat32(p + "self_attn.v_proj.bias");
+        }
         result[p + "self_attn.rope_pairs"] = pairs;
         Row(report, p + "self_attn.q_proj", heads * headDim, d, (long)heads * k.Qk * d, phi, k.Qk, null);
         Row(report, p + "self_attn.k_proj", kvHeads * headDim, d, (long)kvHeads * k.Qk * d, phi, k.Qk, null);
@@ -257,6 +274,7 @@ public static class ModegptCompressor
         if (roots.ClampedEigenvalues > 0) report.Notes.Add($"{p}self_attn: {roots.ClampedEigenvalues} eigenvalue(s) of the input Gram raised to {roots.Floor:E2} for C^½");
         using var newV = Tensor<double>.Zeros([kvHeads * k.V, d]);
         using var newO = Tensor<double>.Zeros([d, heads * k.V]);
+        var newBv = bv is null ? null : new double[kvHeads * k.V];
         double tail2 = 0;
         for (int g = 0; g < kvHeads; g++)
         {
@@ -272,6 +290,22 @@ public static class ModegptCompressor
                 using var vRows = RowSelection.Rows(wv, Enumerable.Range(g * headDim, headDim).ToArray());
                 using var fit = ValueOutputSvd.Fit(cols, vRows, roots.Root, k.V);
                 tail2 += fit.TailLoss * fit.TailLoss;
+                if (bv is not null)
+                {
+                    // The value bias passes through attention unchanged (weights sum to 1) and reaches the output as
+                    // W_O,g b_v per head; the new bias is its least-squares fit on the kept subspace,
+                    // b' = Σ_g W_O,g'ᵀ W_O,g b_v (the W_O,g' blocks of U_k have orthonormal columns together); exact at full width.
+                    for (int j = 0; j < groups; j++)
+                    {
+                        var oc = fit.OutputColumns[j];
+                        for (int i = 0; i < d; i++)
+                        {
+                            double target = 0;
+                            for (int t = 0; t < headDim; t++) target += cols[j].Span[i * headDim + t] * bv[g * headDim + t];
+                            for (int r = 0; r < k.V; r++) newBv![g * k.V + r] += oc.Span[i * k.V + r] * target;
+                        }
+                    }
+                }
                 fit.ValueRows.Span.CopyTo(newV.Span.Slice(g * k.V * d, k.V * d));
                 for (int j = 0; j < groups; j++)
                 {
@@ -287,6 +321,7 @@ public static class ModegptCompressor
         }
         Add("self_attn.v_proj", newV);
         Add("self_attn.o_proj", newO);
+        if (newBv is not null) result[p + "self_attn.v_proj.bias"] = newBv.Select(x => (float)x).ToArray();
         Row(report, p + "self_attn.v_proj", kvHeads * headDim, d, (long)kvHeads * k.V * d, phi, k.V, Math.Sqrt(tail2));
         Row(report, p + "self_attn.o_proj", d, heads * headDim, (long)heads * k.V * d, phi, k.V, Math.Sqrt(tail2));
         foreach (string n in new[] { "input_layernorm.weight", "post_attention_layernorm.weight" }) result[p + n] = model.Reader.ReadAsFloat32(p + n);
