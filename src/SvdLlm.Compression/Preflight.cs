@@ -89,7 +89,11 @@ public static class Preflight
         var plain = Estimate(model, CompressionMethod.Get("svdllm"), ratio, samples, seqLen, statisticsCached, Compressor.GradientSamplesPerLinear);
         var layers = CompressedCheckpoint.LinearsByLayer(model).Where(g => g.Key >= 0).ToList();
         long grams = layers.Max(g => g.GroupBy(l => l.InputKey).Sum(k => 8L * k.First().InFeatures * k.First().InFeatures));
-        long attention = layers.Max(g => g.Max(l => 8L * l.InFeatures * l.InFeatures)) * 3;
+        // The largest Gram's eigenbasis and dsyevd's workspace (2n²), a working copy of it for the leverage solve, and the
+        // attention input's symmetric root and inverse root: measured 9.17 GB on a 7B-shaped block; this estimate gives about 10.8 GB there (pool included).
+        long widest = layers.Max(g => g.Max(l => 8L * l.InFeatures * l.InFeatures));
+        long narrowest = layers.Max(g => g.Min(l => 8L * l.InFeatures * l.InFeatures));
+        long attention = 4 * widest + 2 * narrowest;
         long weights = layers.Max(g => g.Sum(l => 12L * l.OutFeatures * l.InFeatures));
         long hidden = 2L * 4 * Math.Min(8, samples) * seqLen * model.Linears.Max(l => l.InFeatures);
         long compression = grams + attention + weights + hidden + 300L * (1 << 20);
