@@ -82,7 +82,7 @@ public static class Preflight
     /// MoDeGPT: the calibration statistics as for an SVD method; compressing holds one block's float64 work (its two
     /// Grams, the symmetric root of the attention input's and its eigenvectors, the block's weights in float64 and
     /// their float32 results) plus the block-influence pass (a batch of 8 windows' hidden states and their copy);
-    /// the output is the dense checkpoint at 1 − R of the linears in float32 plus the rest.
+    /// the output is the dense checkpoint at 1 − R of the linears in their dtype plus the rest.
     /// </summary>
     private static ResourceEstimate EstimateStructured(CausalLanguageModel model, double ratio, int samples, int seqLen, bool statisticsCached)
     {
@@ -97,7 +97,7 @@ public static class Preflight
         long weights = layers.Max(g => g.Sum(l => 12L * l.OutFeatures * l.InFeatures));
         long hidden = 2L * 4 * Math.Min(8, samples) * seqLen * model.Linears.Max(l => l.InFeatures);
         long compression = grams + attention + weights + hidden + 300L * (1 << 20);
-        long output = NonLinearBytes(model) + (long)(4 * model.LinearParameterCount * (1 - ratio));
+        long output = NonLinearBytes(model) + (long)(model.Linears.Sum(l => l.StoredWeightBytes(model.Reader)) * (1 - ratio));
         return plain with { CompressionMemoryBytes = compression + Math.Min(NativeBufferPool.CapacityBytes, compression), WorkspaceDiskBytes = 0, OutputDiskBytes = output };
     }
 

@@ -49,7 +49,7 @@ internal static class ScaleBenchmark
         }
         // A name is a method, SVD+quantizer ("svdllm-v2+gptq") or SVD+lora: checked before hours of work.
         foreach (string m in methods)
-            if (m.StartsWith("delta-", StringComparison.Ordinal)) SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(m["delta-".Length..]);
+            if (SvdLlm.Compression.Delta.DeltaCheckpoint.IsMethodName(m)) SvdLlm.Compression.Delta.DeltaCheckpoint.ParseMethodName(m);
             else if (m.Contains('+')) Composite(m); else CompressionMethod.Get(m);
         Directory.CreateDirectory(work);
         Console.WriteLine($"scale bench: {NumericsRuntime.Describe()}");
@@ -69,7 +69,7 @@ internal static class ScaleBenchmark
             string model = Checkpoint(work, depth);
             // Delta methods need a second checkpoint of the same shape: another seed stands in for a fine-tune (the cost of
             // a delta compression is a full SVD of every ΔW whatever the delta holds).
-            if (methods.Any(m => m.StartsWith("delta-", StringComparison.Ordinal))) Checkpoint(work, depth, fineTuned: true);
+            if (methods.Any(SvdLlm.Compression.Delta.DeltaCheckpoint.IsMethodName)) Checkpoint(work, depth, fineTuned: true);
             if (onlyGenerate) continue;
             string stats = Path.Combine(work, $"stats-{depth}-{samples}x{seqLen}.svdstats");
             foreach (string method in methods)
@@ -158,12 +158,12 @@ internal static class ScaleBenchmark
         string model = a[1], stats = a[2], method = a[3], work = a[6];
         int samples = int.Parse(a[4]), seqLen = int.Parse(a[5]);
         NumericsRuntime.SetThreads(int.Parse(a[7]));
-        if (method.StartsWith("delta-", StringComparison.Ordinal))
+        if (SvdLlm.Compression.Delta.DeltaCheckpoint.IsMethodName(method))
         {
             // CR 32 (ImPart's headline setting); the output is the full checkpoint, one linear's float64 work at a time.
             string dOut = Path.Combine(work, $"out-{Environment.ProcessId}");
             var dClock = Stopwatch.StartNew();
-            var options = new SvdLlm.Compression.Delta.DeltaOptions(SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(method["delta-".Length..]), 32);
+            var options = new SvdLlm.Compression.Delta.DeltaOptions(SvdLlm.Compression.Delta.DeltaCheckpoint.ParseMethodName(method), 32);
             var deltaReport = SvdLlm.Compression.Delta.DeltaCheckpoint.Write(model, model + "-ft", options, dOut, line => Console.WriteLine(line));
             double dSeconds = dClock.Elapsed.TotalSeconds;
             Directory.Delete(dOut, recursive: true);

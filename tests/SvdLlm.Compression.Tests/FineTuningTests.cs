@@ -17,16 +17,6 @@ public class FineTuningTests
 {
     private const int SeqLen = 16, Samples = 16;
 
-    private static double MeanLoss(string dir, CalibrationWindows w)
-    {
-        using var m = ModelLoader.Load(dir);
-        double sum = 0;
-        int n = 0;
-        for (int s = 0; s < w.Count; s++)
-            foreach (double v in m.TokenNll(w.Tokens.AsSpan(s * SeqLen, SeqLen).ToArray(), 1, SeqLen)) { sum += v; n++; }
-        return sum / n;
-    }
-
     [Fact]
     public void Fine_tuning_lowers_the_loss_on_its_text_moves_every_weight_and_repeats_bit_for_bit()
     {
@@ -41,7 +31,7 @@ public class FineTuningTests
         FineTuning.Run(ckpt.Directory, windows, options, b, _ => { });
 
         Assert.Equal(12, result.Loss.Length);
-        double before = MeanLoss(ckpt.Directory, windows), after = MeanLoss(a, windows);
+        double before = RandomWindows.MeanLoss(ckpt.Directory, windows), after = RandomWindows.MeanLoss(a, windows);
         Assert.True(after < before - 0.05, $"loss on the training windows {before:F4} → {after:F4}");
         // The training loop's first loss is the untouched model's loss on its first batch: the training forward and the
         // inference forward agree on it within float32 rounding of a few hundred terms.

@@ -50,20 +50,6 @@ public class GfwsvdTests
         return t;
     }
 
-    /// <summary>Naive product with triple loops (independent of BLAS).</summary>
-    private static Tensor<double> Mul(Tensor<double> a, Tensor<double> b)
-    {
-        var c = Tensor<double>.Zeros(a.Rows, b.Cols);
-        for (int i = 0; i < a.Rows; i++)
-            for (int j = 0; j < b.Cols; j++)
-            {
-                double s = 0;
-                for (int p = 0; p < a.Cols; p++) s += a[i, p] * b[p, j];
-                c[i, j] = s;
-            }
-        return c;
-    }
-
     /// <summary>A ⊗ B [n·m, n·m] for A [n, n], B [m, m], written out entry by entry.</summary>
     private static Tensor<double> Kron(Tensor<double> a, Tensor<double> b)
     {
@@ -125,7 +111,7 @@ public class GfwsvdTests
         return Math.Sqrt(d) / Math.Max(Norm(y), 1e-300);
     }
 
-    private static Tensor<double> Product(Tensor<double> u, Tensor<double> v) => Mul(u, v);
+    private static Tensor<double> Product(Tensor<double> u, Tensor<double> v) => NaiveMath.Mul(u, v);
 
     private static List<Tensor<double>> RandomGradients(Random r, int m, int n, int count)
     {
@@ -330,10 +316,10 @@ public class GfwsvdTests
             for (int j = 0; j < n; j++)
                 for (int p = 0; p < n; p++) rootA[i, j] += eigA.Vectors[i, p] * Math.Sqrt(eigA.Values[p]) * eigA.Vectors[j, p];
         using var wt = DenseMath.Transposed(w);
-        using var bw = Mul(b, w);
-        using var wbw = Mul(wt, bw);
-        using var left = Mul(rootA, wbw);
-        using var gram = Mul(left, rootA);
+        using var bw = NaiveMath.Mul(b, w);
+        using var wbw = NaiveMath.Mul(wt, bw);
+        using var left = NaiveMath.Mul(rootA, wbw);
+        using var gram = NaiveMath.Mul(left, rootA);
         using var eig = Lapack.SymmetricEigen(gram);
         var sigma2 = eig.Values.OrderByDescending(x => x).ToArray();
 

@@ -16,17 +16,6 @@ public class LoraRecoveryTests
 {
     private const int SeqLen = 16, Samples = 16;
 
-    /// <summary>Mean next-token loss of the model over the windows (the inference forward, independent of the training model).</summary>
-    private static double MeanLoss(string dir, CalibrationWindows w)
-    {
-        using var m = ModelLoader.Load(dir);
-        double sum = 0;
-        int n = 0;
-        for (int s = 0; s < w.Count; s++)
-            foreach (double v in m.TokenNll(w.Tokens.AsSpan(s * SeqLen, SeqLen).ToArray(), 1, SeqLen)) { sum += v; n++; }
-        return sum / n;
-    }
-
     private static (string Svd, CalibrationWindows Windows) Compressed(TempDirectory dir)
     {
         var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama2, seed: 9);
@@ -51,7 +40,7 @@ public class LoraRecoveryTests
         Assert.Equal([Models.Training.LoraTarget.U, Models.Training.LoraTarget.V], stages.Select(s => s.Target));
         Assert.All(stages, s => Assert.Equal(3 * (Samples / 4), s.Steps));
         Assert.All(stages, s => Assert.All(s.Loss, l => Assert.True(double.IsFinite(l))));
-        double before = MeanLoss(svd, windows), after = MeanLoss(outA, windows);
+        double before = RandomWindows.MeanLoss(svd, windows), after = RandomWindows.MeanLoss(outA, windows);
         Assert.True(after < before - 0.01, $"loss on the recovery windows {before:F4} → {after:F4}");
 
         using var original = CheckpointReader.Open(svd);

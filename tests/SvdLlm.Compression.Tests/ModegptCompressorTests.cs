@@ -81,6 +81,22 @@ public class ModegptCompressorTests
     }
 
     [Fact]
+    public void A_bfloat16_model_is_written_in_bfloat16_and_its_reported_bytes_are_those_of_the_written_linears()
+    {
+        using var dir = new TempDirectory();
+        var ckpt = TinyCheckpoint.Create(dir.Sub("m"), TinyArch.Llama3, seed: 3, dtype: "BF16");
+        using var model = ModelLoader.Load(ckpt.Directory);
+        var (windows, stats) = Calibrate(model);
+        using var _ = stats;
+        string outDir = Path.Combine(dir.Path, "modegpt");
+        var report = ModegptCompressor.CompressToDirectory(model, stats, windows, 0.3, outDir, _ => { });
+        using var r = CheckpointReader.Open(outDir);
+        var linears = r.TensorNames.Where(n => n.StartsWith("model.layers.", StringComparison.Ordinal) && n.EndsWith("_proj.weight", StringComparison.Ordinal)).ToList();
+        Assert.All(linears, n => Assert.Equal(SafeTensorsDType.BF16, r.GetInfo(n).DType));
+        Assert.Equal(linears.Sum(n => 2 * r.GetInfo(n).ElementCount), report.LinearBytesAfter);
+    }
+
+    [Fact]
     public void Matrix_parameters_are_read_checked_and_spelled_once()
     {
         var uniform = MethodRecipe.Parse("modegpt", new Dictionary<string, string> { ["smoothing"] = "1e9" });

@@ -68,19 +68,6 @@ public class ModegptTests
         return c;
     }
 
-    private static Tensor<double> Naive(Tensor<double> a, Tensor<double> b)
-    {
-        var c = Tensor<double>.Zeros(a.Rows, b.Cols);
-        for (int i = 0; i < a.Rows; i++)
-            for (int j = 0; j < b.Cols; j++)
-            {
-                double s = 0;
-                for (int p = 0; p < a.Cols; p++) s += a[i, p] * b[p, j];
-                c[i, j] = s;
-            }
-        return c;
-    }
-
     private static double FrobeniusDistance(Tensor<double> a, Tensor<double> b)
     {
         Assert.Equal(a.Shape, b.Shape);
@@ -128,7 +115,7 @@ public class ModegptTests
 
         // Independent least squares: min ‖A Z − Yᵀ‖ with A = H_Sᵀ [T, k], Y = W_D H, solved through the SVD of A
         // (Z = V Σ⁻¹ Uᵀ Yᵀ), as numpy's lstsq does; no normal equations, no Cholesky.
-        using var y = Naive(mlp.Down, mlp.H);
+        using var y = NaiveMath.Mul(mlp.Down, mlp.H);
         int tokens = mlp.X.Rows, d = mlp.Down.Rows;
         using var a = Tensor<double>.Zeros(tokens, k);
         for (int t = 0; t < tokens; t++) for (int j = 0; j < k; j++) a[t, j] = hs[j, t];
@@ -152,7 +139,7 @@ public class ModegptTests
         Assert.Equal(0, result.AddedRidge);
 
         // And the residual is orthogonal to the kept activations (the normal equations themselves).
-        using var fit = Naive(result.DownProj, hs);
+        using var fit = NaiveMath.Mul(result.DownProj, hs);
         for (int row = 0; row < d; row++)
             for (int j = 0; j < k; j++)
             {
@@ -222,8 +209,8 @@ public class ModegptTests
         using var update = NystromMlp.UpdateDownProj(mlp.Down, c, Enumerable.Range(0, n).ToArray());
         Assert.True(update.AddedRidge > 0);
         for (int i = 0; i < update.Weight.Rows; i++) Assert.Equal(0, update.Weight[i, dead]);
-        using var y = Naive(mlp.Down, mlp.H);
-        using var fit = Naive(update.Weight, mlp.H);
+        using var y = NaiveMath.Mul(mlp.Down, mlp.H);
+        using var fit = NaiveMath.Mul(update.Weight, mlp.H);
         Assert.True(FrobeniusDistance(fit, y) < 1e-8 * Frobenius(y), $"ridge {update.AddedRidge}");
     }
 
@@ -347,10 +334,10 @@ public class ModegptTests
             using var xq = Random(r, d, 1);
             using var xk = Random(r, d, 1);
             int m = r.Next(0, 2048), n = r.Next(0, 2048);
-            using var q = Naive(headQ, xq);
-            using var kv = Naive(headK, xk);
-            using var qr = Naive(wqReduced, xq);
-            using var kr = Naive(wkReduced, xk);
+            using var q = NaiveMath.Mul(headQ, xq);
+            using var kv = NaiveMath.Mul(headK, xk);
+            using var qr = NaiveMath.Mul(wqReduced, xq);
+            using var kr = NaiveMath.Mul(wkReduced, xk);
             for (int a = 0; a < k; a++)
             {
                 Assert.Equal(q.Span[sel.KeptDimensions[a]], qr.Span[a]);
@@ -443,7 +430,7 @@ public class ModegptTests
         using var xt = Tensor<double>.Zeros(d, tokens);
         for (int t = 0; t < tokens; t++) for (int i = 0; i < d; i++) xt[i, t] = x[t, i];
         using var gram = OuterGram(xt);
-        using var q = Naive(w, xt); // [dh, T]
+        using var q = NaiveMath.Mul(w, xt); // [dh, T]
         using var expected = OuterGram(q);
         using var c = QueryKeySelection.HeadCovariance(w, gram);
         Assert.True(FrobeniusDistance(c, expected) < 1e-10 * Frobenius(expected));
@@ -482,8 +469,8 @@ public class ModegptTests
         double loss = 0;
         for (int g = 0; g < outputs.Length; g++)
         {
-            using var m = Naive(outputs[g], value);
-            using var mp = Naive(f.OutputColumns[g], f.ValueRows);
+            using var m = NaiveMath.Mul(outputs[g], value);
+            using var mp = NaiveMath.Mul(f.OutputColumns[g], f.ValueRows);
             for (int t = 0; t < x.Rows; t++)
                 for (int i = 0; i < m.Rows; i++)
                 {
@@ -514,8 +501,8 @@ public class ModegptTests
             using var stacked = Tensor<double>.Zeros(groups * d, d);
             for (int g = 0; g < groups; g++)
             {
-                using var mg = Naive(outputs[g], value);
-                using var mgc = Naive(mg, roots.Root);
+                using var mg = NaiveMath.Mul(outputs[g], value);
+                using var mgc = NaiveMath.Mul(mg, roots.Root);
                 mgc.Span.CopyTo(stacked.Span.Slice(g * d * d, d * d));
             }
             using var explicitSvd = Lapack.Svd(stacked);
@@ -565,8 +552,8 @@ public class ModegptTests
             using var f = ValueOutputSvd.Fit(outputs, value, roots.Root, dh);
             for (int g = 0; g < groups; g++)
             {
-                using var m = Naive(outputs[g], value);
-                using var mp = Naive(f.OutputColumns[g], f.ValueRows);
+                using var m = NaiveMath.Mul(outputs[g], value);
+                using var mp = NaiveMath.Mul(f.OutputColumns[g], f.ValueRows);
                 Assert.True(FrobeniusDistance(m, mp) < 1e-12 * Frobenius(m), $"head {g}: {FrobeniusDistance(m, mp)}");
             }
             Assert.Throws<ArgumentOutOfRangeException>(() => ValueOutputSvd.Fit(outputs, value, roots.Root, dh + 1));
@@ -590,8 +577,8 @@ public class ModegptTests
         using var output = Random(r, d, dh);
         using var f = ValueOutputSvd.Fit([output], value, roots.Root, k);
         // U_k Σ_k V_kᵀ C^{-½} from the SVD of the explicit [d, d] product W_O W_V C^½.
-        using var m = Naive(output, value);
-        using var mc = Naive(m, roots.Root);
+        using var m = NaiveMath.Mul(output, value);
+        using var mc = NaiveMath.Mul(m, roots.Root);
         using var svd = Lapack.Svd(mc);
         using var truncated = Tensor<double>.Zeros(d, d);
         for (int i = 0; i < d; i++)
@@ -601,8 +588,8 @@ public class ModegptTests
                 for (int p = 0; p < k; p++) s += svd.U[i, p] * svd.S[p] * svd.Vt[p, j];
                 truncated[i, j] = s;
             }
-        using var paper = Naive(truncated, roots.InverseRoot);
-        using var ours = Naive(f.OutputColumns[0], f.ValueRows);
+        using var paper = NaiveMath.Mul(truncated, roots.InverseRoot);
+        using var ours = NaiveMath.Mul(f.OutputColumns[0], f.ValueRows);
         Assert.True(FrobeniusDistance(paper, ours) < 1e-10 * Frobenius(ours), $"{FrobeniusDistance(paper, ours)}");
     }
 
@@ -623,10 +610,10 @@ public class ModegptTests
                     Assert.Equal(roots.Root[i, j], roots.Root[j, i]);
                     Assert.Equal(roots.InverseRoot[i, j], roots.InverseRoot[j, i]);
                 }
-            using var square = Naive(roots.Root, roots.Root);
+            using var square = NaiveMath.Mul(roots.Root, roots.Root);
             // C̃ = C + (floor on the clamped directions): off by at most d·floor ≈ 1e-9·λ_max.
             Assert.True(FrobeniusDistance(square, c) < 1e-9 * Frobenius(c));
-            using var identity = Naive(roots.Root, roots.InverseRoot);
+            using var identity = NaiveMath.Mul(roots.Root, roots.InverseRoot);
             // κ(C̃^½) ≤ 1e5 on the singular Gram, so the product is I to ≈ 1e5·u·d.
             for (int i = 0; i < d; i++) for (int j = 0; j < d; j++) Assert.Equal(i == j ? 1 : 0, identity[i, j], tokens > d ? 1e-12 : 1e-9);
         }

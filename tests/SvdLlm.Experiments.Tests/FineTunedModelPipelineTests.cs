@@ -24,21 +24,19 @@ public sealed class FineTunedModelPipelineTests
         run: {threads: 1, batch_size: 2, keep_compressed: false, cache_dir: {cache}}
         """;
 
-    private static double Scalar(string db, string sql)
+    /// <summary>The fine-tuning text: the micro world's pseudo-English with a shifted word distribution ("whale" → "ship ship").</summary>
+    internal static string Domain(MicroWorld w)
     {
-        using var s = ResultStore.Open(db);
-        using var cmd = s.Connection.CreateCommand();
-        cmd.CommandText = sql;
-        return Convert.ToDouble(cmd.ExecuteScalar());
+        string domain = w.Temp.File("domain.txt");
+        File.WriteAllText(domain, MicroWorld.Text(seed: 11, words: 1500).Replace("whale", "ship ship"));
+        return domain;
     }
 
     [Fact]
     public void A_fine_tuned_model_is_made_once_cached_and_fits_its_text_better_than_its_source()
     {
         using var w = new MicroWorld();
-        string domain = w.Temp.File("domain.txt");
-        File.WriteAllText(domain, MicroWorld.Text(seed: 11, words: 1500).Replace("whale", "ship ship"));
-        string matrix = w.Matrix(Matrix.Replace("{domain}", domain));
+        string matrix = w.Matrix(Matrix.Replace("{domain}", Domain(w)));
         string db = w.Temp.File("results.db");
 
         var dry = new List<string>();
@@ -55,7 +53,7 @@ public sealed class FineTunedModelPipelineTests
         Assert.Single(dirs);
         Assert.True(File.Exists(Path.Combine(dirs[0], "fine-tuning.json")));
 
-        double Ppl(string model, string method) => Scalar(db,
+        double Ppl(string model, string method) => ResultsDb.Scalar(db,
             $"SELECT m.value FROM metrics m JOIN cells c ON c.cell_key = m.cell_key WHERE c.model = '{model}' AND c.method = '{method}' AND m.task = 'wikitext2' AND m.metric = 'ppl'");
         double before = Ppl("tiny", "original"), after = Ppl("tiny-ft", "original");
         Assert.True(after < before, $"fine-tuned model's perplexity on its text {after:F2} not below its source's {before:F2}");
@@ -114,27 +112,16 @@ public sealed class DeltaPipelineTests
         baseline: true
         tasks:
           - {name: wikitext2, data: {domain}, limit: 4, seq_len: 32}
-          - {name: wikitext2_other, data: {text}, limit: 4, seq_len: 32}
+          - {name: ptb, data: {text}, limit: 4, seq_len: 32}
         run: {threads: 1, batch_size: 2, keep_compressed: false, cache_dir: {cache}}
         """;
-
-    private static double Scalar(string db, string sql)
-    {
-        using var s = ResultStore.Open(db);
-        using var cmd = s.Connection.CreateCommand();
-        cmd.CommandText = sql;
-        return Convert.ToDouble(cmd.ExecuteScalar());
-    }
 
     [Fact]
     public void Delta_cells_compress_the_pair_evaluate_and_a_rerun_recomputes_nothing()
     {
         using var w = new MicroWorld();
-        string domain = w.Temp.File("domain.txt");
-        File.WriteAllText(domain, MicroWorld.Text(seed: 11, words: 1500).Replace("whale", "ship ship"));
-        string matrix = w.Matrix(Matrix.Replace("{domain}", domain).Replace("wikitext2_other", "wikitext2"), "m.yaml");
-        // Two perplexity sets need two task names: the second is the micro world's own text under another task key.
-        matrix = w.Matrix(File.ReadAllText(matrix).Replace("  - {name: wikitext2, data: " + w.TextFile, "  - {name: ptb, data: " + w.TextFile), "m.yaml");
+        // Two perplexity sets need two task names: ptb reads the micro world's own text, off the fine-tuning domain.
+        string matrix = w.Matrix(Matrix.Replace("{domain}", FineTunedModelPipelineTests.Domain(w)));
         string db = w.Temp.File("results.db");
         var seen = new List<(string Kind, string Key)>();
         var summary = MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions { AfterArtifact = (k, key) => seen.Add((k, key)) });
@@ -142,16 +129,16 @@ public sealed class DeltaPipelineTests
         Assert.Equal(1, seen.Count(s => s.Kind == "model"));
         Assert.Equal(8, seen.Count(s => s.Kind == "compressed"));           // 4 methods × 2 CRs
         Assert.Equal((2 + 8) * 2, seen.Count(s => s.Kind == "evaluation"));  // both originals and 8 delta cells, 2 tasks each
-        Assert.Equal(8, Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method LIKE 'delta-%'"));
+        Assert.Equal(8, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method LIKE 'delta-%'"));
         // DARE at CR r keeps about 1/r of the deltas' values: 1 − 1/r of them removed (binomial; a few % either way here).
-        Assert.Equal(1, Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 4 AND c.achieved_linear_ratio BETWEEN 0.72 AND 0.78"));
-        Assert.Equal(1, Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 2 AND c.achieved_linear_ratio BETWEEN 0.47 AND 0.53"));
-        Assert.Equal(20, Scalar(db, "SELECT count(*) FROM metrics WHERE metric = 'ppl' AND value > 1"));
+        Assert.Equal(1, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 4 AND c.achieved_linear_ratio BETWEEN 0.72 AND 0.78"));
+        Assert.Equal(1, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 2 AND c.achieved_linear_ratio BETWEEN 0.47 AND 0.53"));
+        Assert.Equal(20, ResultsDb.Scalar(db, "SELECT count(*) FROM metrics WHERE metric = 'ppl' AND value > 1"));
         // ImPart at exponent 0 is truncation at the equal-budget rank: the same perplexity as svd at each CR.
         foreach (double cr in new[] { 2.0, 4.0 })
         {
-            double svd = Scalar(db, $"SELECT m.value FROM metrics m JOIN cells c ON c.cell_key = m.cell_key WHERE c.method = 'delta-svd' AND c.ratio = {cr} AND m.task = 'wikitext2' AND m.metric = 'ppl'");
-            double imp0 = Scalar(db, $"SELECT m.value FROM metrics m JOIN cells c ON c.cell_key = m.cell_key WHERE c.method = 'delta-impart' AND c.ratio = {cr} AND c.config_json LIKE '%exponent%' AND m.task = 'wikitext2' AND m.metric = 'ppl'");
+            double svd = ResultsDb.Scalar(db, $"SELECT m.value FROM metrics m JOIN cells c ON c.cell_key = m.cell_key WHERE c.method = 'delta-svd' AND c.ratio = {cr} AND m.task = 'wikitext2' AND m.metric = 'ppl'");
+            double imp0 = ResultsDb.Scalar(db, $"SELECT m.value FROM metrics m JOIN cells c ON c.cell_key = m.cell_key WHERE c.method = 'delta-impart' AND c.ratio = {cr} AND c.config_json LIKE '%exponent%' AND m.task = 'wikitext2' AND m.metric = 'ppl'");
             Assert.Equal(svd, imp0, 4);
         }
         var again = new List<(string Kind, string Key)>();

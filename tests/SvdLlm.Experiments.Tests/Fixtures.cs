@@ -50,3 +50,15 @@ internal sealed class MicroWorld : IDisposable
 
     public void Dispose() => Temp.Dispose();
 }
+
+/// <summary>One value from a results database, for assertions on what a run stored.</summary>
+internal static class ResultsDb
+{
+    public static double Scalar(string db, string sql)
+    {
+        using var s = SvdLlm.Experiments.Store.ResultStore.Open(db);
+        using var cmd = s.Connection.CreateCommand();
+        cmd.CommandText = sql;
+        return Convert.ToDouble(cmd.ExecuteScalar());
+    }
+}

@@ -113,64 +113,67 @@ public static class DeltaCheckpoint
 
         var done = new List<DeltaLinear>();
         long otherChanged = 0;
-        string staging = Leftovers.TempPath(outDir);
-        Directory.CreateDirectory(staging);
-        try
+        DeltaReport? report = null;
+        using var ftReader = CheckpointReader.Open(fineTunedDir);
+        using var baseReader = CheckpointReader.Open(baseDir);
+        foreach (string name in ftReader.TensorNames.Where(n => ftReader.GetInfo(n).DType == SafeTensorsDType.I32 && baseReader.Contains(n)))
+            // Integers outside the linears describe the architecture (a pruned model's kept rotary pairs): if they differ,
+            // the two models' linears do not mean the same thing and their difference is no delta.
+            if (!ftReader.ReadInt32(name).AsSpan().SequenceEqual(baseReader.ReadInt32(name)))
+                throw new ArgumentException($"tensor '{name}' differs between {fineTunedDir} and {baseDir}: not a base/fine-tuned pair of one architecture");
+
+        WriterTensor? Replace(SafeTensorsFile st, TensorInfo info)
         {
-            using var ftReader = CheckpointReader.Open(fineTunedDir);
-            using var baseReader = CheckpointReader.Open(baseDir);
-            foreach (string name in ftReader.TensorNames)
-                if (!linears.ContainsKey(name) && baseReader.Contains(name) && ftReader.GetInfo(name).ElementCount == baseReader.GetInfo(name).ElementCount)
+            if (linears.TryGetValue(info.Name, out var l))
+                return WriterTensor.Lazy(info.Name, info.DType, info.Shape, () =>
                 {
-                    if (ftReader.GetInfo(name).DType == SafeTensorsDType.I32)
-                    {
-                        // Integers outside the linears describe the architecture (a pruned model's kept rotary pairs): if
-                        // they differ, the two models' linears do not mean the same thing and their difference is no delta.
-                        if (!ftReader.ReadInt32(name).AsSpan().SequenceEqual(baseReader.ReadInt32(name)))
-                            throw new ArgumentException($"tensor '{name}' differs between {fineTunedDir} and {baseDir}: not a base/fine-tuned pair of one architecture");
-                        continue;
-                    }
-                    var a = ftReader.ReadAsFloat32(name);
-                    var b = baseReader.ReadAsFloat32(name);
-                    for (int i = 0; i < a.Length; i++) if (a[i] != b[i]) otherChanged++;
-                }
-            foreach (string file in Directory.GetFiles(fineTunedDir))
-            {
-                string target = Path.Combine(staging, Path.GetFileName(file));
-                string fileName = Path.GetFileName(file);
-                if (fileName is "fine-tuning.json" or ReportFileName or "compression-report.json") continue;
-                if (!file.EndsWith(".safetensors", StringComparison.Ordinal)) { File.Copy(file, target); continue; }
-                using var st = SafeTensorsFile.Open(file);
-                var tensors = st.Tensors.Values.OrderBy(i => i.Begin).Select(info =>
-                {
-                    if (!linears.TryGetValue(info.Name, out var l)) return Copy(st, info);
-                    return WriterTensor.Lazy(info.Name, info.DType, info.Shape, () =>
-                    {
-                        cancellation.ThrowIfCancellationRequested();
-                        var (data, record) = Compress(l, info.Name, ftReader, baseReader, options);
-                        done.Add(record);
-                        if (done.Count % Math.Max(1, linears.Count / 8) == 0 || done.Count == linears.Count)
-                            log($"  {done.Count}/{linears.Count} linears ({clock.Elapsed.TotalSeconds:F1} s)");
-                        return data;
-                    });
+                    cancellation.ThrowIfCancellationRequested();
+                    var (data, record) = Compress(l, info.Name, ftReader, baseReader, options);
+                    done.Add(record);
+                    if (done.Count % Math.Max(1, linears.Count / 8) == 0 || done.Count == linears.Count)
+                        log($"  {done.Count}/{linears.Count} linears ({clock.Elapsed.TotalSeconds:F1} s)");
+                    return data;
                 });
-                SafeTensorsWriter.Write(target, tensors, st.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value));
-            }
-            var report = new DeltaReport(options, done, otherChanged, clock.Elapsed.TotalSeconds);
-            var indented = new JsonSerializerOptions { WriteIndented = true };
-            File.WriteAllText(Path.Combine(staging, ReportFileName), ToJson(report, baseDir, fineTunedDir, provenance).ToJsonString(indented));
-            File.WriteAllText(Path.Combine(staging, "compression-report.json"), CompressedCheckpoint.ReportJson(AsCompressionReport(report, ft.ParameterCount)).ToJsonString(indented));
-            Directory.Move(staging, outDir);
-            return report;
+            // Everything else is the fine-tuned model's, copied as it is; the values that differ from the base are counted
+            // while copying, so each tensor is read once for both.
+            bool comparable = info.DType is SafeTensorsDType.F32 or SafeTensorsDType.F16 or SafeTensorsDType.BF16 or SafeTensorsDType.F64
+                              && baseReader.Contains(info.Name) && baseReader.GetInfo(info.Name).ElementCount == info.ElementCount;
+            if (!comparable) return null;
+            return WriterTensor.Lazy(info.Name, info.DType, info.Shape, () =>
+            {
+                var a = new float[checked((int)info.ElementCount)];
+                st.ReadAsFloat32(info.Name, a);
+                var b = baseReader.ReadAsFloat32(info.Name);
+                for (int i = 0; i < a.Length; i++) if (a[i] != b[i]) otherChanged++;
+                return a;
+            });
         }
-        finally
+
+        IEnumerable<(string, string)> Reports()
         {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+            report = new DeltaReport(options, done, otherChanged, clock.Elapsed.TotalSeconds);
+            var indented = new JsonSerializerOptions { WriteIndented = true };
+            yield return (ReportFileName, ToJson(report, baseDir, fineTunedDir, provenance).ToJsonString(indented));
+            yield return ("compression-report.json", CompressedCheckpoint.ReportJson(AsCompressionReport(report, ft.ParameterCount)).ToJsonString(indented));
         }
+
+        CheckpointRewrite.Write(fineTunedDir, outDir, Replace, "compress-delta", skip: ["fine-tuning.json", ReportFileName, "compression-report.json"], extra: Reports);
+        return report!;
     }
 
     /// <summary>The method's name where a compressed model is recorded (compression-report.json, the results database).</summary>
-    public static string MethodName(DeltaMethod m) => "delta-" + DeltaOptions.Name(m);
+    public static string MethodName(DeltaMethod m) => MethodPrefix + DeltaOptions.Name(m);
+
+    /// <summary>What <see cref="MethodName"/> puts before a delta method's name, so recorded delta cells never collide with the SVD methods' (svd).</summary>
+    public const string MethodPrefix = "delta-";
+
+    /// <summary>Whether a recorded method name is a delta method's.</summary>
+    public static bool IsMethodName(string name) => name.StartsWith(MethodPrefix, StringComparison.Ordinal);
+
+    /// <summary>The delta method of a recorded name (<see cref="MethodName"/>'s inverse); refuses any other name.</summary>
+    public static DeltaMethod ParseMethodName(string name) => IsMethodName(name)
+        ? DeltaOptions.ParseMethod(name[MethodPrefix.Length..])
+        : throw new ArgumentException($"'{name}' is not a delta method's recorded name (delta-impart, delta-svd, delta-dare)");
 
     /// <summary>
     /// The delta as compression-report.json states a compression, so every command and the results store read it like
@@ -229,19 +232,6 @@ public static class DeltaCheckpoint
         }
         return (output, new DeltaLinear(l.Name, m, n, c.StoredValues, c.Rank, norm == 0 ? 0 : Math.Sqrt(err / norm)));
     }
-
-    private static WriterTensor Copy(SafeTensorsFile st, TensorInfo info) => info.DType switch
-    {
-        SafeTensorsDType.F32 or SafeTensorsDType.F16 or SafeTensorsDType.BF16 or SafeTensorsDType.F64 => WriterTensor.Lazy(info.Name, info.DType, info.Shape, () =>
-        {
-            var data = new float[checked((int)info.ElementCount)];
-            st.ReadAsFloat32(info.Name, data); // to float32 and back to the same dtype is exact: copied bit for bit
-            return data;
-        }),
-        // A pruned model's kept rotary pairs (self_attn.rope_pairs) are integers: copied as they are.
-        SafeTensorsDType.I32 => WriterTensor.Int32(info.Name, info.Shape, () => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(st.GetRawBytes(info.Name)).ToArray()),
-        _ => throw new CheckpointFormatException(st.Path, $"tensor {info.Name} has dtype {info.DType}; compress-delta rewrites float checkpoints", info.Name, "dtype"),
-    };
 
     public static JsonObject ToJson(DeltaReport r, string baseDir, string fineTunedDir, JsonObject? provenance)
     {

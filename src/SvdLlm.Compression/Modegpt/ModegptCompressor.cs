@@ -79,6 +79,8 @@ public static class ModegptCompressor
         {
             // Each block is computed when the writer reaches its first tensor and each array dropped once written, so
             // only one block's results are ever held (the writer needs every shape first, and those follow from dims).
+            // Written in the source's dtype (bfloat16 weights stay bfloat16), so the output is the size the ratio says.
+            var dtype = model.Reader.GetInfo(model.Linears[0].Name + ".weight").DType;
             var tensors = new List<WriterTensor>();
             long before = 0, after = 0;
             double truncationSeconds = 0;
@@ -108,13 +110,13 @@ public static class ModegptCompressor
                 })
                 {
                     string full = p + name + ".weight";
-                    tensors.Add(WriterTensor.Lazy(full, SafeTensorsDType.F32, cols == 0 ? [rows] : [rows, cols], () => (float[])Take(full)));
+                    tensors.Add(WriterTensor.Lazy(full, cols == 0 ? model.Reader.GetInfo(full).DType : dtype, cols == 0 ? [rows] : [rows, cols], () => (float[])Take(full)));
                 }
                 if (c.QkvBias)
                     foreach (var (name, length) in new[] { ("self_attn.q_proj", heads * qkL), ("self_attn.k_proj", kvHeads * qkL), ("self_attn.v_proj", kvHeads * vL) })
                     {
                         string full = p + name + ".bias";
-                        tensors.Add(WriterTensor.Lazy(full, SafeTensorsDType.F32, [length], () => (float[])Take(full)));
+                        tensors.Add(WriterTensor.Lazy(full, model.Reader.GetInfo(full).DType, [length], () => (float[])Take(full)));
                     }
                 string pairsName = p + "self_attn.rope_pairs";
                 tensors.Add(WriterTensor.Int32(pairsName, [kvHeads, qkL / 2], () => (int[])Take(pairsName)));
@@ -127,7 +129,7 @@ public static class ModegptCompressor
                 if (name.StartsWith("model.layers.", StringComparison.Ordinal)) continue;
                 var info = model.Reader.GetInfo(name);
                 string n = name;
-                tensors.Add(WriterTensor.Lazy(n, SafeTensorsDType.F32, info.Shape, () => model.Reader.ReadAsFloat32(n)));
+                tensors.Add(WriterTensor.Lazy(n, info.DType, info.Shape, () => model.Reader.ReadAsFloat32(n)));
             }
             SafeTensorsWriter.Write(Path.Combine(staging, CheckpointReader.SingleFileName), tensors);
             report.StageSeconds["truncation"] = Math.Round(truncationSeconds, 3);
@@ -136,7 +138,6 @@ public static class ModegptCompressor
             config["intermediate_sizes"] = new JsonArray(dims.Select(x => (JsonNode)x.Ff).ToArray());
             config["qk_head_dims"] = new JsonArray(dims.Select(x => (JsonNode)x.Qk).ToArray());
             config["v_head_dims"] = new JsonArray(dims.Select(x => (JsonNode)x.V).ToArray());
-            config["torch_dtype"] = "float32";
             config["modegpt"] = new JsonObject { ["ratio"] = ratio, ["sparsity"] = new JsonArray(phi.Select(p => (JsonNode)p).ToArray()) };
             var indented = new JsonSerializerOptions { WriteIndented = true };
             File.WriteAllText(Path.Combine(staging, "config.json"), config.ToJsonString(indented));
@@ -148,8 +149,8 @@ public static class ModegptCompressor
             report.LinearParamsAfter = after;
             report.ModelParamsBefore = modelBefore;
             report.ModelParamsAfter = modelBefore - before + after;
-            report.LinearBytesBefore = 4 * before;
-            report.LinearBytesAfter = 4 * after;
+            report.LinearBytesBefore = dtype.ElementSize() * before;
+            report.LinearBytesAfter = dtype.ElementSize() * after;
             report.StageSeconds["write"] = Math.Round(clock.Elapsed.TotalSeconds - report.StageSeconds.Values.Sum(), 3);
             annotate?.Invoke(report);
             File.WriteAllText(Path.Combine(staging, "compression-report.json"), CompressedCheckpoint.ReportJson(report).ToJsonString(indented));

@@ -128,49 +128,11 @@ public static class LoraRecovery
     public static long EstimateBytes(LlamaConfig config, long parameters, int seqLen, int batch)
         => FisherCollector.TrainingModelBytes(config, seqLen, batch, parameters, weightGradients: false) + 300L * (1 << 20);
 
-    /// <summary>
-    /// Every file of <paramref name="source"/> into <paramref name="outDir"/>, each safetensors tensor the training model
-    /// holds taken from it, plus <paramref name="extra"/> (name, text) files; staged and renamed.
-    /// </summary>
+    /// <summary>Every file of <paramref name="source"/> into <paramref name="outDir"/>, each tensor the training model holds taken from it, plus <paramref name="extra"/> files.</summary>
     internal static void Write(string source, string outDir, ParameterArena parameters, params (string Name, string Text)[] extra)
-    {
-        string staging = SvdLlm.Models.Data.Leftovers.TempPath(outDir);
-        Directory.CreateDirectory(staging);
-        try
-        {
-            foreach (string file in Directory.GetFiles(source))
-            {
-                string target = Path.Combine(staging, Path.GetFileName(file));
-                if (!file.EndsWith(".safetensors", StringComparison.Ordinal)) { File.Copy(file, target); continue; }
-                using var st = SafeTensorsFile.Open(file);
-                var tensors = st.Tensors.Values.OrderBy(i => i.Begin).Select(info => Tensor(st, info, parameters)).ToList();
-                SafeTensorsWriter.Write(target, tensors, st.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value));
-            }
-            foreach (var (name, text) in extra) File.WriteAllText(Path.Combine(staging, name), text);
-            Directory.Move(staging, outDir);
-        }
-        finally
-        {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-        }
-    }
-
-    private static WriterTensor Tensor(SafeTensorsFile st, TensorInfo info, ParameterArena parameters)
-    {
-        if (parameters.Contains(info.Name))
-            return WriterTensor.Lazy(info.Name, info.DType, info.Shape, () => parameters.View(info.Name).ToArray());
-        return info.DType switch
-        {
-            SafeTensorsDType.F32 or SafeTensorsDType.F16 or SafeTensorsDType.BF16 or SafeTensorsDType.F64 => WriterTensor.Lazy(info.Name, info.DType, info.Shape, () =>
-            {
-                // float16/bfloat16 → float32 → the same dtype is exact, so untouched tensors are written bit for bit.
-                var data = new float[checked((int)info.ElementCount)];
-                st.ReadAsFloat32(info.Name, data);
-                return data;
-            }),
-            _ => throw new CheckpointFormatException(st.Path, $"tensor {info.Name} has dtype {info.DType}; LoRA recovery rewrites float checkpoints (recover before quantizing)", info.Name, "dtype"),
-        };
-    }
+        => CheckpointRewrite.Write(source, outDir, (_, info) => parameters.Contains(info.Name)
+            ? WriterTensor.Lazy(info.Name, info.DType, info.Shape, () => parameters.View(info.Name).ToArray())
+            : null, "LoRA recovery and fine-tuning (recover or fine-tune before quantizing)", extra: () => extra);
 
     /// <summary>What compression-report.json records under "recovery": the settings, and each stage's steps and seconds (the losses go to the report's training curves).</summary>
     public static JsonObject ToJson(LoraOptions o, CalibrationWindows windows, IReadOnlyList<LoraStage> stages, string? text)

@@ -480,7 +480,7 @@ public static class MatrixLoader
                     string rw = $"{where}.ratios[{j}]";
                     if (ratioItems[j] is not YScalar rs || !double.TryParse(rs.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double r) || !double.IsFinite(r) || r <= 0)
                     { e.Add(ratioItems[j].Position, $"{rw}: expected a positive number, the delta's compression ratio CR (dense values / stored values, e.g. 32)"); continue; }
-                    if (r < 1 && methods.Any(m => m.Name == "delta-dare")) e.Add(rs.Position, $"{rw}: CR {rs.Value} < 1 cannot be met by DARE (it keeps each value with probability 1/CR)");
+                    if (r < 1 && methods.Any(m => m.Name == SvdLlm.Compression.Delta.DeltaCheckpoint.MethodName(SvdLlm.Compression.Delta.DeltaMethod.Dare))) e.Add(rs.Position, $"{rw}: CR {rs.Value} < 1 cannot be met by DARE (it keeps each value with probability 1/CR)");
                     else if (ratios.Contains(r)) e.Add(rs.Position, $"{rw}: duplicate cell: CR {rs.Value} is listed twice");
                     else ratios.Add(r);
                 }

@@ -59,7 +59,7 @@ public sealed record DeltaSpec(ModelSpec Base, ModelSpec FineTuned, IReadOnlyLis
 {
     public static SvdLlm.Compression.Delta.DeltaOptions Options(MethodSpec method, double ratio)
     {
-        var m = SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(method.Name["delta-".Length..]);
+        var m = SvdLlm.Compression.Delta.DeltaCheckpoint.ParseMethodName(method.Name);
         var d = new SvdLlm.Compression.Delta.DeltaOptions(m, ratio);
         double Get(string key, double fallback) => method.Parameters.TryGetValue(key, out string? v) ? double.Parse(v, System.Globalization.CultureInfo.InvariantCulture) : fallback;
         return d with

@@ -20,7 +20,7 @@ public sealed record CellPlan(string Key, ModelSpec Model, CalibrationSpec? Cali
     public bool IsDelta => DeltaBase is not null;
 
     public string Label => IsOriginal ? $"{Model.Name} original"
-        : IsDelta ? $"{Model.Name} Δ{Method.Name["delta-".Length..]}{(Method.Parameters.Count > 0 ? "(" + string.Join(",", Method.Parameters.Select(kv => kv.Key + "=" + kv.Value)) + ")" : "")} CR {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
+        : IsDelta ? $"{Model.Name} Δ{SvdLlm.Compression.Delta.DeltaOptions.Name(SvdLlm.Compression.Delta.DeltaCheckpoint.ParseMethodName(Method.Name))}{(Method.Parameters.Count > 0 ? "(" + string.Join(",", Method.Parameters.Select(kv => kv.Key + "=" + kv.Value)) + ")" : "")} CR {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
         : Method.Recipe.TakesRatio ? $"{Model.Name} {Method.Recipe.Label} @ {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
         : $"{Model.Name} {Method.Recipe.Label}";
 }

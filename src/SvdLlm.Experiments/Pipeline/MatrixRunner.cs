@@ -558,31 +558,28 @@ public static class MatrixRunner
                 return;
             }
             string label = $"compress {c.Label}";
-            if (c.IsDelta)
+            // A delta cell needs its base model too (made first if it is a trained or fine-tuned one, outside the clock).
+            string? baseDir = c.IsDelta ? EnsureModel(c.DeltaBase!) : null;
+            var clock = Begin(ArtifactKind.Compressed, label);
+            Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+            string outcome;
+            if (baseDir is not null)
             {
-                string baseDir = EnsureModel(c.DeltaBase!);
-                var deltaClock = Begin(ArtifactKind.Compressed, label);
-                Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
                 var delta = SvdLlm.Compression.Delta.DeltaCheckpoint.Write(baseDir, modelDir, DeltaSpec.Options(c.Method, c.Ratio), dir,
                     line => Log("compress-delta: " + line), cancellation: options.Cancellation);
-                store.RecordCompression(c.Record, CompressionReportReader.Read(dir), _runId);
-                _state.Compressed.Add(c.Key);
-                _state.OnDisk.Add(c.Key);
-                Log($"compressed {c.Label}: CR {delta.AchievedRatio:F2} ({delta.StoredValues:N0} of {delta.DenseValues:N0} delta values) → {dir}");
-                End(ArtifactKind.Compressed, label, c.Key, deltaClock, dir);
-                return;
+                outcome = $"CR {delta.AchievedRatio:F2} ({delta.StoredValues:N0} of {delta.DenseValues:N0} delta values)";
             }
-            var clock = Begin(ArtifactKind.Compressed, label);
-            using var model = ModelLoader.Load(modelDir);
-            Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
-            var report = c.Method.Recipe.CompressToDirectory(model, stats, windows, c.Ratio, dir, line => Log("compress: " + line), Path.GetDirectoryName(dir));
+            else
+            {
+                using var model = ModelLoader.Load(modelDir);
+                var report = c.Method.Recipe.CompressToDirectory(model, stats, windows, c.Ratio, dir, line => Log("compress: " + line), Path.GetDirectoryName(dir));
+                outcome = $"removed {report.AchievedLinearRatio:P2} of the linear parameters" + (report.BitsPerWeight is double bpw ? $", {bpw:F3} bits per dense linear weight" : "");
+            }
             // Recorded from the file, as an adopted directory would be, so both paths store the same numbers.
-            var written = CompressionReportReader.Read(dir);
-            store.RecordCompression(c.Record, written, _runId);
+            store.RecordCompression(c.Record, CompressionReportReader.Read(dir), _runId);
             _state.Compressed.Add(c.Key);
             _state.OnDisk.Add(c.Key);
-            Log($"compressed {c.Label}: removed {report.AchievedLinearRatio:P2} of the linear parameters" +
-                (report.BitsPerWeight is double bpw ? $", {bpw:F3} bits per dense linear weight" : "") + $" → {dir}");
+            Log($"compressed {c.Label}: {outcome} → {dir}");
             End(ArtifactKind.Compressed, label, c.Key, clock, dir);
         }
 

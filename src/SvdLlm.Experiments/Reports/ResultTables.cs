@@ -83,7 +83,7 @@ public sealed class ReportData
     /// <summary>Delta-compression cells (methods delta-*): reported in their own tables, beside their base and fine-tuned models, not among the SVD cells.</summary>
     public IReadOnlyList<CellRow> DeltaCells { get; }
 
-    public static bool IsDelta(CellRow c) => c.Method.StartsWith("delta-", StringComparison.Ordinal);
+    public static bool IsDelta(CellRow c) => SvdLlm.Compression.Delta.DeltaCheckpoint.IsMethodName(c.Method);
 
     public MetricRow? Metric(string cell, string task, string metric) => _metrics.GetValueOrDefault((cell, task, metric));
     public CompressionRow? Compression(string cell) => _compression.GetValueOrDefault(cell);
