@@ -40,6 +40,32 @@ public class CompressDeltaCliTests
     }
 
     [Fact]
+    public void Impart_qt_quantizes_the_sparse_factors_to_the_bit_budget_and_writes_a_model_that_ppl_loads()
+    {
+        using var dir = new TempDirectory();
+        var (b, ft, domain) = Pair(dir);
+        string outDir = Path.Combine(dir.Path, "qt");
+        var r = CliRunner.Run("compress-delta", "--base", b, "--finetuned", ft, "--method", "impart", "--ratio", "8", "--quantize", "gptq", "--bits", "8x1,3",
+            "--group-size", "16", "--text-file", domain, "--samples", "8", "--seq-len", "16", "--out", outDir, "--json");
+        Assert.True(r.Exit == 0, r.Err);
+        var root = JsonDocument.Parse(r.Out.Trim()).RootElement;
+        Assert.Equal("impart-qt", root.GetProperty("method").GetString());
+        // CR_qt counts bits against 16 per dense value, and the search never goes over the budget.
+        long dense = root.GetProperty("dense_values").GetInt64(), bits = root.GetProperty("stored_bits").GetInt64();
+        Assert.Equal(16.0 * dense / bits, root.GetProperty("achieved_ratio").GetDouble(), 1e-5);
+        Assert.InRange(root.GetProperty("achieved_ratio").GetDouble(), 8, 9);
+        // Between 3 and 8 bits per stored value: more values are kept than plain ImPart's dense/8.
+        long values = root.GetProperty("stored_values").GetInt64();
+        Assert.InRange((double)bits / values, 3, 8);
+        Assert.True(values > dense / 8);
+        Assert.Equal("8x1,3", root.GetProperty("quantization").GetProperty("bits").GetString());
+        Assert.False(string.IsNullOrEmpty(root.GetProperty("provenance").GetProperty("calibration_key").GetString()));
+        var ppl = CliRunner.Run("ppl", "--model", outDir, "--text-file", domain, "--seq-len", "16", "--json");
+        Assert.True(ppl.Exit == 0, ppl.Err);
+        Assert.True(double.IsFinite(JsonDocument.Parse(ppl.Out.Trim()).RootElement.GetProperty("ppl").GetDouble()));
+    }
+
+    [Fact]
     public void Misused_compress_delta_options_are_refused_with_the_option_named_and_nothing_written()
     {
         using var dir = new TempDirectory();
@@ -54,6 +80,11 @@ public class CompressDeltaCliTests
             (["--method", "dare", "--ratio", "0.5"], "--ratio 0.5"),
             (["--method", "impart", "--ratio", "4", "--beta", "1.5"], "--beta 1.5"),
             (["--method", "svd", "--ratio", "0.1"], "needs more than full-rank storage"),
+            (["--method", "svd", "--ratio", "4", "--quantize", "gptq", "--text-file", "x"], "quantizes ImPart's sparse singular vectors"),
+            (["--method", "impart", "--ratio", "4", "--quantize", "gptq"], "--quantize gptq needs --text-file"),
+            (["--method", "impart", "--ratio", "4", "--quantize", "rtn", "--text-file", "x"], "--quantize rtn: expected gptq"),
+            (["--method", "impart", "--ratio", "4", "--bits", "4"], "--bits applies to --quantize gptq"),
+            (["--method", "impart", "--ratio", "4", "--quantize", "gptq", "--bits", "8x2", "--text-file", "x"], "--bits '8x2'"),
         };
         foreach (var (args, message) in cases)
         {

@@ -14,7 +14,7 @@ public class DeltaCompressionTests
 {
     private static Tensor<double> Random(Random r, int rows, int cols, double scale = 1) => TruncationTests.Random(r, rows, cols, scale);
 
-    private static double[] DescendingSpectrum(Random r, int n0)
+    internal static double[] DescendingSpectrum(Random r, int n0)
     {
         // A decaying spectrum with noise, sorted: distinct values, ratios spread over several decades.
         var s = new double[n0];

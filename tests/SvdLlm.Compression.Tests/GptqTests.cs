@@ -31,7 +31,7 @@ public class GptqTests
         return (w, h);
     }
 
-    private static double Damping(Tensor<double> h, double percent)
+    internal static double Damping(Tensor<double> h, double percent)
     {
         double mean = 0;
         for (int j = 0; j < h.Rows; j++) mean += h[j, j] == 0 ? 1 : h[j, j];
@@ -39,7 +39,7 @@ public class GptqTests
     }
 
     /// <summary>½ tr((W − Q) H_d (W − Q)ᵀ), H_d = H + λI, computed directly.</summary>
-    private static double Objective(Tensor<double> w, QuantizedMatrix q, Tensor<double> h, double lambda)
+    internal static double Objective(Tensor<double> w, QuantizedMatrix q, Tensor<double> h, double lambda)
     {
         int m = w.Rows, n = w.Cols;
         using var e = q.Dequantize();
@@ -60,11 +60,14 @@ public class GptqTests
     /// The brute-force reference (GPTQ paper §3, "OBQ" in fixed column order): quantize column j, spread its error over
     /// the later columns with H⁻¹'s row j, then replace H⁻¹ by its Schur complement without j. Group parameters are fitted
     /// on the group's current columns when the group starts. Returns dequantized Q and the loss Σ (w − q)² / (2 [H⁻¹]_jj).
+    /// ImPart-Qt's variant: entries outside <paramref name="keep"/> become 0, a row or column may have its own width,
+    /// and with column widths a group also starts where the width changes.
     /// </summary>
-    private static (double[,] Q, double Loss) NaiveObq(Tensor<double> w0, Tensor<double> h, int bits, int groupSize, double lambda)
+    internal static (double[,] Q, double Loss) NaiveObq(Tensor<double> w0, Tensor<double> h, int bits, int groupSize, double lambda,
+        bool[]? keep = null, int[]? rowBits = null, int[]? columnBits = null)
     {
         int m = w0.Rows, n = w0.Cols;
-        var grid = new UniformGrid(bits, Symmetric: false);
+        UniformGrid Grid(int i, int j) => new(rowBits?[i] ?? columnBits?[j] ?? bits, Symmetric: false);
         var w = new double[m, n];
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) w[i, j] = w0[i, j];
@@ -81,19 +84,27 @@ public class GptqTests
         var zero = new int[m];
         var q = new double[m, n];
         double loss = 0;
+        int runStart = 0;
         for (int j = 0; j < n; j++)
         {
-            if (j % g == 0)
+            if (columnBits is not null && j > 0 && columnBits[j] != columnBits[j - 1]) runStart = j;
+            if ((j - runStart) % g == 0)
+            {
+                int end = j + g;
+                while (columnBits is not null && end > j + 1 && (end > n || columnBits[end - 1] != columnBits[j])) end--;
+                end = Math.Min(end, n);
                 for (int i = 0; i < m; i++)
                 {
-                    var cols = new double[Math.Min(n, j + g) - j];
+                    var cols = new double[end - j];
                     for (int c = 0; c < cols.Length; c++) cols[c] = w[i, j + c];
-                    (scale[i], zero[i]) = grid.Fit(cols);
+                    (scale[i], zero[i]) = Grid(i, j).Fit(cols);
                 }
+            }
             double d = hinv[j, j];
             for (int i = 0; i < m; i++)
             {
-                q[i, j] = UniformGrid.Value(grid.Code(w[i, j], scale[i], zero[i]), scale[i], zero[i]);
+                bool kept = keep is null || keep[i * n + j];
+                q[i, j] = kept ? UniformGrid.Value(Grid(i, j).Code(w[i, j], scale[i], zero[i]), scale[i], zero[i]) : 0;
                 double e = w[i, j] - q[i, j];
                 loss += e * e / (2 * d);
                 for (int k = j + 1; k < n; k++) w[i, k] -= e / d * hinv[j, k];

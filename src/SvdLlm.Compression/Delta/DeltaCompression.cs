@@ -11,13 +11,21 @@ namespace SvdLlm.Compression.Delta;
 /// holds it), S not counted. Exact, not an expectation.</param>
 /// <param name="Rank">Singular triplets kept (LowRank, ImPart); null for DARE, which does not factor ΔW.</param>
 /// <param name="Ratios">ImPart's drop probabilities; null for the other methods.</param>
-public sealed record CompressedDelta(Tensor<double> Delta, long StoredValues, int? Rank, ImpartRatios? Ratios = null) : IDisposable
+/// <param name="QuantizedBits">ImPart-Qt: the bits of the stored codes (scales and zero points not counted, as ImPart
+/// counts); null when the values are stored in float16.</param>
+public sealed record CompressedDelta(Tensor<double> Delta, long StoredValues, int? Rank, ImpartRatios? Ratios = null, long? QuantizedBits = null) : IDisposable
 {
     /// <summary>mn: the dense values of ΔW.</summary>
     public long DenseValues => (long)Delta.Rows * Delta.Cols;
 
-    /// <summary>The CR achieved, DenseValues / StoredValues (infinite when nothing is stored).</summary>
-    public double AchievedRatio => StoredValues == 0 ? double.PositiveInfinity : (double)DenseValues / StoredValues;
+    /// <summary>Bits of the stored values: 16 each (float16, as ImPart counts), or the quantized codes' bits (ImPart-Qt).</summary>
+    public long StoredBits => QuantizedBits ?? 16 * StoredValues;
+
+    /// <summary>
+    /// The CR achieved, 16·DenseValues / StoredBits (infinite when nothing is stored): DenseValues / StoredValues for
+    /// float16 values, and ImPart's CR_qt (bits relative to 16) for quantized ones.
+    /// </summary>
+    public double AchievedRatio => StoredBits == 0 ? double.PositiveInfinity : 16.0 * DenseValues / StoredBits;
 
     public void Dispose() => Delta.Dispose();
 }
@@ -132,46 +140,65 @@ public static class DeltaCompression
         double alpha = DeltaBudget.Sparsity(m, n, compressionRatio);
         using var svd = Lapack.Svd(delta);
         var ratios = ImpartSparsity.Compute(svd.S, alpha, beta, c);
-        int r = ratios.Rank;
-        int k = svd.S.Length;
+        using var f = SparseFactors(svd, ratios, seed, foldSingularValues: true);
+        var result = Product(f.Left, f.Right.Span, m, n, ratios.Rank);
+        return new CompressedDelta(result, f.StoredValues, ratios.Rank, ratios);
+    }
+
+    /// <summary>
+    /// ImPart's sparse factors of one SVD at drop probabilities <paramref name="ratios"/> (the draw described at
+    /// <see cref="Impart"/>): Left [m, r] holds U's kept columns, times σ_i when <paramref name="foldSingularValues"/>,
+    /// Right [r, n] V's kept columns as rows, both masked and rescaled; the keep masks say which entries are stored.
+    /// </summary>
+    internal static ImpartFactors SparseFactors(SvdResult<double> svd, ImpartRatios ratios, ulong seed, bool foldSingularValues)
+    {
+        int m = svd.U.Rows, n = svd.Vt.Cols, k = svd.S.Length, r = ratios.Rank;
         var rng = new SplitMix64(seed);
         var indices = new int[Math.Max(m, n)];
         var columnU = new double[m];
-        using var left = Tensor<double>.Uninitialized(m, r);
-        using var right = Tensor<double>.Uninitialized(r, n);
+        var keepU = new bool[m];
+        var left = Tensor<double>.Uninitialized(m, r);
+        var right = Tensor<double>.Uninitialized(r, n);
+        var keepLeft = new bool[(long)m * r];
+        var keepRight = new bool[(long)r * n];
         long stored = 0;
         ReadOnlySpan<double> u = svd.U.Span;
         for (int i = 0; i < r; i++)
         {
             double p = ratios.DropProbabilities[i];
             for (int a = 0; a < m; a++) columnU[a] = u[a * k + i];
-            stored += Sparsify(columnU, p, svd.S[i], rng, indices);
+            stored += Sparsify(columnU, keepU, p, foldSingularValues ? svd.S[i] : 1, rng, indices);
             var l = left.Span;
-            for (int a = 0; a < m; a++) l[a * r + i] = columnU[a];
+            for (int a = 0; a < m; a++)
+            {
+                l[a * r + i] = columnU[a];
+                keepLeft[(long)a * r + i] = keepU[a];
+            }
 
             var v = right.Row(i);
             svd.Vt.Row(i).CopyTo(v);
-            stored += Sparsify(v, p, 1, rng, indices);
+            stored += Sparsify(v, keepRight.AsSpan(i * n, n), p, 1, rng, indices);
         }
-        var result = Product(left, right.Span, m, n, r);
-        return new CompressedDelta(result, stored, r, ratios);
+        return new ImpartFactors(left, right, keepLeft, keepRight, stored);
     }
 
     /// <summary>
-    /// Zeroes d = ⌊len·p⌋ entries of <paramref name="x"/> chosen uniformly without replacement (partial Fisher–Yates),
-    /// multiplies the rest by <paramref name="factor"/>·len/(len − d), and returns the kept count len − d.
+    /// Zeroes d = <see cref="Dropped"/>(len, p) entries of <paramref name="x"/> chosen uniformly without replacement
+    /// (partial Fisher–Yates), multiplies the rest by <paramref name="factor"/>·len/(len − d), marks the kept ones in
+    /// <paramref name="keep"/>, and returns the kept count len − d.
     /// </summary>
-    private static int Sparsify(Span<double> x, double p, double factor, SplitMix64 rng, int[] indices)
+    private static int Sparsify(Span<double> x, Span<bool> keep, double p, double factor, SplitMix64 rng, int[] indices)
     {
         int len = x.Length;
-        // p < 1 for a kept triplet, so d < len; the Min guards the slack at p within 1e-9/len of 1.
-        int d = Math.Min((int)Math.Floor(len * p + DeltaBudget.CountSlack), len - 1);
+        int d = Dropped(len, p);
+        keep.Fill(true);
         for (int t = 0; t < len; t++) indices[t] = t;
         for (int t = 0; t < d; t++)
         {
             int j = t + rng.NextInt(len - t);
             (indices[t], indices[j]) = (indices[j], indices[t]);
             x[indices[t]] = 0;
+            keep[indices[t]] = false;
         }
         // d = 0 gives exactly factor·1, so C = 0 reproduces LowRank's products bit for bit.
         double scale = factor * ((double)len / (len - d));
@@ -179,15 +206,20 @@ public static class DeltaCompression
         return len - d;
     }
 
+    /// <summary>How many of a kept singular vector's <paramref name="len"/> entries ImPart drops at probability p: ⌊len·p⌋.</summary>
+    internal static int Dropped(int len, double p)
+        // p < 1 for a kept triplet, so d < len; the Min guards the slack at p within 1e-9/len of 1.
+        => Math.Min((int)Math.Floor(len * p + DeltaBudget.CountSlack), len - 1);
+
     /// <summary>[m, r]·[r, n] → a new [m, n]; zeros when r = 0.</summary>
-    private static Tensor<double> Product(Tensor<double> left, ReadOnlySpan<double> right, int m, int n, int r)
+    internal static Tensor<double> Product(Tensor<double> left, ReadOnlySpan<double> right, int m, int n, int r)
     {
         var result = Tensor<double>.Zeros(m, n);
         if (r > 0) Blas.Dgemm(Transpose.No, Transpose.No, m, n, r, 1, left.Span, r, right, n, 0, result.Span, n);
         return result;
     }
 
-    private static (int M, int N) CheckDelta(Tensor<double> delta, string method)
+    internal static (int M, int N) CheckDelta(Tensor<double> delta, string method)
     {
         ArgumentNullException.ThrowIfNull(delta);
         if (delta.Shape.Length != 2) throw new ArgumentException($"{method}: ΔW must be a matrix, not {delta.ShapeString}");
@@ -203,5 +235,15 @@ public static class DeltaCompression
             if (!double.IsFinite(s[i]))
                 throw new ArgumentException(
                     $"{what} {t.ShapeString} holds {s[i]} at [{i / t.Cols}, {i % t.Cols}]; a non-finite delta cannot be compressed — check the checkpoint it came from");
+    }
+}
+
+/// <summary>ImPart's sparse factors of one delta (<see cref="DeltaCompression.SparseFactors"/>); owns its tensors.</summary>
+internal sealed record ImpartFactors(Tensor<double> Left, Tensor<double> Right, bool[] KeepLeft, bool[] KeepRight, long StoredValues) : IDisposable
+{
+    public void Dispose()
+    {
+        Left.Dispose();
+        Right.Dispose();
     }
 }

@@ -43,7 +43,7 @@ public sealed class QuantizedMatrix(int bits, byte[] codes, int rows, int cols, 
     public int Rows { get; } = rows;
     public int Cols { get; } = cols;
 
-    /// <summary>Codes [rows, cols] row-major, each in 0..2^bits − 1.</summary>
+    /// <summary>Codes [rows, cols] row-major, each in 0..2^bits − 1 (with mixed widths, <see cref="Bits"/> is the widest).</summary>
     public byte[] Codes { get; } = codes;
 
     /// <summary>Scales [groups, rows] (the GPTQ layout's order).</summary>
@@ -100,6 +100,32 @@ public sealed class QuantizedMatrix(int bits, byte[] codes, int rows, int cols, 
 public sealed record GptqResult(QuantizedMatrix Matrix, double Loss, double Damping, int DeadColumns, string? Note);
 
 /// <summary>
+/// What ImPart-Qt (Yang, Li et al., "ImPart", ACL 2025, Algorithm 2) asks of GPTQ beyond the plain algorithm, for the
+/// sparse factors of a compressed delta: a mask of the entries that are stored (the rest are quantized to exactly 0,
+/// and their current values, after earlier columns' updates, are error the later columns compensate), and mixed
+/// precision: a bit width per row (the V factor, one row per singular vector) or per column (the U factor, one column
+/// per singular vector). With per-column widths a group never spans two widths: a new group starts where the width
+/// changes, then every group-size columns within a run.
+/// </summary>
+/// <param name="Keep">[rows·cols] row-major, true where the entry is stored; null keeps every entry.</param>
+/// <param name="RowBits">[rows] bit width of each row; null uses the options' (or the column's) width.</param>
+/// <param name="ColumnBits">[cols] bit width of each column (original order); needs dynamic groups without act-order.</param>
+public sealed record GptqEntryPlan(bool[]? Keep = null, int[]? RowBits = null, int[]? ColumnBits = null)
+{
+    internal void Check(int rows, int cols, GptqOptions options)
+    {
+        if (Keep is not null && Keep.LongLength != (long)rows * cols)
+            throw new ArgumentException($"the GPTQ mask has {Keep.LongLength} entries for a [{rows}, {cols}] matrix");
+        if (RowBits is not null && RowBits.Length != rows) throw new ArgumentException($"{RowBits.Length} row bit widths for {rows} rows");
+        if (ColumnBits is not null && ColumnBits.Length != cols) throw new ArgumentException($"{ColumnBits.Length} column bit widths for {cols} columns");
+        if (RowBits is not null && ColumnBits is not null) throw new ArgumentException("bit widths per row or per column, not both");
+        foreach (int b in (RowBits ?? []).Concat(ColumnBits ?? [])) UniformGrid.CheckBits(b);
+        if (ColumnBits is not null && (options.ActOrder || options.StaticGroups))
+            throw new ArgumentException("per-column bit widths need groups fitted in column order as they come (no act-order, no static groups)");
+    }
+}
+
+/// <summary>
 /// GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers", 2022):
 /// min ‖(W − Q)X‖² column by column with optimal-brain-surgeon updates of the columns not yet quantized, through the
 /// upper Cholesky factor U of H⁻¹ (H = X Xᵀ up to scale, damped), with lazy block updates.
@@ -114,14 +140,25 @@ public sealed record GptqResult(QuantizedMatrix Matrix, double Loss, double Damp
 public static class Gptq
 {
     /// <summary>Quantizes W [m, n] against H [n, n] (symmetric positive semi-definite, any scale). W and H are not modified.</summary>
-    public static GptqResult Quantize(Tensor<double> w, Tensor<double> h, GptqOptions options)
+    public static GptqResult Quantize(Tensor<double> w, Tensor<double> h, GptqOptions options) => Quantize(w, h, options, null);
+
+    /// <summary>
+    /// GPTQ with an entry plan (<see cref="GptqEntryPlan"/>): entries outside the plan's mask are forced to exactly 0, and
+    /// the bit width may differ per row or per run of columns. A null plan, or one with an all-true mask and no bit
+    /// overrides, gives exactly <see cref="Quantize(Tensor{double}, Tensor{double}, GptqOptions)"/>'s result.
+    /// </summary>
+    public static GptqResult Quantize(Tensor<double> w, Tensor<double> h, GptqOptions options, GptqEntryPlan? plan)
     {
         options.Check();
         int m = w.Rows, n = w.Cols;
         if (h.Rows != n || h.Cols != n) throw new ArgumentException($"H {h.ShapeString} does not match W {w.ShapeString}");
-        var grid = new UniformGrid(options.Bits, options.Symmetric);
+        plan?.Check(m, n, options);
+        var keep = plan?.Keep;
+        var rowBits = plan?.RowBits;
+        var columnBits = plan?.ColumnBits;
+        // The grid of row i in column c's group: a row's own width, else its column run's, else the options'.
+        UniformGrid Grid(int row, int col) => new(rowBits?[row] ?? columnBits?[col] ?? options.Bits, options.Symmetric);
         int g = options.GroupSize > 0 ? Math.Min(options.GroupSize, n) : n;
-        int groups = (n + g - 1) / g;
 
         // Dead inputs: no calibration token reached column j, so it cannot matter to the objective; zero it.
         var isDead = new bool[n];
@@ -150,14 +187,31 @@ public static class Gptq
             for (int j = 0; j < n; j++) dst[j] = isDead[perm[j]] ? 0 : src[perm[j]];
         }
 
+        // Groups in quantization order: consecutive runs of g columns, and with per-column widths also a new group
+        // wherever the width changes (one grid never spans two widths). nextStart[j] is the first group start after j.
+        bool dynamic = (options.GroupSize > 0 && !options.StaticGroups) || columnBits is not null;
+        var groupStarts = new List<int>();
+        for (int j = 0, runStart = 0; j < n; j++)
+        {
+            if (j > 0 && columnBits is not null && columnBits[perm[j]] != columnBits[perm[j - 1]]) runStart = j;
+            if (j == 0 || j == runStart || (j - runStart) % g == 0) groupStarts.Add(j);
+        }
+        int groups = dynamic ? groupStarts.Count : (n + g - 1) / g;
+        var nextStart = new int[n];
+        for (int k = 0, j = 0; j < n; j++)
+        {
+            while (k < groupStarts.Count && groupStarts[k] <= j) k++;
+            nextStart[j] = k < groupStarts.Count ? groupStarts[k] : n;
+        }
+
         int[] groupIndex;
         double[] scales;
         int[] zeros;
-        if (options.GroupSize <= 0 || options.StaticGroups)
+        if (!dynamic)
         {
             // Fitted up front on the original W in column order (the grid starts from [0, 0], so zeroing the dead
             // columns would change nothing): one group per row, or static groups c / g.
-            (scales, zeros, groupIndex) = FitGroups(grid, w, g);
+            (scales, zeros, groupIndex) = FitGroups(Grid, w, g);
         }
         else
         {
@@ -165,7 +219,8 @@ public static class Gptq
             scales = new double[groups * m];
             zeros = new int[groups * m];
             groupIndex = new int[n];
-            for (int j = 0; j < n; j++) groupIndex[perm[j]] = j / g;
+            for (int k = 0; k < groupStarts.Count; k++)
+                for (int j = groupStarts[k]; j < nextStart[groupStarts[k]]; j++) groupIndex[perm[j]] = k;
         }
 
         var (u, damping, raised) = UpperCholeskyOfInverse(h, perm, isDead, options.PercentDamping);
@@ -177,18 +232,18 @@ public static class Gptq
             using var w1 = Tensor<double>.Uninitialized(m, Math.Min(block, n));
             using var err = Tensor<double>.Uninitialized(m, Math.Min(block, n));
             var us = u.Span;
+            int maxBits = rowBits?.Max() ?? columnBits?.Max() ?? options.Bits;
             for (int i1 = 0; i1 < n;)
             {
                 int i2 = Math.Min(n, i1 + block);
                 // A group that starts inside the block starts a new block, so its parameters see every update so far.
-                if (options.GroupSize > 0 && !options.StaticGroups)
+                if (dynamic)
                 {
-                    int nextGroup = (i1 / g + 1) * g;
-                    if (nextGroup < i2) i2 = nextGroup;
+                    i2 = Math.Min(i2, nextStart[i1]);
+                    if (groupStarts.BinarySearch(i1) >= 0)
+                        FitGroup(Grid, wp, perm, i1, nextStart[i1], scales, zeros, groupIndex[perm[i1]], m);
                 }
                 int b = i2 - i1;
-                if (options.GroupSize > 0 && !options.StaticGroups && i1 % g == 0)
-                    FitGroup(grid, wp, i1, Math.Min(n, i1 + g), scales, zeros, i1 / g, m);
                 for (int i = 0; i < m; i++) wp.Row(i).Slice(i1, b).CopyTo(w1.Row(i)[..b]);
                 for (int j = 0; j < b; j++)
                 {
@@ -202,7 +257,10 @@ public static class Gptq
                         double wv = row[j];
                         double scale = scales[group * m + i];
                         int zero = zeros[group * m + i];
-                        int code = grid.Code(wv, scale, zero);
+                        var grid = Grid(i, original);
+                        // A masked entry is stored as 0 (the zero point's code stands for exactly 0 on every grid); its
+                        // current value, moved there by earlier updates, becomes error like any rounding's.
+                        int code = keep is null || keep[(long)i * n + original] ? grid.Code(wv, scale, zero) : zero;
                         codes[(long)i * n + original] = (byte)code;
                         double q = UniformGrid.Value(code, scale, zero);
                         double e = (wv - q) / d;
@@ -221,7 +279,7 @@ public static class Gptq
             string? note = null;
             if (deadCount > 0) note = $"{deadCount} dead input column(s) (H_jj = 0) set to zero";
             if (raised) note = (note is null ? "" : note + "; ") + $"Cholesky failed at {options.PercentDamping:G3} relative damping, raised to λ = {damping:G3}";
-            return new GptqResult(new QuantizedMatrix(options.Bits, codes, m, n, scales, zeros, groupIndex), loss, damping, deadCount, note);
+            return new GptqResult(new QuantizedMatrix(maxBits, codes, m, n, scales, zeros, groupIndex), loss, damping, deadCount, note);
         }
     }
 
@@ -231,7 +289,7 @@ public static class Gptq
         UniformGrid.CheckBits(bits);
         int m = w.Rows, n = w.Cols;
         var grid = new UniformGrid(bits, symmetric);
-        var (scales, zeros, groupIndex) = FitGroups(grid, w, groupSize > 0 ? Math.Min(groupSize, n) : n);
+        var (scales, zeros, groupIndex) = FitGroups((_, _) => grid, w, groupSize > 0 ? Math.Min(groupSize, n) : n);
         var codes = new byte[(long)m * n];
         for (int i = 0; i < m; i++)
             for (int c = 0; c < n; c++)
@@ -243,20 +301,22 @@ public static class Gptq
     }
 
     /// <summary>Every group's grid fitted on W as it is, groups of <paramref name="g"/> consecutive columns: scales, zeros, g_idx.</summary>
-    private static (double[] Scales, int[] Zeros, int[] GroupIndex) FitGroups(UniformGrid grid, Tensor<double> w, int g)
+    private static (double[] Scales, int[] Zeros, int[] GroupIndex) FitGroups(Func<int, int, UniformGrid> grid, Tensor<double> w, int g)
     {
         int m = w.Rows, n = w.Cols, groups = (n + g - 1) / g;
         var scales = new double[groups * m];
         var zeros = new int[groups * m];
-        for (int k = 0; k < groups; k++) FitGroup(grid, w, k * g, Math.Min(n, (k + 1) * g), scales, zeros, k, m);
+        var identity = Enumerable.Range(0, n).ToArray();
+        for (int k = 0; k < groups; k++) FitGroup(grid, w, identity, k * g, Math.Min(n, (k + 1) * g), scales, zeros, k, m);
         return (scales, zeros, Enumerable.Range(0, n).Select(c => c / g).ToArray());
     }
 
-    private static void FitGroup(UniformGrid grid, Tensor<double> w, int start, int end, double[] scales, int[] zeros, int group, int m)
+    /// <summary>Each row's grid over columns [start, end) of <paramref name="w"/>, whose column j is original column perm[j].</summary>
+    private static void FitGroup(Func<int, int, UniformGrid> grid, Tensor<double> w, int[] perm, int start, int end, double[] scales, int[] zeros, int group, int m)
     {
         for (int i = 0; i < m; i++)
         {
-            var (scale, zero) = grid.Fit(w.Row(i)[start..end]);
+            var (scale, zero) = grid(i, perm[start]).Fit(w.Row(i)[start..end]);
             scales[group * m + i] = scale;
             zeros[group * m + i] = zero;
         }

@@ -127,7 +127,7 @@ public static class SequentialGptq
     }
 
     /// <summary>H of U's input t = V'x: V' C V'ᵀ in float64 (the Gram an observer of t would collect, without its float32 rounding).</summary>
-    private static Tensor<double> FactorHessian(Tensor<double> quantizedV, Tensor<double> c)
+    internal static Tensor<double> FactorHessian(Tensor<double> quantizedV, Tensor<double> c)
     {
         int k = quantizedV.Rows, n = quantizedV.Cols;
         using var vc = Tensor<double>.Uninitialized(k, n);
