@@ -162,14 +162,34 @@ internal static class ScaleBenchmark
         {
             // CR 32 (ImPart's headline setting); the output is the full checkpoint, one linear's float64 work at a time.
             string dOut = Path.Combine(work, $"out-{Environment.ProcessId}");
-            var dClock = Stopwatch.StartNew();
             var options = new SvdLlm.Compression.Delta.DeltaOptions(SvdLlm.Compression.Delta.DeltaCheckpoint.ParseMethodName(method), 32);
-            var deltaReport = SvdLlm.Compression.Delta.DeltaCheckpoint.Write(model, model + "-ft", options, dOut, line => Console.WriteLine(line));
+            // ImPart-Qt (delta-impart-qt): ImPart's configuration, weighed by the fine-tuned checkpoint's own input Grams.
+            double dCalibration = 0;
+            CalibrationStatisticsFile? ftStats = null;
+            if (method.EndsWith("-qt", StringComparison.Ordinal))
+            {
+                options = options with { Quantization = new SvdLlm.Compression.Delta.DeltaQuantization(SvdLlm.Compression.Delta.DeltaBitPlan.Impart) };
+                string ftStatsPath = stats.Replace(".svdstats", "-ft.svdstats", StringComparison.Ordinal);
+                if (!File.Exists(ftStatsPath))
+                {
+                    using var ftModel = ModelLoader.Load(model + "-ft");
+                    var rng = new Random(3);
+                    var sw = Stopwatch.StartNew();
+                    Calibrator.CollectToFile(ftModel, Enumerable.Range(0, samples * seqLen).Select(_ => rng.Next(Vocab)).ToArray(), seqLen, ftStatsPath,
+                        new Dictionary<string, string> { ["bench"] = "scale" }, progress: (l, n) => Console.WriteLine($"calibration layer {l}/{n}"));
+                    dCalibration = sw.Elapsed.TotalSeconds;
+                }
+                ftStats = CalibrationStatisticsFile.Open(ftStatsPath);
+            }
+            var dClock = Stopwatch.StartNew();
+            SvdLlm.Compression.Delta.DeltaReport deltaReport;
+            using (ftStats)
+                deltaReport = SvdLlm.Compression.Delta.DeltaCheckpoint.Write(model, model + "-ft", options, dOut, line => Console.WriteLine(line), statistics: ftStats);
             double dSeconds = dClock.Elapsed.TotalSeconds;
             Directory.Delete(dOut, recursive: true);
             Console.WriteLine(new JsonObject
             {
-                ["calibration_seconds"] = 0.0,
+                ["calibration_seconds"] = dCalibration,
                 ["compression_seconds"] = dSeconds,
                 ["achieved_cr"] = deltaReport.AchievedRatio,
                 ["peak_rss_bytes"] = PeakRss(),

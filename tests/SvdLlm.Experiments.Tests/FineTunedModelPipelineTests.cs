@@ -91,7 +91,7 @@ public sealed class FineTunedModelPipelineTests
             string matrix = w.Matrix("name: bad\nmodels:\n  - {name: tiny, path: {model}}\n  - " + model
                 + "\ntasks: [{name: wikitext2, data: {text}, limit: 2, seq_len: 16}]\nrun: {cache_dir: {cache}}\n");
             var e = Assert.Throws<MatrixValidationException>(() => MatrixLoader.Load(matrix));
-            Assert.Contains(message, e.Message);
+            Assert.True(e.Message.Contains(message, StringComparison.Ordinal), $"{model}: expected '{message}' in: {e.Message}");
         }
     }
 }
@@ -107,8 +107,9 @@ public sealed class DeltaPipelineTests
         delta:
           base: tiny
           finetuned: tiny-ft
-          methods: [impart, svd, dare, {name: impart, params: {exponent: 0}}]
+          methods: [impart, svd, dare, {name: impart, params: {exponent: 0}}, {name: impart-qt, params: {bits: "8x1,3", group_size: 16}}]
           ratios: [2, 4]
+        calibration: {dataset: {domain}, samples: 4, seq_len: 32, seed: 3}
         baseline: true
         tasks:
           - {name: wikitext2, data: {domain}, limit: 4, seq_len: 32}
@@ -127,13 +128,16 @@ public sealed class DeltaPipelineTests
         var summary = MatrixRunner.Run(MatrixLoader.Load(matrix), db, new RunnerOptions { AfterArtifact = (k, key) => seen.Add((k, key)) });
         Assert.Equal("finished", summary.Status);
         Assert.Equal(1, seen.Count(s => s.Kind == "model"));
-        Assert.Equal(8, seen.Count(s => s.Kind == "compressed"));           // 4 methods × 2 CRs
-        Assert.Equal((2 + 8) * 2, seen.Count(s => s.Kind == "evaluation"));  // both originals and 8 delta cells, 2 tasks each
-        Assert.Equal(8, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method LIKE 'delta-%'"));
+        Assert.Equal(10, seen.Count(s => s.Kind == "compressed"));           // 5 methods × 2 CRs
+        Assert.Equal(1, seen.Count(s => s.Kind == "calibration"));           // ImPart-Qt's Grams of the fine-tuned model, once for both CRs
+        Assert.Equal((2 + 10) * 2, seen.Count(s => s.Kind == "evaluation"));  // both originals and 10 delta cells, 2 tasks each
+        Assert.Equal(10, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method LIKE 'delta-%'"));
+        // ImPart-Qt meets CR_qt in bits: its stored bytes are at most the deltas' float16 bytes over the CR.
+        Assert.Equal(2, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-impart-qt' AND c.linear_bytes_after * x.ratio <= c.linear_bytes_before + x.ratio"));
         // DARE at CR r keeps about 1/r of the deltas' values: 1 − 1/r of them removed (binomial; a few % either way here).
         Assert.Equal(1, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 4 AND c.achieved_linear_ratio BETWEEN 0.72 AND 0.78"));
         Assert.Equal(1, ResultsDb.Scalar(db, "SELECT count(*) FROM compression c JOIN cells x ON x.cell_key = c.cell_key WHERE x.method = 'delta-dare' AND x.ratio = 2 AND c.achieved_linear_ratio BETWEEN 0.47 AND 0.53"));
-        Assert.Equal(20, ResultsDb.Scalar(db, "SELECT count(*) FROM metrics WHERE metric = 'ppl' AND value > 1"));
+        Assert.Equal(24, ResultsDb.Scalar(db, "SELECT count(*) FROM metrics WHERE metric = 'ppl' AND value > 1"));
         // ImPart at exponent 0 is truncation at the equal-budget rank: the same perplexity as svd at each CR.
         foreach (double cr in new[] { 2.0, 4.0 })
         {
@@ -150,7 +154,7 @@ public sealed class DeltaPipelineTests
         string outDir = w.Temp.Sub("report");
         SvdLlm.Experiments.Reports.ReportGenerator.Generate(db, outDir);
         var csv = File.ReadAllLines(Path.Combine(outDir, "tables", "delta_tiny-ft.csv"));
-        Assert.Equal(1 + 2 + 8, csv.Length);
+        Assert.Equal(1 + 2 + 10, csv.Length);
         Assert.StartsWith("finetuned_model,row,method,target_cr,achieved_cr,cell_key,", csv[0]);
         Assert.Contains("wikitext2", csv[0]);
         Assert.Contains("ptb", csv[0]);
@@ -166,6 +170,7 @@ public sealed class DeltaPipelineTests
             string svg = File.ReadAllText(Path.Combine(outDir, "plots", $"delta_tiny-ft_{task}.svg"));
             Assert.Contains("ImPart Δ (exponent=0)", svg);
             Assert.Contains("DARE Δ", svg);
+            Assert.Contains("ImPart-Qt Δ", svg);
             Assert.Contains("fine-tuned (", svg);
         }
     }
@@ -184,13 +189,17 @@ public sealed class DeltaPipelineTests
             ("{base: tiny, finetuned: ft, methods: [dare], ratios: [0.5]}", "CR 0.5 < 1 cannot be met by DARE"),
             ("{base: tiny, finetuned: ft, methods: [svd]}", "delta.ratios: required"),
             ("{base: tiny, finetuned: ft, methods: [svd], ratios: [4], seed: 2}", "unknown key 'delta.seed'"),
+            ("{base: tiny, finetuned: ft, methods: [impart-qt], ratios: [4]}", "calibration: required when impart-qt is listed"),
+            ("{base: tiny, finetuned: ft, methods: [{name: impart, params: {bits: 4}}], ratios: [4]}", "params.bits: ImPart-Qt's parameter (name: impart-qt)"),
+            ("{base: tiny, finetuned: ft, methods: [{name: impart-qt, params: {bits: 8x2}}], ratios: [4]}", "delta.methods[0].params.bits: --bits '8x2'"),
+            ("{base: tiny, finetuned: ft, methods: [{name: impart-qt, params: {group_size: 0}}], ratios: [4]}", "params.group_size: 0 must be a positive integer"),
         };
         foreach (var (delta, message) in cases)
         {
             string matrix = w.Matrix("name: bad\nmodels:\n  - {name: tiny, path: {model}}\n  - {name: ft, path: {model}}\ndelta: " + delta
                 + "\ntasks: [{name: wikitext2, data: {text}, limit: 2, seq_len: 16}]\nrun: {cache_dir: {cache}}\n");
             var e = Assert.Throws<MatrixValidationException>(() => MatrixLoader.Load(matrix));
-            Assert.Contains(message, e.Message);
+            Assert.True(e.Message.Contains(message, StringComparison.Ordinal), $"{delta}: expected '{message}' in: {e.Message}");
         }
     }
 }

@@ -117,8 +117,11 @@ public sealed class ArtifactKeys(string cacheRoot)
         return Sha256Hex(o.ToJsonString());
     }
 
-    /// <summary>A delta cell: both models' keys, the method with its parameters, the CR and the delta code's version.</summary>
-    public string DeltaCellKey(ModelSpec baseModel, ModelSpec fineTuned, MethodSpec method, double ratio)
+    /// <summary>
+    /// A delta cell: both models' keys, the method with its parameters, the CR and the delta code's version; for ImPart-Qt
+    /// also the calibration its GPTQ weighs by (and the statistics' version).
+    /// </summary>
+    public string DeltaCellKey(ModelSpec baseModel, ModelSpec fineTuned, MethodSpec method, double ratio, CalibrationSpec? calibration = null)
     {
         var p = new JsonObject();
         foreach (var (k, v) in method.Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal)) p[k] = v;
@@ -133,6 +136,11 @@ public sealed class ArtifactKeys(string cacheRoot)
             ["ratio"] = ratio.ToString("R", CultureInfo.InvariantCulture),
             ["delta_version"] = SvdLlm.Compression.Delta.DeltaCheckpoint.CodeVersion,
         };
+        if (calibration is not null)
+        {
+            o["calibration"] = CalibrationJson(calibration);
+            o["statistics_version"] = CalibrationCache.StatisticsVersion;
+        }
         return Sha256Hex(o.ToJsonString());
     }
 

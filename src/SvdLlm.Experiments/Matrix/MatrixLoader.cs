@@ -25,8 +25,8 @@ public static class MatrixLoader
 {
     private static readonly string[] TopLevelKeys = ["name", "description", "extends", "paths", "models", "calibration", "methods", "ratios", "baseline", "tasks", "task_defaults", "run", "delta"];
     private static readonly string[] DeltaKeys = ["base", "finetuned", "methods", "ratios"];
-    private static readonly string[] DeltaMethodNames = ["impart", "svd", "dare"];
-    private static readonly string[] DeltaParameters = ["beta", "exponent", "seed"];
+    private static readonly string[] DeltaMethodNames = ["impart", "impart-qt", "svd", "dare"];
+    private static readonly string[] DeltaParameters = ["beta", "exponent", "seed", "bits", "group_size"];
     private static readonly HashSet<string> DeepKeys = ["calibration", "run", "task_defaults", "paths"];
     private static readonly string[] ModelKeys = ["name", "path", "finetune"];
     private static readonly string[] FineTuneKeys = ["from", "text", "steps", "lr", "batch", "samples", "seq_len", "seed", "weight_decay"];
@@ -298,7 +298,7 @@ public static class MatrixLoader
             }
         }
         bool baseline = root["baseline"] is { } bn ? e.Bool(bn, "baseline") ?? true : true;
-        var deltas = Deltas(root["delta"], models, e);
+        var deltas = Deltas(root["delta"], models, e, hasCalibration: calibrations.Count > 0 || calNode is not null);
         // Quantizers (rtn, gptq, gptvq) take no ratio: each is one cell per model and calibration, at full rank.
         bool lowRank = methods.Any(m => !CompressionMethod.Get(m.Name).IsQuantization);
         if (lowRank && ratios.Count == 0 && root["ratios"] is null) e.Add(root.Position, "ratios: required when SVD methods are listed (e.g. ratios: [0.2, 0.4])");
@@ -408,7 +408,7 @@ public static class MatrixLoader
     }
 
     /// <summary><c>delta:</c>, one mapping or a list: base and finetuned name models entries, methods and CRs say what to compress.</summary>
-    private static List<DeltaSpec> Deltas(YNode? node, List<ModelSpec> models, Errors e)
+    private static List<DeltaSpec> Deltas(YNode? node, List<ModelSpec> models, Errors e, bool hasCalibration)
     {
         var result = new List<DeltaSpec>();
         var items = node switch
@@ -455,20 +455,31 @@ public static class MatrixLoader
                             foreach (var (k, v) in pm.Entries)
                             {
                                 if (!DeltaParameters.Contains(k.Value)) { e.Add(k.Position, $"{mw}.params: unknown parameter '{k.Value}'{Suggest(k.Value, DeltaParameters)}; delta methods take {string.Join(", ", DeltaParameters)}"); continue; }
+                                if (k.Value == "bits")
+                                {
+                                    if (v is not YScalar bs) { e.Add(v.Position, $"{mw}.params.bits: expected a width plan such as 8x2,3x32,2"); continue; }
+                                    try { parameters["bits"] = SvdLlm.Compression.Delta.DeltaBitPlan.Parse(bs.Value).ToString(); }
+                                    catch (ArgumentException ex) { e.Add(v.Position, $"{mw}.params.bits: {ex.Message}"); }
+                                    continue;
+                                }
                                 if (v is not YScalar vs || !double.TryParse(vs.Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) || !double.IsFinite(x))
                                 { e.Add(v.Position, $"{mw}.params.{k.Value}: expected a number"); continue; }
-                                bool ok = k.Value switch { "beta" => x >= 0 && x < 1, "exponent" => x >= 0, _ => x >= 0 && x == Math.Floor(x) };
-                                if (!ok) { e.Add(v.Position, $"{mw}.params.{k.Value}: {vs.Value} must be {(k.Value == "beta" ? "in [0, 1)" : k.Value == "exponent" ? "≥ 0" : "a non-negative integer")}"); continue; }
+                                bool ok = k.Value switch { "beta" => x >= 0 && x < 1, "exponent" => x >= 0, "group_size" => x == -1 || (x >= 1 && x == Math.Floor(x)), _ => x >= 0 && x == Math.Floor(x) };
+                                if (!ok) { e.Add(v.Position, $"{mw}.params.{k.Value}: {vs.Value} must be {k.Value switch { "beta" => "in [0, 1)", "exponent" => "≥ 0", "group_size" => "a positive integer, or -1 for one group per row", _ => "a non-negative integer" }}"); continue; }
                                 parameters[k.Value] = x.ToString("R", CultureInfo.InvariantCulture);
                             }
                         else if (mm["params"] is { } bad) e.Add(bad.Position, $"{mw}.params: expected a mapping");
                     }
                     if (nameNode is null || nameNode.IsNull) { e.Add(item.Position, $"{mw}: expected impart, svd or dare, or a mapping with name: and params:"); continue; }
                     if (!DeltaMethodNames.Contains(nameNode.Value)) { e.Add(nameNode.Position, $"{mw}: unknown delta method '{nameNode.Value}'{Suggest(nameNode.Value, DeltaMethodNames)}; known: {string.Join(", ", DeltaMethodNames)}"); continue; }
-                    if (nameNode.Value != "impart" && parameters.Keys.FirstOrDefault(k => k != "seed") is { } only)
+                    if (!nameNode.Value.StartsWith("impart", StringComparison.Ordinal) && parameters.Keys.FirstOrDefault(k => k != "seed") is { } only)
                     { e.Add(item.Position, $"{mw}.params.{only}: ImPart's parameter; {nameNode.Value} has none"); continue; }
+                    if (nameNode.Value == "impart" && parameters.Keys.FirstOrDefault(k => k is "bits" or "group_size") is { } qt)
+                    { e.Add(item.Position, $"{mw}.params.{qt}: ImPart-Qt's parameter (name: impart-qt); impart stores float16 values"); continue; }
                     if (nameNode.Value == "svd" && parameters.ContainsKey("seed")) { e.Add(item.Position, $"{mw}.params.seed: svd draws nothing at random"); continue; }
-                    var spec = new MethodSpec(SvdLlm.Compression.Delta.DeltaCheckpoint.MethodName(SvdLlm.Compression.Delta.DeltaOptions.ParseMethod(nameNode.Value)), parameters, item.Position);
+                    if (nameNode.Value == "impart-qt" && !hasCalibration)
+                    { e.Add(item.Position, $"{mw}: calibration: required when impart-qt is listed (its GPTQ weighs by the fine-tuned model's input Grams from the first calibration entry)"); continue; }
+                    var spec = new MethodSpec(SvdLlm.Compression.Delta.DeltaCheckpoint.MethodPrefix + nameNode.Value, parameters, item.Position);
                     if (methods.FirstOrDefault(m => m.Name == spec.Name && m.Parameters.SequenceEqual(spec.Parameters)) is { } dup)
                         e.Add(item.Position, $"{mw}: duplicate cell: already listed at line {dup.Position.Line}");
                     else methods.Add(spec);

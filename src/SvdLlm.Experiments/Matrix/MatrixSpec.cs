@@ -52,8 +52,10 @@ public sealed record MethodSpec(string Name, IReadOnlyDictionary<string, string>
 /// <summary>
 /// <c>delta:</c> of a matrix: the fine-tuning delta of <see cref="FineTuned"/> over <see cref="Base"/> (two models
 /// entries with the same architecture) compressed by each method at each CR (ImPart's: dense values over stored values).
-/// Methods are named <c>delta-impart</c>, <c>delta-svd</c>, <c>delta-dare</c> in cells and tables; their parameters
-/// (<c>beta</c>, <c>exponent</c>, <c>seed</c>) are in <see cref="MethodSpec.Parameters"/>.
+/// Methods are named <c>delta-impart</c>, <c>delta-impart-qt</c>, <c>delta-svd</c>, <c>delta-dare</c> in cells and
+/// tables; their parameters (<c>beta</c>, <c>exponent</c>, <c>seed</c>, and ImPart-Qt's <c>bits</c> and
+/// <c>group_size</c>) are in <see cref="MethodSpec.Parameters"/>. ImPart-Qt cells calibrate the fine-tuned model with the
+/// matrix's first calibration entry, which therefore enters their keys.
 /// </summary>
 public sealed record DeltaSpec(ModelSpec Base, ModelSpec FineTuned, IReadOnlyList<MethodSpec> Methods, IReadOnlyList<double> Ratios, SourcePosition Position)
 {
@@ -67,7 +69,18 @@ public sealed record DeltaSpec(ModelSpec Base, ModelSpec FineTuned, IReadOnlyLis
             Beta = Get("beta", d.Beta),
             Exponent = Get("exponent", d.Exponent),
             Seed = method.Parameters.TryGetValue("seed", out string? s) ? ulong.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : d.Seed,
+            Quantization = IsQuantized(method) ? Quantization(method) : null,
         };
+    }
+
+    /// <summary>An ImPart-Qt method (<c>impart-qt</c>): its GPTQ needs the fine-tuned model's calibration statistics.</summary>
+    public static bool IsQuantized(MethodSpec method) => method.Name == SvdLlm.Compression.Delta.DeltaCheckpoint.MethodPrefix + "impart-qt";
+
+    private static SvdLlm.Compression.Delta.DeltaQuantization Quantization(MethodSpec method)
+    {
+        var q = new SvdLlm.Compression.Delta.DeltaQuantization(
+            method.Parameters.TryGetValue("bits", out string? b) ? SvdLlm.Compression.Delta.DeltaBitPlan.Parse(b) : SvdLlm.Compression.Delta.DeltaBitPlan.Impart);
+        return method.Parameters.TryGetValue("group_size", out string? g) ? q with { GroupSize = (int)double.Parse(g, System.Globalization.CultureInfo.InvariantCulture) } : q;
     }
 }
 

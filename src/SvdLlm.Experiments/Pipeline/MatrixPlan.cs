@@ -20,7 +20,7 @@ public sealed record CellPlan(string Key, ModelSpec Model, CalibrationSpec? Cali
     public bool IsDelta => DeltaBase is not null;
 
     public string Label => IsOriginal ? $"{Model.Name} original"
-        : IsDelta ? $"{Model.Name} Δ{SvdLlm.Compression.Delta.DeltaOptions.Name(SvdLlm.Compression.Delta.DeltaCheckpoint.ParseMethodName(Method.Name))}{(Method.Parameters.Count > 0 ? "(" + string.Join(",", Method.Parameters.Select(kv => kv.Key + "=" + kv.Value)) + ")" : "")} CR {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
+        : IsDelta ? $"{Model.Name} Δ{Method.Name[SvdLlm.Compression.Delta.DeltaCheckpoint.MethodPrefix.Length..]}{(Method.Parameters.Count > 0 ? "(" + string.Join(",", Method.Parameters.Select(kv => kv.Key + "=" + kv.Value)) + ")" : "")} CR {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
         : Method.Recipe.TakesRatio ? $"{Model.Name} {Method.Recipe.Label} @ {Ratio.ToString("0.###", CultureInfo.InvariantCulture)}"
         : $"{Model.Name} {Method.Recipe.Label}";
 }
@@ -105,7 +105,9 @@ public sealed class MatrixPlan
 
     private static CellPlan DeltaCell(MatrixSpec matrix, ArtifactKeys keys, DeltaSpec delta, MethodSpec method, double ratio)
     {
-        string key = keys.DeltaCellKey(delta.Base, delta.FineTuned, method, ratio);
+        // ImPart-Qt weighs its GPTQ by the fine-tuned model's input Grams, from the matrix's first calibration.
+        var calibration = DeltaSpec.IsQuantized(method) ? matrix.Calibrations[0] : null;
+        string key = keys.DeltaCellKey(delta.Base, delta.FineTuned, method, ratio, calibration);
         string modelKey = keys.ModelKey(delta.FineTuned);
         var parameters = new JsonObject();
         foreach (var (k, v) in method.Parameters) parameters[k] = v;
@@ -120,8 +122,9 @@ public sealed class MatrixPlan
             ["delta_version"] = SvdLlm.Compression.Delta.DeltaCheckpoint.CodeVersion,
             ["pipeline_version"] = ArtifactVersions.Pipeline,
         };
+        if (calibration is not null) config["calibration"] = keys.CalibrationJson(calibration);
         var record = new CellRecord(key, matrix.Name, delta.FineTuned.Name, modelKey, method.Name, ratio, null, null, config.ToJsonString());
-        return new CellPlan(key, delta.FineTuned, null, method, ratio, modelKey, null, Evaluations(matrix, keys, key), record, delta.Base);
+        return new CellPlan(key, delta.FineTuned, calibration, method, ratio, modelKey, null, Evaluations(matrix, keys, key), record, delta.Base);
     }
 
     private static CellPlan Cell(MatrixSpec matrix, ArtifactKeys keys, ModelSpec model, string modelKey, CalibrationSpec? calibration, string? calKey, MethodSpec method, double ratio)

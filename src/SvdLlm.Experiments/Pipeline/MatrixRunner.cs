@@ -560,13 +560,17 @@ public static class MatrixRunner
             string label = $"compress {c.Label}";
             // A delta cell needs its base model too (made first if it is a trained or fine-tuned one, outside the clock).
             string? baseDir = c.IsDelta ? EnsureModel(c.DeltaBase!) : null;
+            // ImPart-Qt's Grams: the fine-tuned model's statistics for the cell's calibration, collected once (outside the
+            // clock) and cached like any group's; the planner's groups hold the SVD cells only.
+            using var deltaStats = c.IsDelta && c.Calibration is { } spec
+                ? Statistics(new CalibrationPlan(keys.CalibrationGroupKey(c.Model, spec), c.Model, spec, Fisher: false), modelDir) : null;
             var clock = Begin(ArtifactKind.Compressed, label);
             Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
             string outcome;
             if (baseDir is not null)
             {
                 var delta = SvdLlm.Compression.Delta.DeltaCheckpoint.Write(baseDir, modelDir, DeltaSpec.Options(c.Method, c.Ratio), dir,
-                    line => Log("compress-delta: " + line), cancellation: options.Cancellation);
+                    line => Log("compress-delta: " + line), cancellation: options.Cancellation, statistics: deltaStats);
                 outcome = $"CR {delta.AchievedRatio:F2} ({delta.StoredValues:N0} of {delta.DenseValues:N0} delta values)";
             }
             else

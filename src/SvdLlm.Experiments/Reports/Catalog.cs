@@ -17,6 +17,7 @@ public static class MethodCatalog
         : name switch
         {
             "delta-impart" => new MethodInfo(name, "ImPart Δ", 90),
+            "delta-impart-qt" => new MethodInfo(name, "ImPart-Qt Δ", 93),
             "delta-svd" => new MethodInfo(name, "Low-rank Δ", 91),
             "delta-dare" => new MethodInfo(name, "DARE Δ", 92),
             _ => null,
