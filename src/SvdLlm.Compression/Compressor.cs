@@ -40,10 +40,11 @@ public static class Compressor
 
     /// <summary>Compresses the model in memory (its linears become low-rank); see <see cref="CompressedCheckpoint.Write"/> to save it.</summary>
     public static CompressionReport Compress(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio,
-        Action<string>? log = null, CalibrationWindows? windows = null, string? workspaceDir = null, GfwsvdOptions? gfwsvd = null, DobiOptions? dobi = null)
+        Action<string>? log = null, CalibrationWindows? windows = null, string? workspaceDir = null, GfwsvdOptions? gfwsvd = null, DobiOptions? dobi = null,
+        bool referenceNumerics = false)
     {
         var method = Validate(model, stats, methodName, ratio, windows);
-        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, workspaceDir, streamed: false, gfwsvd, dobi, (layer, done) =>
+        return Run(model, stats, method, ratio, log ?? (_ => { }), windows, workspaceDir, streamed: false, gfwsvd, dobi, referenceNumerics, (layer, done) =>
         {
             foreach (var (l, f) in done) l.SetLowRank(DenseMath.ToFloat(f.U), DenseMath.ToFloat(f.V), l.Bias?.Clone());
         });
@@ -56,15 +57,19 @@ public static class Compressor
     /// (and the singular vectors they will reuse, in a workspace under <paramref name="workspaceDir"/>). Methods that
     /// run the model between truncations (asvd-search's probes, svdllm-update's local update) compress in memory.
     /// </summary>
+    /// <param name="referenceNumerics">SVD-LLM's truncation in its public code's float32 steps (<see cref="CholeskyWhiteningTruncation"/>)</param>
     public static CompressionReport CompressToDirectory(CausalLanguageModel model, IStatisticsSource stats, string methodName, double ratio, string outDir,
-        Action<string>? log = null, string? workspaceDir = null, CalibrationWindows? windows = null, GfwsvdOptions? gfwsvd = null, DobiOptions? dobi = null)
+        Action<string>? log = null, string? workspaceDir = null, CalibrationWindows? windows = null, GfwsvdOptions? gfwsvd = null, DobiOptions? dobi = null,
+        bool referenceNumerics = false)
     {
+        if (referenceNumerics && !CompressionMethod.Get(methodName).TakesReferenceNumerics)
+            throw new ArgumentException($"numerics: reference reproduces SVD-LLM's Cholesky truncation; {methodName} has none");
         var method = Validate(model, stats, methodName, ratio, windows);
         log ??= _ => { };
         // Dobi-SVD runs the original checkpoint (read from disk) between its layers, so it streams like the others.
         if (method.NeedsCalibrationWindows && method.Allocation != AllocationKind.Learned)
         {
-            var inMemory = Compress(model, stats, methodName, ratio, log, windows, workspaceDir, gfwsvd, dobi);
+            var inMemory = Compress(model, stats, methodName, ratio, log, windows, workspaceDir, gfwsvd, dobi, referenceNumerics);
             var clock = Stopwatch.StartNew();
             inMemory.StageSeconds["write"] = 0;
             CompressedCheckpoint.Write(model, outDir, inMemory);
@@ -75,7 +80,7 @@ public static class Compressor
         }
         using var writer = new CompressedCheckpoint.Writer(model, outDir);
         double writeSeconds = 0;
-        var report = Run(model, stats, method, ratio, log, windows, workspaceDir, streamed: true, gfwsvd, dobi, (layer, done) =>
+        var report = Run(model, stats, method, ratio, log, windows, workspaceDir, streamed: true, gfwsvd, dobi, referenceNumerics, (layer, done) =>
         {
             var clock = Stopwatch.StartNew();
             var factors = new Dictionary<string, (Tensor<float>, Tensor<float>)>(StringComparer.Ordinal);
@@ -133,11 +138,11 @@ public static class Compressor
     }
 
     private static CompressionReport Run(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
-        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions? gfwsvd, DobiOptions? dobi, Action<int, List<(Linear, LowRankFactors)>> sink)
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions? gfwsvd, DobiOptions? dobi, bool referenceNumerics, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
         try
         {
-            return RunLayers(model, stats, method, ratio, log, windows, workspaceDir, streamed, gfwsvd ?? new GfwsvdOptions(), dobi ?? new DobiOptions(), sink);
+            return RunLayers(model, stats, method, ratio, log, windows, workspaceDir, streamed, gfwsvd ?? new GfwsvdOptions(), dobi ?? new DobiOptions(), referenceNumerics, sink);
         }
         finally
         {
@@ -146,7 +151,7 @@ public static class Compressor
     }
 
     private static CompressionReport RunLayers(CausalLanguageModel model, IStatisticsSource stats, CompressionMethod method, double ratio, Action<string> log,
-        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions gfwsvd, DobiOptions dobi, Action<int, List<(Linear, LowRankFactors)>> sink)
+        CalibrationWindows? windows, string? workspaceDir, bool streamed, GfwsvdOptions gfwsvd, DobiOptions dobi, bool referenceNumerics, Action<int, List<(Linear, LowRankFactors)>> sink)
     {
         var report = new CompressionReport { Method = method.Name, Ratio = ratio };
         report.LinearParamsBefore = model.LinearParameterCount;
@@ -251,7 +256,7 @@ public static class Compressor
             var layerClock = Stopwatch.StartNew();
             // From the workspace, the decomposition is done: only the Gram (for the measured loss) is read, no whitening is built.
             // GFWSVD reads the Gram for the measured loss only; its weighting is the layer's Kronecker factors.
-            using var inputs = new LayerInputs(stats, kronecker || subspaces ? TruncationKind.Svd : method.Truncation, decomposes: workspace is null);
+            using var inputs = new LayerInputs(stats, kronecker || subspaces || referenceNumerics ? TruncationKind.Svd : method.Truncation, decomposes: workspace is null);
             var done = new List<(Linear, LowRankFactors)>();
             Dictionary<string, KroneckerFactors>? kfac = null;
             Dictionary<string, DobiSubspace>? subs = null;
@@ -285,6 +290,11 @@ public static class Compressor
                     {
                         factors = method.Reference().Truncate(w, a.Rank, new TruncationInputs { Kronecker = kfac[l.Name] });
                         routes[l.Name] = "GFWSVD: SVD of L_Bᵀ W L_A";
+                    }
+                    else if (referenceNumerics)
+                    {
+                        factors = new CholeskyWhiteningTruncation(referenceNumerics: true).Truncate(w, a.Rank, new TruncationInputs { Gram = inputs.Gram(l) });
+                        routes[l.Name] = "SVD-LLM's public code: float64 Cholesky, float32 inverse and SVD of W·S";
                     }
                     else if (workspace is not null)
                     {

@@ -20,9 +20,15 @@ namespace SvdLlm.Compression;
 /// <param name="VectorQuantization">GPTVQ's settings, for gptvq</param>
 /// <param name="Gfwsvd">GFWSVD's gradient samples and power iterations, for gfwsvd</param>
 /// <param name="Recovery">SVD-LLM's LoRA recovery of the factors after truncation (any SVD method), or null</param>
+/// <param name="ReferenceNumerics"><c>numerics: reference</c>: SVD-LLM's truncation in its public code's precisions (Grams
+/// accumulated in float32, float32 whitening, inverse and SVD; <see cref="Truncation.CholeskyWhiteningTruncation"/>)</param>
 public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, GptqOptions? Quantization, GptvqOptions? VectorQuantization = null,
-    GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null, Dobi.DobiOptions? Dobi = null, SvdLlm.Compression.Modegpt.ModegptOptions? Modegpt = null)
+    GfwsvdOptions? Gfwsvd = null, LoraOptions? Recovery = null, Dobi.DobiOptions? Dobi = null, SvdLlm.Compression.Modegpt.ModegptOptions? Modegpt = null,
+    bool ReferenceNumerics = false)
 {
+    /// <summary><c>numerics</c>: float64 (the default) or reference (SVD-LLM's public code's precisions).</summary>
+    public const string NumericsParameter = "numerics";
+
     /// <summary>Dobi-SVD's stage-1 settings, besides an SVD method's quantize and recovery parameters.</summary>
     public static readonly IReadOnlyList<string> DobiParameters = ["epochs", "batch", "lambda", "beta", "lr", "remap"];
 
@@ -92,6 +98,17 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
                     MaxSparsity = Get("max_sparsity", d.MaxSparsity, 1e-6, 0.999),
                 },
             };
+        }
+        if (parameters.TryGetValue(NumericsParameter, out string? numerics))
+        {
+            bool reference = numerics switch
+            {
+                "reference" => true,
+                "float64" => false,
+                _ => throw new ArgumentException($"{spell(NumericsParameter)}: '{numerics}' is not a numerics; expected float64 (the default) or reference (SVD-LLM's public code: float32 Grams, whitening, inverse and SVD)"),
+            };
+            var rest = parameters.Where(kv => kv.Key != NumericsParameter).ToDictionary(kv => kv.Key, kv => kv.Value);
+            return Parse(method, rest, spell) with { ReferenceNumerics = reference };
         }
         if (!m.IsQuantization && RecoveryParameters.Any(parameters.ContainsKey))
         {
@@ -281,6 +298,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
             if (vq.PercentDamping != d.PercentDamping) c["damp"] = vq.PercentDamping.ToString("R", CultureInfo.InvariantCulture);
             return c;
         }
+        if (ReferenceNumerics) c[NumericsParameter] = "reference";
         if (Recovery is { } lo)
         {
             string D(double v) => v.ToString("R", CultureInfo.InvariantCulture);
@@ -338,6 +356,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         get
         {
             string label = Method.Display;
+            if (ReferenceNumerics) label += " (reference numerics)";
             if (Gfwsvd is { } g)
             {
                 var d = new GfwsvdOptions();
@@ -423,7 +442,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         }
         if (Quantization is null && Recovery is null)
         {
-            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows, Gfwsvd, Dobi);
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, outDir, log, workspaceDir, windows, Gfwsvd, Dobi, ReferenceNumerics);
             Finish(report, outDir);
             SvdLlm.Models.Training.AtomicFile.WriteAllText(Path.Combine(outDir, "compression-report.json"), CompressedCheckpoint.ReportJson(report).ToJsonString(indented));
             return report;
@@ -437,7 +456,7 @@ public sealed record MethodRecipe(CompressionMethod Method, string? Quantizer, G
         string? loraDir = null;
         try
         {
-            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows, Gfwsvd, Dobi);
+            var report = Compressor.CompressToDirectory(model, stats!, Method.Name, ratio, svdDir, log, workspaceDir, windows, Gfwsvd, Dobi, ReferenceNumerics);
             // The SVD stage's transient memory (pooled native blocks, the writer's large managed arrays) goes back to the
             // system before the next stage's arrives, so the peak is the larger stage, not their sum.
             ReleaseStageMemory();

@@ -78,7 +78,14 @@ public sealed record CompressionMethod(string Name, string Display, int Order, s
         ? Name switch { "rtn" => MethodRecipe.RtnParameters, "gptvq" => MethodRecipe.GptvqParameters, _ => MethodRecipe.GptqParameters }
         : NeedsGradientSamples ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.GfwsvdParameters]
         : Allocation == AllocationKind.Learned ? [.. MethodRecipe.LowRankParameters, .. MethodRecipe.DobiParameters]
+        : TakesReferenceNumerics ? [.. MethodRecipe.LowRankParameters, MethodRecipe.NumericsParameter]
         : MethodRecipe.LowRankParameters;
+
+    /// <summary>
+    /// Whether <c>numerics: reference</c> applies: SVD-LLM's Cholesky truncation, streamed (svdllm, svdllm-v2-alloc;
+    /// svdllm-update's local update re-solves W_u in float64 and is left out).
+    /// </summary>
+    public bool TakesReferenceNumerics => LowRankReference is not null && Truncation == TruncationKind.CholeskyWhitening && !LocalUpdate;
 
     /// <summary>Every method this build offers, by the name used on the command line and in results.</summary>
     public static readonly IReadOnlyList<CompressionMethod> All =

@@ -292,6 +292,40 @@ public static unsafe class Lapack
         return x;
     }
 
+    /// <summary>
+    /// The inverse of a square float32 matrix by LU with partial pivoting in float32 (sgesv against I): what
+    /// <c>torch.linalg.inv</c> computes on a float32 CPU tensor. For reproducing float32 reference code only; use float64
+    /// (or a triangular solve) everywhere else. Throws when A is exactly singular (Info = index of the zero pivot).
+    /// </summary>
+    public static Tensor<float> InverseFloat32(Tensor<float> a)
+    {
+        (int n, int n2) = Matrix(a, "sgesv");
+        if (n != n2) throw new ArgumentException($"sgesv: A must be square, got {a.ShapeString}");
+        var sa = a.Span;
+        for (int i = 0; i < sa.Length; i++)
+            if (!float.IsFinite(sa[i])) throw new ArgumentException($"sgesv: A holds {sa[i]} at [{i / n}, {i % n}]");
+        var colA = new float[(long)n * n];
+        var colB = new float[(long)n * n];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < n; j++) colA[i + (long)j * n] = sa[i * n + j];
+            colB[i + (long)i * n] = 1;
+        }
+        var ipiv = new int[Math.Max(1, n)];
+        int nn = n, nr = n, lda = Math.Max(1, n), ldb = Math.Max(1, n), info = 0;
+        if (n > 0)
+        {
+            fixed (float* pa = colA) fixed (float* pb = colB) fixed (int* pi = ipiv)
+                OpenBlasNative.sgesv_(&nn, &nr, pa, &lda, pi, pb, &ldb, &info);
+        }
+        Check("sgesv", info, GesvArgs, $"{n}×{n} system");
+        var x = Tensor<float>.Uninitialized(n, n);
+        var sx = x.Span;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) sx[i * n + j] = colB[i + (long)j * n];
+        return x;
+    }
+
     /// <summary>Rounds a workspace size returned as floating point up to an int (never below 1).</summary>
     internal static int RoundUpWorkspace(double query)
     {

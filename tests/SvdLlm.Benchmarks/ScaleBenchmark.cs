@@ -220,16 +220,19 @@ internal static class ScaleBenchmark
             }.ToJsonString());
             return 0;
         }
+        var recipe = method.Contains('+') ? Composite(method) : MethodRecipe.Plain(method);
+        // Reference numerics read Grams accumulated in float32: statistics of their own, from the same windows.
+        if (recipe.ReferenceNumerics) stats = stats.Replace(".svdstats", "-f32.svdstats", StringComparison.Ordinal);
         if (!File.Exists(stats))
         {
             var rng = new Random(3);
             var windows = Enumerable.Range(0, samples * seqLen).Select(_ => rng.Next(Vocab)).ToArray();
             var sw = Stopwatch.StartNew();
-            Calibrator.CollectToFile(m, windows, seqLen, stats, new Dictionary<string, string> { ["bench"] = "scale" }, progress: (l, n) => Console.WriteLine($"calibration layer {l}/{n}"));
+            Calibrator.CollectToFile(m, windows, seqLen, stats, new Dictionary<string, string> { ["bench"] = "scale" }, progress: (l, n) => Console.WriteLine($"calibration layer {l}/{n}"),
+                float32Gram: recipe.ReferenceNumerics);
             calibration = sw.Elapsed.TotalSeconds;
         }
         string outDir = Path.Combine(work, $"out-{Environment.ProcessId}");
-        var recipe = method.Contains('+') ? Composite(method) : MethodRecipe.Plain(method);
         CalibrationWindows? recipeWindows = null;
         if (recipe.NeedsWindows)
         {
@@ -251,6 +254,10 @@ internal static class ScaleBenchmark
         }, work);
         double compression = clock.Elapsed.TotalSeconds;
         Directory.Delete(outDir, recursive: true);
+        // What each factor pair loses against what its truncation says it loses (the numerics' share, docs/NUMERICS.md).
+        foreach (var mr in report.Matrices)
+            Console.WriteLine($"loss {mr.Name} rank {mr.Rank}: theoretical {mr.TheoreticalLoss:G10} measured {mr.MeasuredLoss:G10} "
+                + $"(measured − theoretical {mr.MeasuredLoss - mr.TheoreticalLoss:E3}, relative {(mr.MeasuredLoss - mr.TheoreticalLoss) / mr.MeasuredLoss:E3})");
         Console.WriteLine(new JsonObject
         {
             ["calibration_seconds"] = calibration,
@@ -354,10 +361,14 @@ internal static class ScaleBenchmark
     private static MethodRecipe Composite(string name)
     {
         var parts = name.Split('+');
-        if (parts.Length != 2) throw new ArgumentException($"'{name}': expected METHOD+QUANTIZER or METHOD+lora");
-        return parts[1] == "lora"
-            ? MethodRecipe.Parse(parts[0], new Dictionary<string, string> { ["recover"] = "lora", ["lora_epochs"] = "1", ["lora_batch"] = "4" })
-            : MethodRecipe.Parse(parts[0], new Dictionary<string, string>(QuantizerParameters(parts[1])) { ["quantize"] = parts[1] });
+        if (parts.Length != 2) throw new ArgumentException($"'{name}': expected METHOD+QUANTIZER, METHOD+lora or METHOD+reference");
+        return parts[1] switch
+        {
+            "lora" => MethodRecipe.Parse(parts[0], new Dictionary<string, string> { ["recover"] = "lora", ["lora_epochs"] = "1", ["lora_batch"] = "4" }),
+            // SVD-LLM as its public code computes it (float32 Grams, whitening, inverse and SVD), e.g. svdllm+reference.
+            "reference" => MethodRecipe.Parse(parts[0], new Dictionary<string, string> { [MethodRecipe.NumericsParameter] = "reference" }),
+            _ => MethodRecipe.Parse(parts[0], new Dictionary<string, string>(QuantizerParameters(parts[1])) { ["quantize"] = parts[1] }),
+        };
     }
 
     private static Dictionary<string, string> QuantizerParameters(string method) => method == "gptvq"

@@ -167,6 +167,10 @@ public sealed class MatrixLoaderTests
         Assert.Contains("methods[0].params.bits applies to a quantizer: give methods[0].params.quantize", Error("[{name: svdllm, params: {bits: 4}}]"), StringComparison.Ordinal);
         Assert.Contains("methods[0].params.quantize: 'awq' is not a quantizer", Error("[{name: svdllm, params: {quantize: awq, bits: 4}}]"), StringComparison.Ordinal);
         Assert.Contains("methods[0].params.damp is GPTQ's", Error("[{name: svdllm, params: {quantize: rtn, bits: 4, damp: 0.1}}]"), StringComparison.Ordinal);
+        // numerics: reference is SVD-LLM's Cholesky truncation's; V2's eigen route has none.
+        Assert.Contains("methods[0].params.numerics: 'float16' is not a numerics; expected float64 (the default) or reference",
+            Error("[{name: svdllm, params: {numerics: float16}}]"), StringComparison.Ordinal);
+        Assert.Contains("unknown parameter 'numerics' of 'svdllm-v2'", Error("[{name: svdllm-v2, params: {numerics: reference}}]"), StringComparison.Ordinal);
         // Quantizers take no ratio: a matrix of quantizers only with ratios is a mistake, and without them is complete.
         Assert.Contains("ratios: only SVD methods take a ratio", Error("[{name: gptq, params: {bits: 4}}]"), StringComparison.Ordinal);
         var quantOnly = MatrixLoader.Load(w.Matrix(Yaml("[{name: gptq, params: {bits: 4}}, {name: rtn, params: {bits: 4}}]", "")));

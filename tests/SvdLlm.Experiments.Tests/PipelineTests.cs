@@ -365,7 +365,8 @@ public sealed class PipelineTests
             })
             .Append("{name: svdllm-v2, params: {quantize: gptq, bits: 4, group_size: 32}}")
             .Append("{name: svdllm, params: {recover: lora, lora_epochs: 1, lora_batch: 4}}")
-            .Append("{name: dobi-svd, params: {remap: true, epochs: 1}}");
+            .Append("{name: dobi-svd, params: {remap: true, epochs: 1}}")
+            .Append("{name: svdllm, params: {numerics: reference}}");
         string matrix = w.Matrix($$$"""
             models: [{model}]
             calibration: {dataset: {text}, samples: 8, seq_len: 32, seed: 3}
@@ -393,13 +394,17 @@ public sealed class PipelineTests
             }
             // An SVD cell removes half the parameters; a 4-bit cell keeps them all in well under half the bytes (float32 model).
             // Dobi-SVD's remapped cell spends the same bytes on more parameters (8-bit codes), so only its bytes are bounded.
-            int cellsOfMethod = method is "svdllm-v2" or "svdllm" or "dobi-svd" ? 2 : 1;
+            int cellsOfMethod = method switch { "svdllm" => 3, "svdllm-v2" or "dobi-svd" => 2, _ => 1 };
             Assert.True(Count("SELECT count(*) FROM compression c JOIN cells USING (cell_key) WHERE cells.method = $m AND (c.achieved_linear_ratio > 0.4 OR (cells.ratio = 0 AND c.achieved_linear_ratio = 0) OR cells.config_json LIKE '%remap%') " +
                 "AND c.linear_bytes_after > 0 AND c.linear_bytes_after < 0.6 * c.linear_bytes_before") == cellsOfMethod, $"{method}: no compression record with bytes");
             foreach (var (task, metric) in new[] { ("wikitext2", "ppl"), ("demo_cloze", "acc"), ("efficiency", "decode_tokens_per_s") })
                 Assert.True(Count($"SELECT count(*) FROM metrics m JOIN cells USING (cell_key) WHERE cells.method = $m AND m.task = '{task}' AND m.metric = '{metric}' AND m.value >= 0") == cellsOfMethod,
                     $"{method}: no {task} {metric}");
         }
+        // SVD-LLM with the reference's numerics read its own, float32-accumulated statistics, and its factors lose what its
+        // truncation says to float32 rounding.
+        Assert.Equal(1, Scalar(db, "SELECT count(*) FROM cells WHERE method = 'svdllm' AND config_json LIKE '%\"numerics\":\"reference\"%'"));
+        Assert.Equal(2, Scalar(db, "SELECT count(DISTINCT calibration_key) FROM cells WHERE method = 'svdllm'"));
         // LoRA recovery's curves: 8 windows in batches of 4 for one epoch, 2 steps per stage, stored and plotted.
         Assert.Equal(2, Scalar(db, "SELECT count(*) FROM training_curves WHERE stage = 'lora_u'"));
         Assert.Equal(2, Scalar(db, "SELECT count(*) FROM training_curves WHERE stage = 'lora_v'"));

@@ -95,6 +95,7 @@ internal static class CompressCommand
         var dobiBeta = new Option<double>("--beta") { Description = "dobi-svd: sharpness β of the mask ½tanh(β(γ − i)) + ½", DefaultValueFactory = _ => 10 };
         var dobiLr = new Option<double?>("--lr") { Description = "dobi-svd: Adam's rate on γ (default 5·L/2048 for windows of L + 1 tokens)" };
         var dobiRemap = new Option<bool>("--remap") { Description = "dobi-svd: store the factors remapped to 8-bit codes (Dobi's remapping), spending the plain factors' bytes on larger ranks" };
+        var numerics = new Option<string?>("--numerics") { Description = "svdllm, svdllm-v2-alloc: float64 (default) or reference (SVD-LLM's public code: Grams accumulated in float32, float32 whitening, inverse and SVD)" };
         var output = new Option<string>("--out") { Description = "output directory for the compressed model (must not exist)", Required = true };
         var force = new Option<bool>("--force") { Description = "run even when the preflight estimate exceeds the available memory or disk" };
         var workspace = new Option<string?>("--workspace") { Description = "directory for V2's scratch singular vectors between its two passes (default: the system temp directory)" };
@@ -103,7 +104,7 @@ internal static class CompressCommand
             o.Model, method, ratio, o.TextFile, o.Samples, o.SeqLen, o.Seed, output, o.Threads, o.Json, force, workspace,
             bits, groupSize, actOrder, staticGroups, sym, damp, quantize, vqDim, columnsPerGroup, codebookBits, kmeansIters, noMStep, vqWeighting,
             gradientSamples, powerIterations, recover, loraRank, loraAlpha, loraLr, loraEpochs, loraBatch, recoverText,
-            dobiEpochs, dobiBatch, dobiLambda, dobiBeta, dobiLr, dobiRemap,
+            dobiEpochs, dobiBatch, dobiLambda, dobiBeta, dobiLr, dobiRemap, numerics,
         };
         command.SetAction(p => CliErrors.Run(() =>
         {
@@ -126,6 +127,7 @@ internal static class CompressCommand
                 ("epochs", dobiEpochs, () => Invariant(p.GetValue(dobiEpochs))), ("batch", dobiBatch, () => Invariant(p.GetValue(dobiBatch))),
                 ("lambda", dobiLambda, () => Invariant(p.GetValue(dobiLambda))), ("beta", dobiBeta, () => Invariant(p.GetValue(dobiBeta))),
                 ("lr", dobiLr, () => Invariant(p.GetValue(dobiLr)!.Value)), ("remap", dobiRemap, () => "true"),
+                ("numerics", numerics, () => p.GetValue(numerics)!),
             };
             var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, option, value) in given)
@@ -145,7 +147,7 @@ internal static class CompressCommand
             string outDir = Path.GetFullPath(p.GetValue(output)!);
             if (Directory.Exists(outDir)) throw new IOException($"{outDir} already exists; refusing to overwrite");
             string modelDir = p.GetValue(o.Model)!;
-            var request = new CalibrationRequest(modelDir, p.GetValue(o.TextFile) is { } tf ? DemoCalibrationText.Resolve(tf, AssetCache.Root) : "", p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher);
+            var request = new CalibrationRequest(modelDir, p.GetValue(o.TextFile) is { } tf ? DemoCalibrationText.Resolve(tf, AssetCache.Root) : "", p.GetValue(o.Samples), p.GetValue(o.SeqLen), p.GetValue(o.Seed), m.NeedsFisher, recipe.ReferenceNumerics);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             using var model = ModelLoader.Load(modelDir);
             string? workspaceDir = p.GetValue(workspace);

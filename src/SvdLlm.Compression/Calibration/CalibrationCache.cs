@@ -6,7 +6,9 @@ using SvdLlm.Models.Data;
 namespace SvdLlm.Compression.Calibration;
 
 /// <summary>What calibration is asked to measure.</summary>
-public sealed record CalibrationRequest(string ModelDirectory, string TextFile, int Samples, int SeqLen, int Seed, bool Fisher);
+/// <param name="Float32Gram">Grams accumulated in float32 as SVD-LLM's public code does (<c>numerics: reference</c>); a
+/// separate statistics file, since every other method reads the float64 ones</param>
+public sealed record CalibrationRequest(string ModelDirectory, string TextFile, int Samples, int SeqLen, int Seed, bool Fisher, bool Float32Gram = false);
 
 /// <summary>
 /// Content-addressed calibration statistics. The key hashes everything the numbers depend on — the
@@ -32,6 +34,8 @@ public static class CalibrationCache
         sb.Append($"statistics-v{StatisticsVersion}\nsamples={r.Samples}\nseq_len={r.SeqLen}\nseed={r.Seed}\nfisher={r.Fisher}\n");
         foreach (string f in SvdLlm.Models.Checkpoints.ModelContentFiles.In(r.ModelDirectory)) sb.Append($"model:{Path.GetFileName(f)}={fileHash(f)}\n");
         sb.Append($"text={fileHash(r.TextFile)}\n");
+        // Only when set, so every float64 statistics file keeps its key.
+        if (r.Float32Gram) sb.Append("gram=float32\n");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
     }
 
@@ -59,7 +63,7 @@ public static class CalibrationCache
         }
         foreach (string gone in SvdLlm.Models.Data.Leftovers.Sweep(System.IO.Path.GetDirectoryName(path)!, ""))
             log?.Invoke($"removed {gone}, left by a calibration that was killed");
-        log?.Invoke($"collecting calibration statistics ({request.Samples} × {request.SeqLen} tokens, seed {request.Seed}{(request.Fisher ? ", with Fisher" : "")}) into {path}");
+        log?.Invoke($"collecting calibration statistics ({request.Samples} × {request.SeqLen} tokens, seed {request.Seed}{(request.Fisher ? ", with Fisher" : "")}{(request.Float32Gram ? ", Grams accumulated in float32" : "")}) into {path}");
         Dictionary<string, double[]>? fisher = null;
         if (request.Fisher)
         {
@@ -76,12 +80,13 @@ public static class CalibrationCache
             ["seed"] = request.Seed.ToString(),
             ["fisher"] = request.Fisher.ToString(),
         };
+        if (request.Float32Gram) metadata["gram_accumulation"] = "float32";
         Calibrator.CollectToFile(model, windows.Tokens, request.SeqLen, path, metadata, batchSize: 4,
             (l, n) =>
             {
                 if (layerDone is not null) layerDone(l, n);
                 else log?.Invoke($"calibration: layer {l}/{n}");
-            }, fisher, Calibrator.DefaultHiddenInMemoryLimit);
+            }, fisher, Calibrator.DefaultHiddenInMemoryLimit, request.Float32Gram);
         return (CalibrationStatisticsFile.Open(path), key, path, false);
     }
 }

@@ -64,7 +64,7 @@ public static class Calibrator
         var stats = new CalibrationStatistics();
         try
         {
-            Run(model, windows, seqLen, batchSize, progress, hiddenInMemoryLimit, Path.GetTempPath(), (key, s) => stats.Inputs.Add(key, s));
+            Run(model, windows, seqLen, batchSize, progress, hiddenInMemoryLimit, Path.GetTempPath(), float32Gram: false, (key, s) => stats.Inputs.Add(key, s));
             return stats;
         }
         catch
@@ -79,17 +79,18 @@ public static class Calibrator
     /// file at <paramref name="path"/> as soon as the layer is done and then freed, so peak memory is one layer's Grams.
     /// The file appears complete or not at all.
     /// </summary>
+    /// <param name="float32Gram">accumulate the Grams in float32 as SVD-LLM's public code does (<see cref="GramObserver.Float32Accumulation"/>)</param>
     public static void CollectToFile(CausalLanguageModel model, int[] windows, int seqLen, string path, IReadOnlyDictionary<string, string> metadata,
-        int batchSize = 4, Action<int, int>? progress = null)
-        => CollectToFile(model, windows, seqLen, path, metadata, batchSize, progress, fisher: null, DefaultHiddenInMemoryLimit);
+        int batchSize = 4, Action<int, int>? progress = null, bool float32Gram = false)
+        => CollectToFile(model, windows, seqLen, path, metadata, batchSize, progress, fisher: null, DefaultHiddenInMemoryLimit, float32Gram);
 
     /// <param name="fisher">FWSVD's row sums per linear, written after the layer entries (they are small)</param>
     /// <param name="hiddenInMemoryLimit">bytes of hidden states kept in memory; above, they go to a temporary file next to <paramref name="path"/></param>
     internal static void CollectToFile(CausalLanguageModel model, int[] windows, int seqLen, string path, IReadOnlyDictionary<string, string> metadata,
-        int batchSize, Action<int, int>? progress, IReadOnlyDictionary<string, double[]>? fisher, long hiddenInMemoryLimit)
+        int batchSize, Action<int, int>? progress, IReadOnlyDictionary<string, double[]>? fisher, long hiddenInMemoryLimit, bool float32Gram = false)
     {
         using var writer = new CalibrationStatisticsWriter(path);
-        Run(model, windows, seqLen, batchSize, progress, hiddenInMemoryLimit, Path.GetDirectoryName(writer.TargetPath)!, (key, s) =>
+        Run(model, windows, seqLen, batchSize, progress, hiddenInMemoryLimit, Path.GetDirectoryName(writer.TargetPath)!, float32Gram, (key, s) =>
         {
             using (s) writer.WriteInput(key, s);
         });
@@ -105,14 +106,14 @@ public static class Calibrator
     /// so every key handed over is complete.
     /// </summary>
     private static void Run(CausalLanguageModel model, int[] windows, int seqLen, int batchSize, Action<int, int>? progress,
-        long hiddenInMemoryLimit, string spillDirectory, Action<string, InputStatistics> layerDone)
+        long hiddenInMemoryLimit, string spillDirectory, bool float32Gram, Action<string, InputStatistics> layerDone)
     {
         if (seqLen <= 0 || windows.Length == 0 || windows.Length % seqLen != 0)
             throw new ArgumentException($"{windows.Length} window tokens are not a positive multiple of seq_len {seqLen}");
         if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "must be positive");
         int samples = windows.Length / seqLen;
         int h = model.HiddenSize;
-        var observer = new GramObserver();
+        var observer = new GramObserver { Float32Accumulation = float32Gram };
         var previousObserver = model.Observer;
         bool previousStreaming = model.StreamWeights;
         var done = new HashSet<string>(StringComparer.Ordinal);
@@ -254,6 +255,16 @@ public static class Calibrator
 
         /// <summary>When set, only this input key is accumulated (GPTQ's sequential passes need one input at a time).</summary>
         public string? Only { get; set; }
+
+        /// <summary>
+        /// SVD-LLM's public code (its profiling hook): each forward call's xᵀx is a float32 product added into a float32
+        /// accumulator. Reproduced for <c>numerics: reference</c> only (ssyrk per call into a float32 scratch, then a
+        /// float32 add); the result is handed over in float64, exactly the float32 values.
+        /// </summary>
+        public bool Float32Accumulation { get; init; }
+
+        private readonly Dictionary<string, float[]> _float32 = new(StringComparer.Ordinal);
+        private float[]? _scratch32;
         private Dictionary<string, InputStatistics> _layer = new(StringComparer.Ordinal);
         private Tensor<double>? _scratch;
 
@@ -262,6 +273,14 @@ public static class Calibrator
         /// <summary>The finished layer's inputs (ownership passes to the caller), in the order the forward pass saw them.</summary>
         public List<(string Key, InputStatistics S)> TakeLayer()
         {
+            foreach (var (key, acc) in _float32)
+            {
+                var g = _layer[key].Gram.Span;
+                int n = _layer[key].Features;
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j <= i; j++) g[i * n + j] = acc[i * n + j];
+            }
+            _float32.Clear();
             var list = _layer.Select(kv => (kv.Key, kv.Value)).ToList();
             _layer = new(StringComparer.Ordinal);
             return list;
@@ -293,9 +312,18 @@ public static class Calibrator
                     abs[j] += Math.Abs(v);
                 }
             }
+            s.Tokens += rows;
+            if (Float32Accumulation)
+            {
+                if (!_float32.TryGetValue(linear.InputKey, out var acc)) _float32[linear.InputKey] = acc = new float[n * n];
+                if (_scratch32 is null || _scratch32.Length < n * n) _scratch32 = new float[n * n];
+                Blas.Ssyrk(lower: true, Transpose.Yes, n, rows, 1f, x[..(rows * n)], n, 0f, _scratch32, n);
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j <= i; j++) acc[i * n + j] += _scratch32[i * n + j];
+                return;
+            }
             // C += xᵀx (lower triangle; symmetrised when the layer is done).
             Blas.Dsyrk(lower: true, Transpose.Yes, n, rows, 1.0, d, n, 1.0, s.Gram.Span, n);
-            s.Tokens += rows;
         }
 
         public void Dispose()

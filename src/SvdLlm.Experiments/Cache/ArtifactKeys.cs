@@ -75,13 +75,19 @@ public sealed class ArtifactKeys(string cacheRoot)
     public string StatisticsKey(CalibrationRequest request) => CalibrationCache.Key(request, FileHash);
 
     /// <summary>Statistics for (model, calibration): shared by every method and ratio of that pair.</summary>
-    public string CalibrationGroupKey(ModelSpec model, CalibrationSpec c) => Sha256Hex(new JsonObject
+    /// <param name="float32Gram">the Grams accumulated in float32 (<c>numerics: reference</c>); the key is unchanged without it</param>
+    public string CalibrationGroupKey(ModelSpec model, CalibrationSpec c, bool float32Gram = false)
     {
-        ["kind"] = "calibration",
-        ["model"] = ModelKey(model),
-        ["calibration"] = CalibrationJson(c),
-        ["statistics_version"] = CalibrationCache.StatisticsVersion,
-    }.ToJsonString());
+        var o = new JsonObject
+        {
+            ["kind"] = "calibration",
+            ["model"] = ModelKey(model),
+            ["calibration"] = CalibrationJson(c),
+            ["statistics_version"] = CalibrationCache.StatisticsVersion,
+        };
+        if (float32Gram) o["gram"] = "float32";
+        return Sha256Hex(o.ToJsonString());
+    }
 
     public JsonObject CalibrationJson(CalibrationSpec c) => new()
     {

@@ -27,7 +27,8 @@ public sealed record CellPlan(string Key, ModelSpec Model, CalibrationSpec? Cali
 
 /// <summary>Statistics for one (model, calibration): computed once, shared by the cells that reference them.</summary>
 /// <param name="Fisher">collected with Fisher statistics: decided over the whole matrix (not the shard) so every shard asks for the same file</param>
-public sealed record CalibrationPlan(string Key, ModelSpec Model, CalibrationSpec Calibration, bool Fisher);
+/// <param name="Float32Gram">Grams accumulated in float32, for the cells with <c>numerics: reference</c> (a group of their own)</param>
+public sealed record CalibrationPlan(string Key, ModelSpec Model, CalibrationSpec Calibration, bool Fisher, bool Float32Gram = false);
 
 /// <summary>
 /// A deterministic partition of the cells: shard I of N (1-based) holds the cells whose key, read as a
@@ -71,10 +72,18 @@ public sealed class MatrixPlan
             foreach (var calibration in matrix.Calibrations)
             {
                 if (matrix.Methods.Count == 0) continue;
-                string calKey = keys.CalibrationGroupKey(model, calibration);
-                calibrations.Add(new CalibrationPlan(calKey, model, calibration, fisher));
+                string calKey64 = keys.CalibrationGroupKey(model, calibration);
+                calibrations.Add(new CalibrationPlan(calKey64, model, calibration, fisher));
+                // SVD-LLM as its public code computes it reads Grams accumulated in float32: a group of their own.
+                string? calKey32 = null;
+                if (matrix.Methods.Any(m => m.Recipe.ReferenceNumerics))
+                {
+                    calKey32 = keys.CalibrationGroupKey(model, calibration, float32Gram: true);
+                    calibrations.Add(new CalibrationPlan(calKey32, model, calibration, Fisher: false, Float32Gram: true));
+                }
                 foreach (var method in matrix.Methods)
                 {
+                    string calKey = method.Recipe.ReferenceNumerics ? calKey32! : calKey64;
                     // A quantizer keeps every parameter: one cell at ratio 0, whatever the ratios.
                     if (CompressionMethod.Get(method.Name).IsQuantization) cells.Add(Cell(matrix, keys, model, modelKey, calibration, calKey, method, 0));
                     else

@@ -270,7 +270,7 @@ public static class MatrixRunner
         private string StatsDirectory => Path.Combine(keys.CacheRoot, "calibration");
 
         private CalibrationRequest Request(CalibrationPlan g, string modelDir) =>
-            new(modelDir, g.Calibration.IsDemo ? DemoCalibrationText.Ensure(keys.CacheRoot) : g.Calibration.Dataset, g.Calibration.Samples, g.Calibration.SeqLen, g.Calibration.Seed, g.Fisher);
+            new(modelDir, g.Calibration.IsDemo ? DemoCalibrationText.Ensure(keys.CacheRoot) : g.Calibration.Dataset, g.Calibration.Samples, g.Calibration.SeqLen, g.Calibration.Seed, g.Fisher, g.Float32Gram);
 
         /// <summary>Reads what the planner needs from the cache (the database part was read at construction).</summary>
         public void Snapshot()
@@ -336,7 +336,7 @@ public static class MatrixRunner
                 string? dir = ExistingModelDir(m);
                 o($"model {m.Name}: {(dir is not null ? "ready " + dir : m.FineTune is { } f ? $"not fine-tuned yet (will be fine-tuned from {f.From.Name} on {f.Text}, {f.Steps} steps, and cached)" : "not trained yet (will be trained and cached)")}");
                 foreach (var g in plan.Calibrations.Where(g => g.Model == m))
-                    o($"  calibration {g.Calibration.Dataset} {g.Calibration.Samples}×{g.Calibration.SeqLen} seed {g.Calibration.Seed}{(g.Fisher ? " +fisher" : "")}: " +
+                    o($"  calibration {g.Calibration.Dataset} {g.Calibration.Samples}×{g.Calibration.SeqLen} seed {g.Calibration.Seed}{(g.Fisher ? " +fisher" : "")}{(g.Float32Gram ? " (float32 Grams)" : "")}: " +
                       (_state.StatisticsCached.Contains(g.Key) ? "cached" : calibrating.Contains(g.Key) ? "to compute" : "not needed"));
             }
             o($"{"cell",-34} {"key",-12}  {"compressed",-18} evaluations");
@@ -534,7 +534,7 @@ public static class MatrixRunner
             using var held = ArtifactLock.Acquire(path, options.Cancellation, () => Log($"waiting for another process collecting {path}"));
             options.Cancellation.ThrowIfCancellationRequested();
             if (File.Exists(path)) return CalibrationStatisticsFile.Open(path);
-            string label = $"calibrate {g.Model.Name} on {(g.Calibration.IsDemo ? "demo" : Path.GetFileName(g.Calibration.Dataset))} {g.Calibration.Samples}×{g.Calibration.SeqLen}{(g.Fisher ? " +fisher" : "")}";
+            string label = $"calibrate {g.Model.Name} on {(g.Calibration.IsDemo ? "demo" : Path.GetFileName(g.Calibration.Dataset))} {g.Calibration.Samples}×{g.Calibration.SeqLen}{(g.Fisher ? " +fisher" : "")}{(g.Float32Gram ? " (float32 Grams)" : "")}";
             var clock = Begin(ArtifactKind.Calibration, label);
             using var model = ModelLoader.Load(modelDir);
             var windows = Calibrator.SampleWindows(request);

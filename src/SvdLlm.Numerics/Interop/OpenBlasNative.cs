@@ -80,6 +80,9 @@ internal static unsafe class OpenBlasNative
     public static extern void dgesv_(int* n, int* nrhs, double* a, int* lda, int* ipiv, double* b, int* ldb, int* info);
 
     [DllImport(Library)]
+    public static extern void sgesv_(int* n, int* nrhs, float* a, int* lda, int* ipiv, float* b, int* ldb, int* info);
+
+    [DllImport(Library)]
     public static extern void dsytrd_(byte* uplo, int* n, double* a, int* lda, double* d, double* e, double* tau,
         double* work, int* lwork, int* info, nint uploLen);
 
