@@ -43,7 +43,7 @@ public static class KnownOptions
         new("shard", OptionKind.Value, "matrix targets: run shard I of N (cells partitioned by key hash)", ValueName: "I/N",
             IsValid: v => v.Split('/') is [var i, var n] && int.TryParse(i, out int a) && int.TryParse(n, out int b) && a >= 1 && a <= b,
             Requirement: "I/N with 1 ≤ I ≤ N"),
-        new("out", OptionKind.Value, "Report: directory for tables/, plots/ and report.html (default: results)", ValueName: "DIR"),
+        new("out", OptionKind.Value, "Report: directory for tables/, plots/ and report.html (default: results); Pack: directory for the .nupkg (default: artifacts/nupkg)", ValueName: "DIR"),
         new("scheduler", OptionKind.Value, "Submit: the batch scheduler to submit to", ValueName: "NAME",
             AllowedValues: ["slurm"]),
         new("shards", OptionKind.Value, "Submit: number of shard jobs (a job array of N tasks, then one merge and report job)", ValueName: "N",
