@@ -6,15 +6,17 @@ using SvdLlm.Models.Tests;
 
 namespace SvdLlm.Build.Tests;
 
-/// <summary>Runs where Slurm is installed or can be (root: apt-get install slurm-wlm munge); skipped, saying why, elsewhere.</summary>
+/// <summary>Runs as root on Linux (installing slurm-wlm and munge with apt-get when missing); skipped, saying why, elsewhere.</summary>
 public sealed class SlurmFactAttribute : FactAttribute
 {
     public SlurmFactAttribute()
     {
         if (!OperatingSystem.IsLinux())
             Skip = "the Slurm test needs Linux";
-        else if (!SingleNodeSlurm.IsRoot && SingleNodeSlurm.MissingPrograms() is { Count: > 0 } missing)
-            Skip = $"the Slurm test needs {string.Join(", ", missing)} (sudo apt-get install -y slurm-wlm munge), and only root may install them";
+        else if (!SingleNodeSlurm.IsRoot)
+            Skip = SingleNodeSlurm.MissingPrograms() is { Count: > 0 } missing
+                ? $"the Slurm test needs {string.Join(", ", missing)} (sudo apt-get install -y slurm-wlm munge), which only root may install, and root to run slurmd"
+                : "the Slurm test needs root: its slurmd runs the jobs as root (SlurmUser=root)";
     }
 }
 
