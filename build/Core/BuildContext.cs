@@ -59,6 +59,15 @@ public sealed class BuildContext
     public int RunAllowingFailure(string fileName, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null) =>
         _processes.Execute(fileName, arguments, environment);
 
+    /// <summary>Runs a program for its standard output; a non-zero exit fails the task with the program's standard error.</summary>
+    public string Capture(string fileName, params IReadOnlyList<string> arguments) => _processes.CaptureOrFail(fileName, arguments);
+
+    /// <summary>
+    /// With --no-build, Restore and Build are skipped: a job on a cluster or a CI runner uses what an earlier
+    /// Build left in this checkout (and fails early when there is nothing there).
+    /// </summary>
+    public bool NoBuild => HasFlag("no-build");
+
     public void Info(string message)
     {
         if (!Quiet)

@@ -25,6 +25,27 @@ public sealed class ProcessRunner(string workingDirectory, bool echo)
         return process.ExitCode;
     }
 
+    /// <summary>
+    /// Runs a program for its standard output (echoed like Execute); a failure throws with its exit code and
+    /// standard error, so the message says what the program said.
+    /// </summary>
+    public string CaptureOrFail(string fileName, IReadOnlyList<string> arguments)
+    {
+        if (echo)
+            Console.WriteLine($"$ {Format(fileName, arguments)}");
+        var info = Describe(fileName, arguments, null);
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        using var process = Start(info, fileName, arguments);
+        var stderr = process.StandardError.ReadToEndAsync();
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        string error = stderr.Result.Trim();
+        if (process.ExitCode != 0)
+            throw new BuildFailedException($"Command exited with code {process.ExitCode}: {Format(fileName, arguments)}{(error.Length > 0 ? Environment.NewLine + error : "")}");
+        return stdout;
+    }
+
     /// <summary>Runs a program for its standard output; null when it cannot be started or fails.</summary>
     public static string? Capture(string fileName, params string[] arguments)
     {
@@ -76,6 +97,7 @@ public sealed class ProcessRunner(string workingDirectory, bool echo)
         }
     }
 
-    private static string Quote(string s) =>
+    /// <summary>A word as a POSIX shell reads it back unchanged: as it is when that is safe, else in single quotes.</summary>
+    public static string Quote(string s) =>
         s.Length > 0 && s.All(c => char.IsLetterOrDigit(c) || "-_./=:,+@%".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
 }

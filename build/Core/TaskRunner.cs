@@ -7,6 +7,9 @@ public sealed class TaskRunner(TaskGraph graph, BuildContext context)
 {
     private enum Status { NotRun, Succeeded, Failed }
 
+    /// <summary>The targets --no-build leaves out of a run (unless one of them is the target itself).</summary>
+    public static readonly IReadOnlySet<string> SkippedByNoBuild = new HashSet<string>(["Restore", "Build"], StringComparer.OrdinalIgnoreCase);
+
     private sealed class Outcome(TaskNode task)
     {
         public TaskNode Task { get; } = task;
@@ -17,7 +20,22 @@ public sealed class TaskRunner(TaskGraph graph, BuildContext context)
     /// <returns>The process exit code: 0 when every task succeeded, 1 otherwise.</returns>
     public int Run(TaskNode target, bool exclusive)
     {
-        var outcomes = (exclusive ? [target] : graph.ExecutionOrder(target)).Select(t => new Outcome(t)).ToList();
+        var order = exclusive ? [target] : graph.ExecutionOrder(target);
+        if (context.NoBuild)
+        {
+            var skipped = order.Where(t => t != target && SkippedByNoBuild.Contains(t.Name)).ToList();
+            if (skipped.Count > 0)
+            {
+                if (!File.Exists(context.CliDll))
+                {
+                    Console.Error.WriteLine($"error: --no-build skips {string.Join(" and ", skipped.Select(t => t.Name))}, but {context.CliDll} has not been built; run ./build.sh --target=Build first.");
+                    return 1;
+                }
+                context.Info($"{string.Join(", ", skipped.Select(t => t.Name))}: skipped (--no-build)");
+                order = order.Except(skipped).ToList();
+            }
+        }
+        var outcomes = order.Select(t => new Outcome(t)).ToList();
         Outcome? failed = null;
         foreach (var outcome in outcomes)
         {

@@ -11,6 +11,9 @@ public static class MatrixRun
 
     public static string Database(BuildContext context) => context.FromRoot(context.Option("db") ?? DefaultDatabase);
 
+    /// <summary>Where Report writes tables/, plots/ and report.html: --out, or results/.</summary>
+    public static string ReportDirectory(BuildContext context) => context.FromRoot(context.Option("out") ?? ResultsDirectory);
+
     public static bool DryRun(BuildContext context) => context.HasFlag("dry-run");
 
     /// <summary>

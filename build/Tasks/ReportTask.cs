@@ -3,7 +3,7 @@ using SvdLlm.Build.Support;
 namespace SvdLlm.Build.Tasks;
 
 [TaskName("Report")]
-[TaskDescription("Tables, plots and report.html in results/, regenerated from the database alone (--db)")]
+[TaskDescription("Tables, plots and report.html in results/ (--out=DIR), regenerated from the database alone (--db)")]
 [IsDependentOn(typeof(BuildTask))]
 public sealed class ReportTask : FrostingTask
 {
@@ -14,7 +14,14 @@ public sealed class ReportTask : FrostingTask
             context.Info("Report: skipped (--dry-run)");
             return;
         }
-        List<string> arguments = [context.CliDll, "report", "--db", MatrixRun.Database(context), "--out", context.FromRoot(MatrixRun.ResultsDirectory)];
+        // A shard's database holds part of the matrix, and N shards writing one results/ at once would race:
+        // RunMatrix --shard leaves the report to the run after MergeResults.
+        if (context.Option("shard") is { } shard && !"Report".Equals(context.Option("target"), StringComparison.OrdinalIgnoreCase))
+        {
+            context.Info($"Report: skipped (--shard={shard}: run Report on the merged database after MergeResults)");
+            return;
+        }
+        List<string> arguments = [context.CliDll, "report", "--db", MatrixRun.Database(context), "--out", MatrixRun.ReportDirectory(context)];
         // The headless-browser check of report.html runs wherever Chromium is installed (Setup installs it as root).
         if (ProgramOnPath.Find("chromium") is not null) arguments.Add("--check-html");
         else context.Info("Report: chromium not found, report.html is not checked in a browser (sudo apt-get install -y chromium)");

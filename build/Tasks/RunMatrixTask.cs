@@ -7,5 +7,7 @@ namespace SvdLlm.Build.Tasks;
 public sealed class RunMatrixTask : FrostingTask
 {
     public override void Run(BuildContext context) =>
-        context.Info("RunMatrix: done; results in " + Support.MatrixRun.Database(context) + " and " + context.FromRoot(Support.MatrixRun.ResultsDirectory));
+        context.Info(context.Option("shard") is { } shard
+            ? $"RunMatrix: shard {shard} done; results in {Support.MatrixRun.Database(context)} (MergeResults, then Report, once every shard is done)"
+            : "RunMatrix: done; results in " + Support.MatrixRun.Database(context) + " and " + Support.MatrixRun.ReportDirectory(context));
 }
