@@ -162,6 +162,10 @@ public sealed class DeltaPipelineTests
         Assert.StartsWith("tiny-ft,tiny-ft (fine-tuned),original,", csv[2]);
         Assert.StartsWith("tiny-ft,ImPart Δ,delta-impart,2,", csv[3]);   // the catalog's order: ImPart, low-rank, DARE
         Assert.Contains(csv, l => l.StartsWith("tiny-ft,ImPart Δ (exponent=0),delta-impart,4,", StringComparison.Ordinal));
+        // ImPart-Qt's CR achieved is in bits (CR_qt): at least the target, where its stored values alone would give far less.
+        string qt = csv.Single(l => l.Contains(",delta-impart-qt,4,", StringComparison.Ordinal));
+        string achieved = qt[(qt.IndexOf(",delta-impart-qt,4,", StringComparison.Ordinal) + ",delta-impart-qt,4,".Length)..].Split(',')[0];
+        Assert.InRange(double.Parse(achieved, System.Globalization.CultureInfo.InvariantCulture), 4, 4.5);
         Assert.DoesNotContain(Directory.GetFiles(Path.Combine(outDir, "tables")), f => Path.GetFileName(f).Contains("400", StringComparison.Ordinal));
         Assert.Contains("id=\"delta\"", File.ReadAllText(Path.Combine(outDir, "report.html")));
         // One plot per perplexity task: a curve per delta method (ImPart with and without exponent 0 are two curves).

@@ -38,8 +38,8 @@ public static class Plots
                 foreach (var method in g.GroupBy(MethodCatalog.Label).OrderBy(m => MethodCatalog.Get(m.First().Method).Order).ThenBy(m => m.Key, StringComparer.Ordinal))
                 {
                     var points = method.Select(c => (Comp: data.Compression(c.CellKey), Y: data.Metric(c.CellKey, task.Name, TaskCatalog.PerplexityMetric)?.Value))
-                        .Where(p => p.Comp is { LinearParamsAfter: > 0 } && p.Y is double y && double.IsFinite(y) && y > 0)
-                        .Select(p => ((double)p.Comp!.LinearParamsBefore / p.Comp.LinearParamsAfter, p.Y!.Value)).OrderBy(p => p.Item1).ToList();
+                        .Where(p => SupportTables.DeltaAchievedRatio(p.Comp) is not null && p.Y is double y && double.IsFinite(y) && y > 0)
+                        .Select(p => (SupportTables.DeltaAchievedRatio(p.Comp)!.Value, p.Y!.Value)).OrderBy(p => p.Item1).ToList();
                     int color = MethodCatalog.ColorIndex(method.First().Method);
                     if (points.Count > 0) series.Add(new Series(method.Key, points, color, color));
                 }
@@ -51,7 +51,7 @@ public static class Plots
                 var chart = new XYChart
                 {
                     Title = $"{g.Key.Model}: {task.Display} perplexity vs delta compression ratio",
-                    XAxis = new Axis("CR achieved (delta values dense / stored)", ScaleKind.Log10, Format: v => NumberFormat.Fixed(v, 0)),
+                    XAxis = new Axis("CR achieved (delta float16 bytes / bytes stored)", ScaleKind.Log10, Format: v => NumberFormat.Fixed(v, 0)),
                     // Linear: a delta method moves perplexity between the fine-tuned and the base values, a few percent
                     // apart, which a log axis spanning decades would flatten.
                     YAxis = new Axis($"{task.Display} perplexity", ScaleKind.Linear, Format: v => NumberFormat.Fixed(v, 1)),

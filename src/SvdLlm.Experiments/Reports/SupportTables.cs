@@ -52,6 +52,15 @@ public static class SupportTables
     /// CR, with the CR achieved and each task's value (perplexity, or accuracy). Tasks on the fine-tuning text and off
     /// it sit side by side, so the table shows what each method keeps of the fine-tune and what it gives back.
     /// </summary>
+    /// <summary>
+    /// The CR a delta cell achieved: the deltas' float16 bytes over the bytes stored, which is dense over stored values
+    /// for float16 values and ImPart-Qt's CR_qt (bits relative to float16) for quantized codes; values when no bytes
+    /// were recorded.
+    /// </summary>
+    public static double? DeltaAchievedRatio(CompressionRow? c) =>
+        c is { LinearBytesBefore: > 0, LinearBytesAfter: > 0 } ? (double)c.LinearBytesBefore.Value / c.LinearBytesAfter.Value
+        : c is { LinearParamsAfter: > 0 } ? (double)c.LinearParamsBefore / c.LinearParamsAfter : null;
+
     public static IReadOnlyList<SimpleTable> Delta(ReportData data)
     {
         var tables = new List<SimpleTable>();
@@ -73,7 +82,7 @@ public static class SupportTables
             foreach (var (label, cell, delta) in rowsCells)
             {
                 var comp = delta ? data.Compression(cell.CellKey) : null;
-                double? achieved = comp is { LinearParamsAfter: > 0 } ? (double)comp.LinearParamsBefore / comp.LinearParamsAfter : null;
+                double? achieved = DeltaAchievedRatio(comp);
                 var row = new List<string> { label, delta ? NumberFormat.Fixed(cell.Ratio, 0) : "", achieved is double a ? NumberFormat.Fixed(a, 2) : "" };
                 var csvRow = new List<string> { g.Key.Model, label, cell.Method, delta ? NumberFormat.RoundTrip(cell.Ratio) : "", achieved is double a2 ? NumberFormat.RoundTrip(a2) : "", cell.CellKey };
                 foreach (var t in tasks)
@@ -91,7 +100,7 @@ public static class SupportTables
                 ["Model / method", "CR", "CR achieved", .. tasks.Select(t => t.Info.Display + (t.Info.Kind == TaskKind.Perplexity ? " ppl" : " acc"))],
                 [false, true, true, .. tasks.Select(_ => true)], rows,
                 ["finetuned_model", "row", "method", "target_cr", "achieved_cr", "cell_key", .. tasks.Select(t => t.Info.Name)], csv,
-                ["CR is ImPart's: the fine-tuning deltas' dense values over the values stored (kept entries of U and V, or of ΔW for DARE; singular values and indices not counted); every decoder linear is the base's weight plus the compressed delta, everything else the fine-tuned model's.",
+                ["CR is ImPart's: the fine-tuning deltas' dense values over the values stored (kept entries of U and V, or of ΔW for DARE; singular values and indices not counted), for ImPart-Qt their float16 bits over the codes' bits (CR_qt; scales and zero points not counted); every decoder linear is the base's weight plus the compressed delta, everything else the fine-tuned model's.",
                  "Lower perplexity is better; the fine-tuned row is what a perfect delta method would give, the base row what dropping the delta gives."]));
         }
         return tables;
