@@ -39,7 +39,7 @@ public sealed class HfTokenizer
     private readonly AddedVocabulary _added;
     private readonly Normalizer? _normalizer;
     private readonly PreTokenizerPipeline _preTokenizer;
-    private readonly BpeModel _model;
+    private readonly TokenModel _model;
     private readonly PostProcessor? _postProcessor;
     private readonly Decoder? _decoder;
 
@@ -48,7 +48,7 @@ public sealed class HfTokenizer
         AddedVocabulary added,
         Normalizer? normalizer,
         PreTokenizerPipeline preTokenizer,
-        BpeModel model,
+        TokenModel model,
         PostProcessor? postProcessor,
         Decoder? decoder,
         int? bosTokenId,
