@@ -21,7 +21,7 @@ internal static class EvalCommand
         var limit = new Option<int?>("--limit") { Description = "score only the first N items (multiple choice) or chunks (perplexity)" };
         var seqLen = new Option<int>("--seq-len") { Description = "perplexity chunk length; for multiple choice the longest window a request may use", DefaultValueFactory = _ => 2048 };
         var batchSize = new Option<int>("--batch-size") { Description = "chunks (perplexity) or items (multiple choice) per forward pass", DefaultValueFactory = _ => 1 };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json or directory (default: the model directory)" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json, tokenizer.model or directory (default: the model directory)" };
         var threads = new Option<int?>("--threads") { Description = "threads for BLAS and kernels (default: all cores)" };
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
         var command = new Command("eval", "Evaluate a model on one task: wikitext2/ptb/c4 perplexity, the lm-eval zero-shot tasks, or the demo suite.")

@@ -8,7 +8,7 @@ namespace SvdLlm.Cli.Commands;
 /// <summary>
 /// <c>svdllm tokenize --tokenizer PATH (--text S | --text-file F) [--add-special-tokens true|false] [--json]</c> and
 /// <c>svdllm detokenize --tokenizer PATH (--ids "1,2,3" | --token-ids FILE) [--skip-special-tokens] [--json]</c>.
-/// PATH is a tokenizer.json, or a directory holding one (or GPT-2's vocab.json + merges.txt).
+/// PATH is a tokenizer.json or tokenizer.model, or a directory holding one (or GPT-2's vocab.json + merges.txt).
 /// </summary>
 internal static class TokenizeCommand
 {
@@ -62,7 +62,7 @@ internal static class TokenizeCommand
     }
 
     private static Option<string> TokenizerOption()
-        => new("--tokenizer") { Description = "tokenizer.json, or a directory with tokenizer.json (or vocab.json + merges.txt)", Required = true };
+        => new("--tokenizer") { Description = "tokenizer.json or tokenizer.model, or a directory with one (or vocab.json + merges.txt)", Required = true };
 
     /// <summary>The text of exactly one of --text and --text-file.</summary>
     internal static string ReadInput(string? text, string? textFile) => (text, textFile) switch

@@ -27,7 +27,7 @@ internal sealed record BpeOptions(
 /// <para>Results are cached per word (HF caches too; caching changes no result). The cache is
 /// bounded: once full, new words are no longer added.</para>
 /// </remarks>
-internal sealed class BpeModel
+internal sealed class BpeModel : TokenModel
 {
     private const int CacheCapacity = 200_000;
     private const int MaxCachedWordLength = 256;
@@ -81,17 +81,17 @@ internal sealed class BpeModel
     }
 
     /// <summary>Largest id in the model vocabulary, -1 when empty.</summary>
-    public int MaxId { get; }
+    public override int MaxId { get; }
 
     /// <summary>Id of <c>unk_token</c>, or -1.</summary>
     public int UnkId { get; }
 
-    public int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
+    public override int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
 
-    public string? IdToToken(int id) => _idToToken.GetValueOrDefault(id);
+    public override string? IdToToken(int id) => _idToToken.GetValueOrDefault(id);
 
     /// <summary>Appends the ids of one word (already in the model's alphabet) to <paramref name="output"/>.</summary>
-    public void Tokenize(ReadOnlySpan<char> word, List<int> output)
+    public override void Tokenize(ReadOnlySpan<char> word, List<int> output)
     {
         if (word.IsEmpty) return;
         if (!_cutBeforeMetaspace || word.Length <= 1)

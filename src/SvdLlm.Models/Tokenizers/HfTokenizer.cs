@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace SvdLlm.Models.Tokenizers;
 
 /// <summary>
-/// A Hugging Face tokenizer (tokenizer.json, or GPT-2's vocab.json + merges.txt) that encodes and
+/// A Hugging Face tokenizer (tokenizer.json, a SentencePiece tokenizer.model, or GPT-2's vocab.json + merges.txt) that encodes and
 /// decodes exactly as the HF <c>tokenizers</c> library: the same ids for the same text, so that
 /// perplexity and zero-shot numbers are comparable with published ones.
 /// </summary>
@@ -39,7 +39,7 @@ public sealed class HfTokenizer
     private readonly AddedVocabulary _added;
     private readonly Normalizer? _normalizer;
     private readonly PreTokenizerPipeline _preTokenizer;
-    private readonly BpeModel _model;
+    private readonly TokenModel _model;
     private readonly PostProcessor? _postProcessor;
     private readonly Decoder? _decoder;
 
@@ -48,7 +48,7 @@ public sealed class HfTokenizer
         AddedVocabulary added,
         Normalizer? normalizer,
         PreTokenizerPipeline preTokenizer,
-        BpeModel model,
+        TokenModel model,
         PostProcessor? postProcessor,
         Decoder? decoder,
         int? bosTokenId,
@@ -70,9 +70,10 @@ public sealed class HfTokenizer
     }
 
     /// <summary>
-    /// Loads a tokenizer from a tokenizer.json file, or from a directory holding tokenizer.json
-    /// (or, failing that, GPT-2's vocab.json/encoder.json + merges.txt/vocab.bpe). tokenizer_config.json
-    /// and special_tokens_map.json next to it are read for the BOS/EOS tokens.
+    /// Loads a tokenizer from a tokenizer.json or SentencePiece tokenizer.model file, or from a directory
+    /// holding tokenizer.json (or, failing that, tokenizer.model, then GPT-2's vocab.json/encoder.json +
+    /// merges.txt/vocab.bpe). tokenizer_config.json and special_tokens_map.json next to it are read for
+    /// the BOS/EOS tokens (and, for tokenizer.model, legacy/add_bos_token/add_eos_token).
     /// </summary>
     /// <exception cref="TokenizerFormatException">A file is missing, malformed, or uses an unsupported component; the message names the file and field.</exception>
     public static HfTokenizer Load(string path) => TokenizerLoader.Load(path);

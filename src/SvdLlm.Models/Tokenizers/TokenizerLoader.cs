@@ -4,8 +4,10 @@ using System.Text.RegularExpressions;
 namespace SvdLlm.Models.Tokenizers;
 
 /// <summary>
-/// Reads tokenizer.json (and its tokenizer_config.json / special_tokens_map.json companions) or
-/// GPT-2's vocab.json + merges.txt, and builds an <see cref="HfTokenizer"/>. Every problem is a
+/// Reads tokenizer.json (and its tokenizer_config.json / special_tokens_map.json companions), a
+/// SentencePiece tokenizer.model (<see cref="SentencePieceTokenizerLoader"/>) or GPT-2's
+/// vocab.json + merges.txt, and builds an <see cref="HfTokenizer"/>. In a directory, tokenizer.json
+/// wins over tokenizer.model, which wins over the GPT-2 pair. Every problem is a
 /// <see cref="TokenizerFormatException"/> naming the file and the JSON field.
 /// </summary>
 internal static class TokenizerLoader
@@ -16,16 +18,21 @@ internal static class TokenizerLoader
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = Path.GetFullPath(path);
-        if (File.Exists(full)) return LoadTokenizerJson(full);
+        if (File.Exists(full))
+        {
+            return full.EndsWith(".model", StringComparison.OrdinalIgnoreCase) ? SentencePieceTokenizerLoader.Load(full) : LoadTokenizerJson(full);
+        }
         if (!Directory.Exists(full)) throw new TokenizerFormatException(full, null, "no such file or directory");
 
         string json = Path.Combine(full, TokenizerJson);
         if (File.Exists(json)) return LoadTokenizerJson(json);
+        string spm = Path.Combine(full, SentencePieceTokenizerLoader.FileName);
+        if (File.Exists(spm)) return SentencePieceTokenizerLoader.Load(spm);
         string? vocab = FirstExisting(full, "vocab.json", "encoder.json");
         string? merges = FirstExisting(full, "merges.txt", "vocab.bpe");
         if (vocab is not null && merges is not null) return LoadGpt2Files(full, vocab, merges);
         throw new TokenizerFormatException(full, null,
-            "found neither tokenizer.json nor a GPT-2 vocabulary pair (vocab.json or encoder.json, with merges.txt or vocab.bpe)");
+            "found neither tokenizer.json, tokenizer.model nor a GPT-2 vocabulary pair (vocab.json or encoder.json, with merges.txt or vocab.bpe)");
     }
 
     // ---- tokenizer.json ------------------------------------------------------------------------
@@ -476,7 +483,7 @@ internal static class TokenizerLoader
     /// post-processor puts before/after the text. Also notes add_bos_token/add_eos_token flags that
     /// disagree with the post-processor (which we follow, as HF fast tokenizers do).
     /// </summary>
-    private static (int? Bos, int? Eos) ReadBosEos(
+    internal static (int? Bos, int? Eos) ReadBosEos(
         string directory, Func<string, int?> tokenIds, PostProcessor? post, List<string> warnings, int? defaultBos, int? defaultEos)
     {
         var declared = new Dictionary<string, string?>();
@@ -522,7 +529,7 @@ internal static class TokenizerLoader
 
     // ---- JSON helpers --------------------------------------------------------------------------
 
-    private static JsonDocument ParseJson(string file)
+    internal static JsonDocument ParseJson(string file)
     {
         try
         {
