@@ -35,6 +35,7 @@ public static class ChartOutput
 {
     public const int MinDpi = 24, MaxDpi = 1200, ScreenDpi = 96;
 
+    private static readonly Lock SvgGate = new();
     private static readonly XNamespace Svg = "http://www.w3.org/2000/svg";
     private static readonly XNamespace XLink = "http://www.w3.org/1999/xlink";
     private static readonly Regex HexColor = new("^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$", RegexOptions.CultureInvariant);
@@ -46,7 +47,10 @@ public static class ChartOutput
         if (idPrefix.Length == 0 || !char.IsAsciiLetter(idPrefix[0]) || idPrefix.Any(c => !char.IsAsciiLetterOrDigit(c) && c is not ('-' or '_' or '.')))
             throw new ArgumentException($"SVG id prefix '{idPrefix}' must start with a letter and hold only letters, digits, '-', '_' and '.'");
         var (width, height) = chart.Size;
-        string raw = chart.Build().GetSvgXml(width, height);
+        string raw;
+        // One SVG at a time in the process: Skia's id counter is shared, and two charts drawn at once could interleave
+        // their increments (and, were it not atomic, give one chart a clip id twice).
+        lock (SvgGate) raw = chart.Build().GetSvgXml(width, height);
         var doc = XDocument.Parse(raw);
         var root = doc.Root ?? throw new InvalidOperationException("ScottPlot wrote an empty SVG");
 
