@@ -141,6 +141,19 @@ public class ChartTests
     }
 
     [Fact]
+    public void Series_without_drawable_points_are_left_out()
+    {
+        var chart = new XYChart
+        {
+            Title = "t", XAxis = new Axis("x"), YAxis = new Axis("y", ScaleKind.Log10),
+            Series = [new Series("zero", [(1, 0), (2, -1)], ChartStyle.Slot(0)), new Series("ok", [(1, 2), (2, 3)], ChartStyle.Slot(1))],
+        };
+        var texts = Texts(Doc(chart)).Select(t => t.Text).ToList();
+        Assert.Contains("ok", texts);
+        Assert.DoesNotContain("zero", texts); // no legend entry for a series that is not drawn
+    }
+
+    [Fact]
     public void Text_is_xml_escaped()
     {
         string name = "<a & \"b\"> 'c' ‖WX − W′X‖ Δ";

@@ -32,7 +32,10 @@ public abstract class Chart
     /// <summary>A new plot each call: ScottPlot's plots hold render state, so each output gets its own.</summary>
     public abstract Plot Build();
 
-    /// <summary>Title text that fits the width: bold DejaVu Sans averages about 0.62 em per character.</summary>
+    /// <summary>
+    /// The report's look on a plot whose axis labels are set: the font, font sizes, a white background, and a title
+    /// that fits the width (bold DejaVu Sans averages about 0.62 em per character).
+    /// </summary>
     protected void Decorate(Plot plot)
     {
         ChartFonts.Apply(plot);
@@ -116,6 +119,7 @@ public sealed class XYChart : Chart
         foreach (var s in Series)
         {
             var points = s.Points.Where(p => XAxis.Usable(p.X) && YAxis.Usable(p.Y)).OrderBy(p => p.X).ToList();
+            if (points.Count == 0) continue; // nothing to draw on these axes (e.g. only non-positive values on a log axis)
             var color = C(s.Style.Color);
             var scatter = plot.Add.Scatter(points.Select(p => XAxis.Coordinate(p.X)).ToArray(), points.Select(p => YAxis.Coordinate(p.Y)).ToArray(), color);
             scatter.LegendText = s.Name;
