@@ -38,6 +38,8 @@ public static class KnownOptions
             IsValid: v => int.TryParse(v, out int n) && n > 0, Requirement: "a positive integer"),
         new("matrix", OptionKind.Value, "experiment matrix for Calibrate/Compress/Evaluate/RunMatrix (default: experiments/default.yaml)", ValueName: "FILE"),
         new("db", OptionKind.Value, "results database (default: results/results.db)", ValueName: "PATH"),
+        new("dpi", OptionKind.Value, "Report: resolution of the PNG figures in results/plots (default: 96; 300 for slides and papers)", ValueName: "N",
+            IsValid: v => int.TryParse(v, out int n) && n >= 24 && n <= 1200, Requirement: "an integer from 24 to 1200"),
         new("dry-run", OptionKind.Flag, "matrix targets: print the cells and what is cached; compute nothing"),
         new("shard", OptionKind.Value, "matrix targets: run shard I of N (cells partitioned by key hash)", ValueName: "I/N",
             IsValid: v => v.Split('/') is [var i, var n] && int.TryParse(i, out int a) && int.TryParse(n, out int b) && a >= 1 && a <= b,
