@@ -125,7 +125,7 @@ public sealed class XYChart : Chart
             scatter.LegendText = s.Name;
             scatter.LineWidth = Lines ? 2 : 0;
             scatter.MarkerShape = s.Style.Marker;
-            scatter.MarkerSize = 8;
+            scatter.MarkerSize = points.Count > 30 ? 5 : 8; // a training curve marks every step: smaller, so the line still reads
             scatter.MarkerColor = color;
             scatter.MarkerLineWidth = 1.5f;
         }
