@@ -38,6 +38,8 @@ public static class KnownOptions
             IsValid: v => int.TryParse(v, out int n) && n > 0, Requirement: "a positive integer"),
         new("matrix", OptionKind.Value, "experiment matrix for Calibrate/Compress/Evaluate/RunMatrix (default: experiments/default.yaml)", ValueName: "FILE"),
         new("db", OptionKind.Value, "results database (default: results/results.db)", ValueName: "PATH"),
+        new("dpi", OptionKind.Value, "Report: resolution of the PNG figures in results/plots (default: 96; 300 for slides and papers)", ValueName: "N",
+            IsValid: v => int.TryParse(v, out int n) && n >= 24 && n <= 1200, Requirement: "an integer from 24 to 1200"),
         new("dry-run", OptionKind.Flag, "matrix targets: print the cells and what is cached; compute nothing. Submit: print the job scripts; submit nothing"),
         new("no-build", OptionKind.Flag, "skip Restore and Build and use the binaries an earlier Build left (what Submit's jobs pass, so shards sharing a checkout do not build it at once)"),
         new("shard", OptionKind.Value, "matrix targets: run shard I of N (cells partitioned by key hash)", ValueName: "I/N",

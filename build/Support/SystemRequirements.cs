@@ -16,6 +16,8 @@ public static class SystemRequirements
     public static readonly SystemRequirement[] All =
     [
         new("libopenblas.so.0", "libopenblas0-pthread", () => SharedLibrary.Find("libopenblas.so.0")),
+        // The report's figures are drawn in DejaVu Sans, named explicitly so that the PNGs do not depend on the machine's default font.
+        new("DejaVu Sans", "fonts-dejavu-core", () => new[] { "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf" }.FirstOrDefault(File.Exists)),
         // The Report target renders report.html in headless Chromium to check that it displays.
         new("chromium", "chromium", () => ProgramOnPath.Find("chromium"), OptionalFor: "the headless-browser check of results/report.html"),
     ];

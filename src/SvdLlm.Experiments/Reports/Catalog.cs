@@ -58,16 +58,6 @@ public static class MethodCatalog
     /// <summary>Methods sorted in paper order, unknown ones by name after them.</summary>
     public static IEnumerable<string> Sort(IEnumerable<string> names) =>
         names.Distinct().OrderBy(n => Get(n).Order).ThenBy(n => n, StringComparer.Ordinal);
-
-    /// <summary>A fixed colour slot per method, so the same method has the same colour in every chart.</summary>
-    public static int ColorIndex(string name) => Get(name) is { Order: < 100 } m ? m.Order : 10 + Math.Abs(StableHash(name) % 10);
-
-    private static int StableHash(string s)
-    {
-        int h = 17;
-        foreach (char c in s) h = unchecked(h * 31 + c);
-        return h;
-    }
 }
 
 public enum TaskKind { Perplexity, Accuracy, Efficiency, Other }

@@ -10,9 +10,21 @@ namespace SvdLlm.Experiments.Reports;
 /// <param name="TopLeft">the top-left pixel as 0xRRGGBB</param>
 public sealed record PngSummary(int Width, int Height, int BitDepth, int ColorType, double BackgroundFraction, int DistinctColors, int TopLeft);
 
+/// <summary>A decoded PNG: 8-bit samples, <see cref="Channels"/> per pixel, row by row.</summary>
+/// <param name="Dpi">from the pHYs chunk, when it gives pixels per metre</param>
+public sealed record PngImage(int Width, int Height, int BitDepth, int ColorType, int Channels, byte[] Pixels, int? Dpi)
+{
+    /// <summary>Pixel <paramref name="index"/> (row-major) as 0xRRGGBB, alpha ignored.</summary>
+    public int Rgb(int index)
+    {
+        int i = index * Channels;
+        return Channels <= 2 ? Pixels[i] * 0x10101 : (Pixels[i] << 16) | (Pixels[i + 1] << 8) | Pixels[i + 2];
+    }
+}
+
 /// <summary>
-/// A small PNG decoder (8-bit grey, grey+alpha, RGB, RGBA, not interlaced, which is what Chromium writes): IHDR,
-/// the IDAT stream inflated with zlib, and the five scanline filters undone, to look at real pixels.
+/// A small PNG decoder (8-bit grey, grey+alpha, RGB, RGBA, not interlaced, what Chromium and Skia write): IHDR,
+/// the IDAT stream inflated with zlib, the five scanline filters undone, and pHYs read, to look at real pixels.
 /// </summary>
 public static class PngInspector
 {
@@ -20,16 +32,32 @@ public static class PngInspector
 
     public static PngSummary Inspect(string path)
     {
-        byte[] file = File.ReadAllBytes(path);
+        var image = Decode(File.ReadAllBytes(path), path);
+        int background = image.Rgb(0);
+        long same = 0;
+        var colors = new HashSet<int>();
+        for (int i = 0; i < image.Width * image.Height; i++)
+        {
+            int c = image.Rgb(i);
+            if (c == background) same++;
+            if (colors.Count < 4096) colors.Add(c);
+        }
+        return new PngSummary(image.Width, image.Height, image.BitDepth, image.ColorType, (double)same / ((long)image.Width * image.Height), colors.Count, background);
+    }
+
+    /// <summary>The pixels of a PNG file's bytes; <paramref name="name"/> only names it in errors.</summary>
+    public static PngImage Decode(byte[] file, string name = "png")
+    {
         if (file.Length < 8 || !file.AsSpan(0, 8).SequenceEqual(Signature))
-            throw new InvalidDataException($"'{path}' is not a PNG (bad signature)");
+            throw new InvalidDataException($"'{name}' is not a PNG (bad signature)");
         int pos = 8, width = 0, height = 0, bitDepth = 0, colorType = -1, interlace = 0;
+        int? dpi = null;
         using var idat = new MemoryStream();
         while (pos + 8 <= file.Length)
         {
             int length = BinaryPrimitives.ReadInt32BigEndian(file.AsSpan(pos));
             string type = System.Text.Encoding.ASCII.GetString(file, pos + 4, 4);
-            if (length < 0 || pos + 12 + (long)length > file.Length) throw new InvalidDataException($"'{path}': chunk {type} at byte {pos} runs past the end of the file");
+            if (length < 0 || pos + 12 + (long)length > file.Length) throw new InvalidDataException($"'{name}': chunk {type} at byte {pos} runs past the end of the file");
             var body = file.AsSpan(pos + 8, length);
             if (type == "IHDR")
             {
@@ -39,41 +67,27 @@ public static class PngInspector
                 colorType = body[9];
                 interlace = body[12];
             }
+            else if (type == "pHYs" && length == 9 && body[8] == 1)
+                dpi = (int)Math.Round(BinaryPrimitives.ReadUInt32BigEndian(body) * 0.0254); // unit 1: pixels per metre
             else if (type == "IDAT") idat.Write(body);
             else if (type == "IEND") break;
             pos += 12 + length;
         }
-        if (colorType < 0) throw new InvalidDataException($"'{path}': no IHDR chunk");
+        if (colorType < 0) throw new InvalidDataException($"'{name}': no IHDR chunk");
         int channels = colorType switch { 0 => 1, 2 => 3, 4 => 2, 6 => 4, _ => 0 };
         if (channels == 0 || bitDepth != 8 || interlace != 0)
-            throw new InvalidDataException($"'{path}': colour type {colorType}, bit depth {bitDepth}, interlace {interlace} not supported (8-bit grey/RGB/RGBA only)");
+            throw new InvalidDataException($"'{name}': colour type {colorType}, bit depth {bitDepth}, interlace {interlace} not supported (8-bit grey/RGB/RGBA only)");
 
         int stride = width * channels;
-        byte[] raw = new byte[(long)height * (stride + 1) > int.MaxValue ? throw new InvalidDataException($"'{path}': image too large") : height * (stride + 1)];
+        byte[] raw = new byte[(long)height * (stride + 1) > int.MaxValue ? throw new InvalidDataException($"'{name}': image too large") : height * (stride + 1)];
         idat.Position = 0;
         using (var z = new ZLibStream(idat, CompressionMode.Decompress))
         {
             int read = 0, n;
             while (read < raw.Length && (n = z.Read(raw, read, raw.Length - read)) > 0) read += n;
-            if (read != raw.Length) throw new InvalidDataException($"'{path}': image data holds {read} bytes, expected {raw.Length}");
+            if (read != raw.Length) throw new InvalidDataException($"'{name}': image data holds {read} bytes, expected {raw.Length}");
         }
-        byte[] pixels = Unfilter(raw, width, height, channels, path);
-
-        int Rgb(int i) => channels switch
-        {
-            1 or 2 => pixels[i] * 0x10101,
-            _ => (pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2],
-        };
-        int background = Rgb(0);
-        long same = 0;
-        var colors = new HashSet<int>();
-        for (int i = 0; i < pixels.Length; i += channels)
-        {
-            int c = Rgb(i);
-            if (c == background) same++;
-            if (colors.Count < 4096) colors.Add(c);
-        }
-        return new PngSummary(width, height, bitDepth, colorType, (double)same / ((long)width * height), colors.Count, background);
+        return new PngImage(width, height, bitDepth, colorType, channels, Unfilter(raw, width, height, channels, name), dpi);
     }
 
     /// <summary>PNG scanline filters (spec section 9): each byte was stored minus a predictor from the left (a), above (b) and upper-left (c) bytes.</summary>

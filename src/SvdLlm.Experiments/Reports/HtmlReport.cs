@@ -78,7 +78,7 @@ public static class HtmlReport
                 {
                     b.Append("<div class=\"plots\">\n");
                     foreach (var p in deltaPlots)
-                        b.Append("<figure>\n").Append(p.Svg).Append("<figcaption>").Append(Escape.Html(p.Caption)).Append(" (<code>plots/").Append(Escape.Html(p.FileName)).Append("</code>)</figcaption>\n</figure>\n");
+                        b.Append("<figure>\n").Append(p.Svg).Append("<figcaption>").Append(Escape.Html(p.Caption)).Append(" (<code>plots/").Append(Escape.Html(p.Name)).Append(".svg, .png</code>)</figcaption>\n</figure>\n");
                     b.Append("</div>\n");
                 }
             }
@@ -106,7 +106,7 @@ public static class HtmlReport
         {
             b.Append("<h3>Plots</h3>\n<div class=\"plots\">\n");
             foreach (var p in m.Plots)
-                b.Append("<figure>\n").Append(p.Svg).Append("<figcaption>").Append(Escape.Html(p.Caption)).Append(" (<code>plots/").Append(Escape.Html(p.FileName)).Append("</code>)</figcaption>\n</figure>\n");
+                b.Append("<figure>\n").Append(p.Svg).Append("<figcaption>").Append(Escape.Html(p.Caption)).Append(" (<code>plots/").Append(Escape.Html(p.Name)).Append(".svg, .png</code>)</figcaption>\n</figure>\n");
             b.Append("</div>\n");
         }
         foreach (var (title, table) in new[] { ("By memory", m.Memory), ("Compression statistics", m.Compression), ("Efficiency", m.Efficiency), ("Wall time by stage", m.Timings) })

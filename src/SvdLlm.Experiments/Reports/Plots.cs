@@ -1,10 +1,21 @@
 using System.Globalization;
-using SvdLlm.Experiments.Reports.Svg;
+using SvdLlm.Experiments.Reports.Charts;
 
 namespace SvdLlm.Experiments.Reports;
 
-/// <summary>One SVG plot of the report: its file name under plots/, and the text shown with it.</summary>
-public sealed record PlotFile(string FileName, string Title, string Svg, string Caption);
+/// <summary>
+/// One figure of the report: plots/NAME.svg (also inlined in report.html) and plots/NAME.png, and the text shown with it.
+/// The SVG is drawn once here; the PNG when the report is written, at the dpi asked for.
+/// </summary>
+public sealed record PlotFile(string Name, Chart Chart, string Caption)
+{
+    public string Title => Chart.Title;
+    public string SvgFile => Name + ".svg";
+    public string PngFile => Name + ".png";
+
+    /// <summary>Ids start with the figure's name, so they stay unique among the figures inlined in one page.</summary>
+    public string Svg { get; } = ChartOutput.ToSvg(Chart, "fig-" + Name);
+}
 
 /// <summary>The report's plots, built from the database snapshot; one method keeps one colour and marker throughout.</summary>
 public static class Plots
@@ -40,8 +51,7 @@ public static class Plots
                     var points = method.Select(c => (Comp: data.Compression(c.CellKey), Y: data.Metric(c.CellKey, task.Name, TaskCatalog.PerplexityMetric)?.Value))
                         .Where(p => SupportTables.DeltaAchievedRatio(p.Comp) is not null && p.Y is double y && double.IsFinite(y) && y > 0)
                         .Select(p => (SupportTables.DeltaAchievedRatio(p.Comp)!.Value, p.Y!.Value)).OrderBy(p => p.Item1).ToList();
-                    int color = MethodCatalog.ColorIndex(method.First().Method);
-                    if (points.Count > 0) series.Add(new Series(method.Key, points, color, color));
+                    if (points.Count > 0) series.Add(new Series(method.Key, points, ChartStyle.ForMethod(method.First().Method)));
                 }
                 if (series.Count == 0) continue;
                 var refs = new[] { (baseCell, "base"), (ftCell, "fine-tuned") }
@@ -58,7 +68,7 @@ public static class Plots
                     Series = series,
                     References = refs,
                 };
-                plots.Add(new PlotFile($"delta_{Escape.Slug(g.Key.Model)}_{Escape.Slug(task.Name)}.svg", chart.Title, chart.Render(),
+                plots.Add(new PlotFile($"delta_{Escape.Slug(g.Key.Model)}_{Escape.Slug(task.Name)}", chart,
                     $"{task.Display} perplexity (lower is better) of the base plus each compressed delta, against the CR achieved; dashed: the base and the fine-tuned model."));
             }
         }
@@ -90,7 +100,7 @@ public static class Plots
                 Series = series,
                 References = refs,
             };
-            plots.Add(new PlotFile($"{model.Slug}_ppl_{Escape.Slug(col.Task!)}.svg", chart.Title, chart.Render(),
+            plots.Add(new PlotFile($"{model.Slug}_ppl_{Escape.Slug(col.Task!)}", chart,
                 $"{col.Header} perplexity (log scale, lower is better) per method; dashed: the uncompressed model."));
         }
 
@@ -104,7 +114,7 @@ public static class Plots
                 {
                     var points = key.Cells.Where(c => bytes.ContainsKey(c.CellKey)).Select(c => (X: bytes[c.CellKey] / (double)(1 << 20), Y: data.Metric(c.CellKey, col.Task!, col.Metric)?.Value))
                         .Where(p => p.Y is double v && double.IsFinite(v) && v > 0).Select(p => (p.X, p.Y!.Value)).OrderBy(p => p.X).ToList();
-                    if (points.Count > 0) series.Add(new Series(key.Label, points, key.Color, key.Color));
+                    if (points.Count > 0) series.Add(new Series(key.Label, points, key.Style));
                 }
                 if (series.Count == 0) continue;
                 var refs = originals.Where(o => bytes.ContainsKey(o.CellKey)).Select(o => (o, data.Metric(o.CellKey, col.Task!, col.Metric)))
@@ -118,7 +128,7 @@ public static class Plots
                     Series = series,
                     References = refs,
                 };
-                plots.Add(new PlotFile($"{model.Slug}_ppl_bytes_{Escape.Slug(col.Task!)}.svg", chart.Title, chart.Render(),
+                plots.Add(new PlotFile($"{model.Slug}_ppl_bytes_{Escape.Slug(col.Task!)}", chart,
                     $"{col.Header} perplexity (log scale) against the bytes the decoder linears are stored in (factors, codes, scales and zeros): methods compared at equal memory; dashed: the uncompressed model."));
             }
 
@@ -139,7 +149,7 @@ public static class Plots
                     Series = series,
                     References = refs,
                 };
-                plots.Add(new PlotFile($"{model.Slug}_accuracy.svg", chart.Title, chart.Render(),
+                plots.Add(new PlotFile($"{model.Slug}_accuracy", chart,
                     $"{char.ToUpperInvariant(what[0]) + what[1..]} per method (higher is better; {string.Join(", ", accColumns.Select(c => c.Header))}); dashed: the uncompressed model."));
             }
         }
@@ -155,7 +165,7 @@ public static class Plots
             string name = baseName;
             for (int i = 2; !usedNames.Add(name); i++) name = baseName + "-" + i.ToString(CultureInfo.InvariantCulture);
             var types = stats.Select(s => s.MatrixType).Distinct().OrderBy(TypeOrder).ThenBy(t => t, StringComparer.Ordinal).ToList();
-            var series = types.Select((t, i) => new Series(t, stats.Where(s => s.MatrixType == t).OrderBy(s => s.Layer).Select(s => ((double)s.Layer, s.Ratio)).ToList(), i, i)).ToList();
+            var series = types.Select((t, i) => new Series(t, stats.Where(s => s.MatrixType == t).OrderBy(s => s.Layer).Select(s => ((double)s.Layer, s.Ratio)).ToList(), ChartStyle.Slot(i))).ToList();
             var line = new XYChart
             {
                 Title = $"{model.Display}, {label} at {Percent(cell.Ratio)}: allocated ratio per layer",
@@ -164,7 +174,7 @@ public static class Plots
                 Series = series,
                 References = [new ReferenceLine($"uniform target {Percent(cell.Ratio)}", cell.Ratio)],
             };
-            plots.Add(new PlotFile(name + ".svg", line.Title, line.Render(),
+            plots.Add(new PlotFile(name, line,
                 "Ratio removed from each matrix by the theoretical-loss allocation, one line per matrix type (its group); dashed: the uniform target the group mean keeps."));
             var layers = stats.Select(s => s.Layer).Distinct().Order().ToList();
             var heat = new Heatmap
@@ -178,7 +188,7 @@ public static class Plots
                 Format = v => NumberFormat.Fixed(v, 2),
                 ColorLabel = "ratio removed",
             };
-            plots.Add(new PlotFile(name + "_heatmap.svg", heat.Title, heat.Render(), "The same allocation as a heatmap (matrix type × layer)."));
+            plots.Add(new PlotFile(name + "_heatmap", heat, "The same allocation as a heatmap (matrix type × layer)."));
         }
 
         var lossSeries = new List<Series>();
@@ -187,7 +197,7 @@ public static class Plots
             var points = key.Cells.SelectMany(c => data.MatrixStats(c.CellKey))
                 .Where(s => s.TheoreticalLoss is > 0 && s.MeasuredLoss is > 0 && double.IsFinite(s.TheoreticalLoss.Value) && double.IsFinite(s.MeasuredLoss.Value))
                 .Select(s => (s.TheoreticalLoss!.Value, s.MeasuredLoss!.Value)).ToList();
-            if (points.Count > 0) lossSeries.Add(new Series(key.Label, points, key.Color, key.Color));
+            if (points.Count > 0) lossSeries.Add(new Series(key.Label, points, key.Style));
         }
         if (lossSeries.Count > 0)
         {
@@ -200,7 +210,7 @@ public static class Plots
                 References = [new ReferenceLine("y = x", null)],
                 Lines = false,
             };
-            plots.Add(new PlotFile($"{model.Slug}_loss.svg", scatter.Title, scatter.Render(),
+            plots.Add(new PlotFile($"{model.Slug}_loss", scatter,
                 "Each point is one compressed matrix; on the dashed line the theoretical loss predicts the measured one exactly (SVD-LLM V2's Theorem 3.1)."));
         }
 
@@ -228,7 +238,7 @@ public static class Plots
                     }
                     offset += losses.Length;
                 }
-                curves.Add(new Series($"{key.Label} at {Percent(cell.Ratio)}", points, key.Color, i));
+                curves.Add(new Series($"{key.Label} at {Percent(cell.Ratio)}", points, key.Style with { Marker = ChartStyle.Marker(i) }));
                 stageLengths.Add(string.Join(" + ", rows.GroupBy(r => r.Stage).Select(g => $"{g.Key} {g.Count()}")));
             }
         if (curves.Count > 0)
@@ -240,7 +250,7 @@ public static class Plots
                 YAxis = new Axis($"Training loss, mean of {2 * SmoothingHalfWidth + 1} neighbouring steps"),
                 Series = curves,
             };
-            plots.Add(new PlotFile($"{model.Slug}_training.svg", chart.Title, chart.Render(),
+            plots.Add(new PlotFile($"{model.Slug}_training", chart,
                 $"The next-token cross-entropy of the training batches while compressing, each point the mean of up to {2 * SmoothingHalfWidth + 1} neighbouring steps of its stage (raw values: tables/training_curves.csv) (LoRA recovery: adapters on every W_u, merged, then on every W_v; Dobi-SVD: stage 1's γ training; steps: {string.Join("; ", stageLengths.Distinct())})."));
         }
         return plots;
@@ -268,7 +278,7 @@ public static class Plots
     private static int TypeOrder(string type) => Array.IndexOf(MatrixTypeOrder, type) is int i && i >= 0 ? i : 100;
 
     /// <summary>One series per method, or per (method, calibration, …) when a model has several of a method; the colour follows the method.</summary>
-    private sealed record SeriesKey(string Label, int Color, IReadOnlyList<CellRow> Cells);
+    private sealed record SeriesKey(string Label, SeriesStyle Style, IReadOnlyList<CellRow> Cells);
 
     private static List<SeriesKey> SeriesKeys(IReadOnlyList<CellRow> compressed)
     {
@@ -287,7 +297,7 @@ public static class Plots
                 bool byCalibration = siblings.Select(o => ReportData.CalibrationLabel(o.First())).Distinct().Count() == siblings.Count;
                 display += $" ({(byCalibration ? ReportData.CalibrationLabel(g.First()) : g.Key.MatrixName)})";
             }
-            keys.Add(new SeriesKey(display, MethodCatalog.ColorIndex(g.Key.Method), g.OrderBy(c => c.Ratio).ToList()));
+            keys.Add(new SeriesKey(display, ChartStyle.ForMethod(g.Key.Method), g.OrderBy(c => c.Ratio).ToList()));
         }
         return keys;
     }
@@ -299,7 +309,7 @@ public static class Plots
         {
             var points = key.Cells.Select(c => (c.Ratio, value(c))).Where(p => p.Item2 is double v && double.IsFinite(v) && (!logAxis || v > 0))
                 .Select(p => (p.Ratio, p.Item2!.Value)).ToList();
-            if (points.Count > 0) series.Add(new Series(key.Label, points, key.Color, key.Color));
+            if (points.Count > 0) series.Add(new Series(key.Label, points, key.Style));
         }
         return series;
     }

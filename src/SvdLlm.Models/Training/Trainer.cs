@@ -297,7 +297,9 @@ public static class AtomicFile
 
     public static void WriteAllText(string path, string text) => WriteAllText(path, text, Utf8NoBom);
 
-    public static void WriteAllText(string path, string text, Encoding encoding)
+    public static void WriteAllText(string path, string text, Encoding encoding) => WriteAllBytes(path, encoding.GetBytes(text));
+
+    public static void WriteAllBytes(string path, byte[] bytes)
     {
         string full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
@@ -306,7 +308,7 @@ public static class AtomicFile
         {
             using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
-                stream.Write(encoding.GetBytes(text));
+                stream.Write(bytes);
                 stream.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);

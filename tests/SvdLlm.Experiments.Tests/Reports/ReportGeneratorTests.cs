@@ -247,34 +247,65 @@ public class ReportGeneratorTests
     }
 
     [Fact]
-    public void Svg_plots_are_well_formed_with_one_series_per_method()
+    public void Plots_are_svg_and_png_with_one_series_per_method()
     {
         using var dir = new TempDirectory();
         var summary = TestSupport.GenerateStandard(dir);
         string plots = Path.Combine(dir.Path, "results", "plots");
         var files = Directory.GetFiles(plots, "*.svg");
         Assert.Equal(summary.Plots, files.Length);
+        XNamespace svg = "http://www.w3.org/2000/svg";
         foreach (string file in files)
         {
             var doc = XDocument.Load(file); // throws on malformed XML
             Assert.Equal("svg", doc.Root!.Name.LocalName);
+            // Its PNG beside it, at the SVG's size (96 dpi by default), and not blank.
+            string png = Path.ChangeExtension(file, ".png");
+            var image = PngInspector.Decode(File.ReadAllBytes(png), png);
+            Assert.Equal(((int)doc.Root.Attribute("width")!, (int)doc.Root.Attribute("height")!), (image.Width, image.Height));
+            Assert.Equal(96, image.Dpi);
+            Assert.True(PngInspector.Inspect(png).DistinctColors > 16, png);
         }
-        XNamespace svg = "http://www.w3.org/2000/svg";
-        string[] Series(string name) => XDocument.Load(Path.Combine(plots, name)).Descendants(svg + "g")
-            .Where(g => (string?)g.Attribute("class") == "series").Select(g => (string)g.Attribute("data-name")!).ToArray();
+        Assert.Equal(summary.Plots, Directory.GetFiles(plots, "*.png").Length);
 
-        Assert.Equal(["SVD", "ASVD", "SVD-LLM", "SVD-LLM V2"], Series("tiny-llama_ppl_wikitext2.svg"));
-        Assert.Equal(["SVD", "ASVD", "SVD-LLM", "SVD-LLM V2"], Series("tiny-llama_accuracy.svg"));
-        Assert.Equal(["q_proj", "k_proj", "down_proj"], Series("tiny-llama_alloc_svdllm-v2_r20.svg"));
-        Assert.Equal(["SVD-LLM", "SVD-LLM V2"], Series("tiny-llama_loss.svg")); // only those record both losses
+        List<string> Texts(string name) => XDocument.Load(Path.Combine(plots, name)).Descendants(svg + "text").Select(t => t.Value.Trim()).ToList();
+        // The legend names the series in order; names of methods without data do not appear.
+        string[] Legend(string name, params string[] candidates) => Texts(name).Where(candidates.Contains).ToArray();
+        string[] methods = ["SVD", "ASVD", "SVD-LLM", "SVD-LLM V2"];
+        Assert.Equal(methods, Legend("tiny-llama_ppl_wikitext2.svg", methods));
+        Assert.Equal(methods, Legend("tiny-llama_accuracy.svg", methods));
+        Assert.Equal(["q_proj", "k_proj", "down_proj"], Legend("tiny-llama_alloc_svdllm-v2_r20.svg", "q_proj", "k_proj", "down_proj", "v_proj"));
+        Assert.Equal(["SVD-LLM", "SVD-LLM V2"], Legend("tiny-llama_loss.svg", methods)); // only those record both losses
+        // The heatmap: one white-edged rectangle per (matrix type, layer), and the colour bar's label.
         var heat = XDocument.Load(Path.Combine(plots, "tiny-llama_alloc_svdllm-v2_r40_heatmap.svg"));
-        Assert.Equal(3 * 3, heat.Descendants(svg + "rect").Count(r => (string?)r.Attribute("class") == "cell"));
+        Assert.Equal(3 * 3, heat.Descendants(svg + "rect").Count(r => (string?)r.Attribute("stroke") == "white"));
+        Assert.Contains("ratio removed", heat.Descendants(svg + "text").Select(t => t.Value.Trim()));
 
-        // Each ppl series has one marker per ratio, at the ratio's pixel column.
+        // Each method's markers, in its own colour: one per ratio, plus the legend's.
         var ppl = XDocument.Load(Path.Combine(plots, "tiny-llama_ppl_c4.svg"));
-        foreach (var g in ppl.Descendants(svg + "g").Where(g => (string?)g.Attribute("class") == "series"))
-            Assert.Equal(Ratios.Length, g.Elements().Count(e => (string?)e.Attribute("class") == "marker"));
-        Assert.Contains(ppl.Descendants(svg + "g"), g => (string?)g.Attribute("class") == "reference" && ((string)g.Attribute("data-name")!).StartsWith("Original (21.00)", StringComparison.Ordinal));
+        foreach (string method in new[] { "svd", "asvd", "svdllm", "svdllm-v2" })
+        {
+            string color = SvdLlm.Experiments.Reports.Charts.ChartStyle.ForMethod(method).Color;
+            Assert.Equal(Ratios.Length + 1, ppl.Descendants().Count(e => (string?)e.Attribute("fill") == color));
+            Assert.Contains(ppl.Descendants(svg + "path"), e => (string?)e.Attribute("fill") == "none" && (string?)e.Attribute("stroke") == color);
+        }
+        Assert.Contains(Texts("tiny-llama_ppl_c4.svg"), t => t.StartsWith("Original (21.00)", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Png_figures_follow_the_dpi_asked_for()
+    {
+        using var dir = new TempDirectory();
+        string db = dir.File("results.db");
+        using (var fixture = new FixtureDb(db)) StandardFixture.Write(fixture);
+        ReportGenerator.Generate(db, dir.Sub("r300"), dpi: 300);
+        string svgPath = Path.Combine(dir.Path, "r300", "plots", "tiny-llama_loss.svg");
+        var root = XDocument.Load(svgPath).Root!;
+        var image = PngInspector.Decode(File.ReadAllBytes(Path.ChangeExtension(svgPath, ".png")));
+        Assert.InRange(image.Width - (int)root.Attribute("width")! * 300 / 96.0, -0.5, 0.5);
+        Assert.InRange(image.Height - (int)root.Attribute("height")! * 300 / 96.0, -0.5, 0.5);
+        Assert.Equal(300, image.Dpi);
+        Assert.Throws<ReportException>(() => ReportGenerator.Generate(db, dir.Sub("bad"), dpi: 0));
     }
 
     [Fact]
@@ -298,8 +329,13 @@ public class ReportGeneratorTests
         string html = File.ReadAllText(summary.HtmlPath);
         Assert.DoesNotMatch(new Regex(@"(src|href)\s*=\s*[""']?\s*(https?:|//)", RegexOptions.IgnoreCase), html);
         Assert.DoesNotMatch(new Regex(@"<(script|link|img|iframe|object)\b", RegexOptions.IgnoreCase), html);
-        Assert.DoesNotMatch(new Regex(@"url\(|@import", RegexOptions.IgnoreCase), html);
+        // url() only to a fragment of the page itself (the charts' clip paths), never a file or a host.
+        Assert.DoesNotMatch(new Regex(@"url\((?!#)|@import", RegexOptions.IgnoreCase), html);
         Assert.Equal(summary.Plots, Regex.Matches(html, "<svg ").Count);
+        // Charts are inlined side by side: their ids must not collide, and every reference must find its target.
+        var ids = Regex.Matches(html, @"\sid=""([^""]*)""").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.All(Regex.Matches(html, @"url\(#([^)]*)\)").Select(m => m.Groups[1].Value), r => Assert.Contains(r, ids));
         Assert.Contains("SVD-LLM V2", html);
         Assert.Contains("demo, &quot;q&quot;", html);
         // Well-formed enough for an XML parser once the doctype is dropped: every element closed, every text escaped.
@@ -371,6 +407,7 @@ public class ReportGeneratorTests
         ReportGenerator.Generate(small, out_);
         Assert.False(File.Exists(Path.Combine(out_, "tables", "tiny-llama_r40.md")));
         Assert.False(File.Exists(Path.Combine(out_, "plots", "tiny-llama_loss.svg")));
+        Assert.False(File.Exists(Path.Combine(out_, "plots", "tiny-llama_loss.png")));
         Assert.True(File.Exists(Path.Combine(out_, "tables", "tiny-llama_r0.md")));
         Assert.True(File.Exists(Path.Combine(out_, "results.db-notes.txt")));
     }

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace SvdLlm.Experiments.Reports.Svg;
+namespace SvdLlm.Experiments.Reports.Charts;
 
 public enum ScaleKind { Linear, Log10 }
 
@@ -115,6 +115,19 @@ public sealed class Log10Scale : Scale
     }
 
     public override double Fraction(double v) => (Math.Log10(v) - Math.Log10(Min)) / (Math.Log10(Max) - Math.Log10(Min));
+
+    /// <summary>Every m·10^e (m = 1…9) in [<paramref name="min"/>, <paramref name="max"/>]: where a log axis draws its minor ticks.</summary>
+    public static IReadOnlyList<double> MinorTicks(double min, double max)
+    {
+        var ticks = new List<double>();
+        for (int e = (int)Math.Floor(Math.Log10(min)) - 1; e <= (int)Math.Ceiling(Math.Log10(max)); e++)
+            for (int m = 1; m <= 9; m++)
+            {
+                double v = Value(m, e);
+                if (v >= min * (1 - 1e-12) && v <= max * (1 + 1e-12)) ticks.Add(v);
+            }
+        return ticks;
+    }
 
     public override string Label(double tick)
     {
