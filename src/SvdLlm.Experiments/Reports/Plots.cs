@@ -46,12 +46,16 @@ public static class Plots
             foreach (var task in tasks)
             {
                 var series = new List<Series>();
+                var variants = new Dictionary<string, int>(StringComparer.Ordinal);
                 foreach (var method in g.GroupBy(MethodCatalog.Label).OrderBy(m => MethodCatalog.Get(m.First().Method).Order).ThenBy(m => m.Key, StringComparer.Ordinal))
                 {
                     var points = method.Select(c => (Comp: data.Compression(c.CellKey), Y: data.Metric(c.CellKey, task.Name, TaskCatalog.PerplexityMetric)?.Value))
                         .Where(p => SupportTables.DeltaAchievedRatio(p.Comp) is not null && p.Y is double y && double.IsFinite(y) && y > 0)
                         .Select(p => (SupportTables.DeltaAchievedRatio(p.Comp)!.Value, p.Y!.Value)).OrderBy(p => p.Item1).ToList();
-                    if (points.Count > 0) series.Add(new Series(method.Key, points, ChartStyle.ForMethod(method.First().Method)));
+                    string name = method.First().Method;
+                    int variant = variants.GetValueOrDefault(name);
+                    variants[name] = variant + 1;
+                    if (points.Count > 0) series.Add(new Series(method.Key, points, ChartStyle.ForVariant(name, variant)));
                 }
                 if (series.Count == 0) continue;
                 var refs = new[] { (baseCell, "base"), (ftCell, "fine-tuned") }
@@ -287,6 +291,7 @@ public static class Plots
         var byCurve = compressed.GroupBy(c => (c.Method, Label: MethodCatalog.Label(c), Calibration: c.CalibrationKey ?? "", c.MatrixName)).ToList();
         bool ambiguous = byCurve.GroupBy(g => g.Key.Label).Any(g => g.Count() > 1);
         var keys = new List<SeriesKey>();
+        var variants = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var g in byCurve.OrderBy(g => MethodCatalog.Get(g.Key.Method).Order).ThenBy(g => g.Key.Method, StringComparer.Ordinal).ThenBy(g => g.Key.Label, StringComparer.Ordinal)
                      .ThenBy(g => g.Key.Calibration, StringComparer.Ordinal).ThenBy(g => g.Key.MatrixName, StringComparer.Ordinal))
         {
@@ -297,7 +302,9 @@ public static class Plots
                 bool byCalibration = siblings.Select(o => ReportData.CalibrationLabel(o.First())).Distinct().Count() == siblings.Count;
                 display += $" ({(byCalibration ? ReportData.CalibrationLabel(g.First()) : g.Key.MatrixName)})";
             }
-            keys.Add(new SeriesKey(display, ChartStyle.ForMethod(g.Key.Method), g.OrderBy(c => c.Ratio).ToList()));
+            int variant = variants.GetValueOrDefault(g.Key.Method);
+            variants[g.Key.Method] = variant + 1;
+            keys.Add(new SeriesKey(display, ChartStyle.ForVariant(g.Key.Method, variant), g.OrderBy(c => c.Ratio).ToList()));
         }
         return keys;
     }

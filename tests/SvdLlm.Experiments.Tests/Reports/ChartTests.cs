@@ -42,6 +42,19 @@ public class ChartTests
     };
 
     [Fact]
+    public void Variants_of_one_method_keep_its_colour_and_differ_in_marker()
+    {
+        // SVD-LLM and SVD-LLM + LoRA, GPTQ 3-bit and 4-bit: one family's colour, and no two of its curves alike.
+        foreach (string method in new[] { "svdllm", "gptq", "delta-impart" })
+        {
+            var styles = Enumerable.Range(0, ChartStyle.Markers.Length).Select(v => ChartStyle.ForVariant(method, v)).ToList();
+            Assert.Equal(ChartStyle.ForMethod(method), styles[0]);
+            Assert.All(styles, st => Assert.Equal(ChartStyle.ForMethod(method).Color, st.Color));
+            Assert.Equal(styles.Count, styles.Select(st => st.Marker).Distinct().Count());
+        }
+    }
+
+    [Fact]
     public void Log_axis_labels_1_2_5_values_at_their_log_positions()
     {
         var chart = new XYChart { Title = "t", XAxis = new Axis("x"), YAxis = new Axis("y", ScaleKind.Log10), Series = [new Series("a", [(0, 3), (0.5, 30), (1, 80)], ChartStyle.Slot(0))] };

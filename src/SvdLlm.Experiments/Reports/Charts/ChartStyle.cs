@@ -41,6 +41,13 @@ public static class ChartStyle
     /// <summary>A method's colour and marker, the same in every chart: its slot is its paper order, an unknown method's a stable hash of its name.</summary>
     public static SeriesStyle ForMethod(string method) => Slot(MethodSlot(method));
 
+    /// <summary>
+    /// The <paramref name="variant"/>-th curve of one method (another parameter set: "SVD-LLM + LoRA" beside "SVD-LLM",
+    /// "GPTQ 3-bit" beside "GPTQ 4-bit"; variant 0 is <see cref="ForMethod"/>): the method's colour with the next marker
+    /// shape, so a family stays recognisable by colour and its members stay apart.
+    /// </summary>
+    public static SeriesStyle ForVariant(string method, int variant) => new(ForMethod(method).Color, Marker(MethodSlot(method) + variant));
+
     public static int MethodSlot(string method) => MethodCatalog.Get(method) is { Order: < 100 } m ? m.Order : 10 + Math.Abs(StableHash(method) % 10);
 
     private static int StableHash(string s)
