@@ -17,7 +17,8 @@ namespace SvdLlm.Benchmarks;
 /// method needs (docs/NUMERICS.md). Prints per-layer seconds, the ratio to the floor and peak RSS per depth.
 /// rtn and gptq (4-bit, groups of 128) may be named among the methods; gptq's time includes its sequential calibration.
 /// delta-impart, delta-svd and delta-dare compress the delta between the checkpoint and a second one of another seed at CR 32.
-/// Usage: --scale [--layers 1,3] [--methods svdllm-v2,svdllm,asvd] [--samples 8] [--seq-len 512] [--work DIR] [--only-generate]
+/// --exact-loss measures every matrix's loss exactly (plain SVD methods only), for comparing numerics at the 1e-7 level.
+/// Usage: --scale [--layers 1,3] [--methods svdllm-v2,svdllm,asvd] [--samples 8] [--seq-len 512] [--work DIR] [--only-generate] [--exact-loss]
 /// </summary>
 internal static class ScaleBenchmark
 {
@@ -29,7 +30,7 @@ internal static class ScaleBenchmark
         string[] methods = ["svdllm-v2", "svdllm", "asvd"];
         int samples = 8, seqLen = 512;
         string work = Path.Combine(Path.GetTempPath(), "svdllm-scale");
-        bool onlyGenerate = false;
+        bool onlyGenerate = false, exactLoss = false;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -42,8 +43,9 @@ internal static class ScaleBenchmark
                 case "--seq-len": seqLen = int.Parse(args[++i]); break;
                 case "--work": work = args[++i]; break;
                 case "--only-generate": onlyGenerate = true; break;
+                case "--exact-loss": exactLoss = true; break;
                 default:
-                    Console.Error.WriteLine($"unknown argument '{args[i]}' (known with --scale: --layers, --methods, --samples, --seq-len, --work, --only-generate)");
+                    Console.Error.WriteLine($"unknown argument '{args[i]}' (known with --scale: --layers, --methods, --samples, --seq-len, --work, --only-generate, --exact-loss)");
                     return 2;
             }
         }
@@ -74,7 +76,7 @@ internal static class ScaleBenchmark
             string stats = Path.Combine(work, $"stats-{depth}-{samples}x{seqLen}.svdstats");
             foreach (string method in methods)
             {
-                var child = RunChild(model, stats, method, samples, seqLen, work, threads);
+                var child = RunChild(model, stats, method, samples, seqLen, work, threads, exactLoss);
                 double calib = child["calibration_seconds"]!.GetValue<double>();
                 double compress = child["compression_seconds"]!.GetValue<double>();
                 double rss = child["peak_rss_bytes"]!.GetValue<long>() / 1e9;
@@ -133,12 +135,12 @@ internal static class ScaleBenchmark
     }
 
     /// <summary>Runs calibration (cached per depth and sampling) and one compression in a fresh process; returns its JSON line.</summary>
-    private static JsonObject RunChild(string model, string stats, string method, int samples, int seqLen, string work, int threads)
+    private static JsonObject RunChild(string model, string stats, string method, int samples, int seqLen, string work, int threads, bool exactLoss)
     {
         var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
         string self = typeof(ScaleBenchmark).Assembly.Location;
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") psi.ArgumentList.Add(self);
-        foreach (string a in new[] { "--scale-child", model, stats, method, samples.ToString(), seqLen.ToString(), work, threads.ToString() }) psi.ArgumentList.Add(a);
+        foreach (string a in new[] { "--scale-child", model, stats, method, samples.ToString(), seqLen.ToString(), work, threads.ToString(), exactLoss ? "exact" : "sampled" }) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         JsonObject? result = null;
         string? line;
@@ -242,7 +244,13 @@ internal static class ScaleBenchmark
         var clock = Stopwatch.StartNew();
         using var source = CalibrationStatisticsFile.Open(stats);
         long? peakBeforeRecovery = null;
-        var report = recipe.CompressToDirectory(m, source, recipeWindows, 0.2, outDir, line =>
+        bool exactLoss = a.Length > 8 && a[8] == "exact";
+        if (exactLoss && (recipe.Quantization is not null || recipe.Recovery is not null || !recipe.TakesRatio || recipe.Method.Structured))
+            throw new ArgumentException($"--exact-loss applies to plain SVD methods; {method} is not one");
+        var report = exactLoss
+            ? Compressor.CompressToDirectory(m, source, recipe.Method.Name, 0.2, outDir, Console.WriteLine, work, recipeWindows, recipe.Gfwsvd, recipe.Dobi,
+                recipe.ReferenceNumerics, exactLossBudget: double.PositiveInfinity)
+            : recipe.CompressToDirectory(m, source, recipeWindows, 0.2, outDir, line =>
         {
             // Recovery's own peak: the process peak so far is the SVD stage's; reset it (Linux clear_refs 5) when recovery starts.
             if (peakBeforeRecovery is null && line.Contains("LoRA recovery, stage U", StringComparison.Ordinal))

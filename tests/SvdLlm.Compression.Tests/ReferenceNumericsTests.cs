@@ -53,6 +53,18 @@ public class ReferenceNumericsTests
         return c;
     }
 
+    /// <summary>SVD-LLM's truncation of a random W [m, n] at rank k on a Gram spanning 10^−decades…1, in float64 and with the reference's numerics, and each one's measured loss.</summary>
+    private static (LowRankFactors Exact, LowRankFactors Reference, double MeasuredExact, double MeasuredReference) BothRoutes(int seed, int m, int n, double decades, int k)
+    {
+        var r = new Random(seed);
+        using var w = TruncationTests.Random(r, m, n);
+        using var c = Gram(r, n, decades);
+        var inputs = new TruncationInputs { Gram = c };
+        var exact = new CholeskyWhiteningTruncation().Truncate(w, k, inputs);
+        var reference = new CholeskyWhiteningTruncation(referenceNumerics: true).Truncate(w, k, inputs);
+        return (exact, reference, MeasuredLoss(w, exact, c), MeasuredLoss(w, reference, c));
+    }
+
     [Fact]
     public void TheFloat32InverseGivesTheIdentityToFloat32Rounding()
     {
@@ -75,13 +87,9 @@ public class ReferenceNumericsTests
     [Fact]
     public void OnAWellConditionedGramTheReferenceAgreesWithFloat64ToFloat32Rounding()
     {
-        var r = new Random(5);
-        using var w = TruncationTests.Random(r, 20, 32);
-        using var c = Gram(r, 32, decades: 2);
-        var inputs = new TruncationInputs { Gram = c };
-        using var exact = new CholeskyWhiteningTruncation().Truncate(w, 8, inputs);
-        using var reference = new CholeskyWhiteningTruncation(referenceNumerics: true).Truncate(w, 8, inputs);
-        double me = MeasuredLoss(w, exact, c), mr = MeasuredLoss(w, reference, c);
+        var (exact, reference, me, mr) = BothRoutes(seed: 5, m: 20, n: 32, decades: 2, k: 8);
+        using var _ = exact;
+        using var __ = reference;
         Assert.Equal(exact.TheoreticalLoss, me, me * 1e-9);
         Assert.Equal(exact.TheoreticalLoss, reference.TheoreticalLoss, me * 1e-4);
         Assert.Equal(me, mr, me * 1e-4);
@@ -95,13 +103,9 @@ public class ReferenceNumericsTests
         // error by C: S⁻¹'s error lies along S's small singular directions, which C's small eigenvalues then damp. So the
         // float32 factors lose what their truncation says to float32 rounding — far more than float64's discrepancy, far
         // less than a visible share (the measurement this finding rests on is in docs/NUMERICS.md).
-        var r = new Random(6);
-        using var w = TruncationTests.Random(r, 24, 40);
-        using var c = Gram(r, 40, decades: 12);
-        var inputs = new TruncationInputs { Gram = c };
-        using var exact = new CholeskyWhiteningTruncation().Truncate(w, 10, inputs);
-        using var reference = new CholeskyWhiteningTruncation(referenceNumerics: true).Truncate(w, 10, inputs);
-        double me = MeasuredLoss(w, exact, c), mr = MeasuredLoss(w, reference, c);
+        var (exact, reference, me, mr) = BothRoutes(seed: 6, m: 24, n: 40, decades: 12, k: 10);
+        using var _ = exact;
+        using var __ = reference;
         double float64Gap = Math.Abs(me - exact.TheoreticalLoss), float32Gap = Math.Abs(mr - reference.TheoreticalLoss);
         Assert.True(float64Gap < 1e-9 * me, $"float64: measured {me} vs theoretical {exact.TheoreticalLoss}");
         Assert.True(float32Gap < 1e-4 * mr, $"reference: measured {mr} vs theoretical {reference.TheoreticalLoss}");

@@ -293,6 +293,23 @@ public static class Calibrator
             int n = linear.InFeatures;
             if (!_layer.TryGetValue(linear.InputKey, out var s)) _layer[linear.InputKey] = s = new InputStatistics(n);
             else if (s.Features != n) throw new InvalidOperationException($"input '{linear.InputKey}' seen with {n} features, earlier with {s.Features}");
+            var abs = s.AbsSum.AsSpan();
+            s.Tokens += rows;
+            if (Float32Accumulation)
+            {
+                // The reference's route reads the float32 activations as they are: no float64 copy.
+                for (int r = 0; r < rows; r++)
+                {
+                    var xr = x.Slice(r * n, n);
+                    for (int j = 0; j < n; j++) abs[j] += Math.Abs((double)xr[j]);
+                }
+                if (!_float32.TryGetValue(linear.InputKey, out var acc)) _float32[linear.InputKey] = acc = new float[n * n];
+                if (_scratch32 is null || _scratch32.Length < n * n) _scratch32 = new float[n * n];
+                Blas.Ssyrk(lower: true, Transpose.Yes, n, rows, 1f, x[..(rows * n)], n, 0f, _scratch32, n);
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j <= i; j++) acc[i * n + j] += _scratch32[i * n + j];
+                return;
+            }
             // One scratch reused across calls: a fresh 180 MB buffer per call costs its page faults every time.
             if (_scratch is null || _scratch.Length < (long)rows * n)
             {
@@ -300,7 +317,6 @@ public static class Calibrator
                 _scratch = Tensor<double>.Uninitialized(rows, n);
             }
             var d = _scratch.Span[..(rows * n)];
-            var abs = s.AbsSum.AsSpan();
             for (int r = 0; r < rows; r++)
             {
                 var xr = x.Slice(r * n, n);
@@ -311,16 +327,6 @@ public static class Calibrator
                     dr[j] = v;
                     abs[j] += Math.Abs(v);
                 }
-            }
-            s.Tokens += rows;
-            if (Float32Accumulation)
-            {
-                if (!_float32.TryGetValue(linear.InputKey, out var acc)) _float32[linear.InputKey] = acc = new float[n * n];
-                if (_scratch32 is null || _scratch32.Length < n * n) _scratch32 = new float[n * n];
-                Blas.Ssyrk(lower: true, Transpose.Yes, n, rows, 1f, x[..(rows * n)], n, 0f, _scratch32, n);
-                for (int i = 0; i < n; i++)
-                    for (int j = 0; j <= i; j++) acc[i * n + j] += _scratch32[i * n + j];
-                return;
             }
             // C += xᵀx (lower triangle; symmetrised when the layer is done).
             Blas.Dsyrk(lower: true, Transpose.Yes, n, rows, 1.0, d, n, 1.0, s.Gram.Span, n);

@@ -57,7 +57,7 @@ public sealed record DeltaOptions(DeltaMethod Method, double Ratio, double Beta 
     }
 
     /// <summary>The method's label: impart, svd, dare, or impart-qt when ImPart's factors are quantized.</summary>
-    public string Label => Name(Method) + (Quantization is null ? "" : "-qt");
+    public string Label => Name(Method) + (Quantization is null ? "" : DeltaCheckpoint.QuantizedSuffix);
 }
 
 /// <summary>
@@ -232,7 +232,10 @@ public static class DeltaCheckpoint
     /// <summary>What <see cref="MethodName"/> puts before a delta method's name, so recorded delta cells never collide with the SVD methods' (svd).</summary>
     public const string MethodPrefix = "delta-";
 
-    private const string QuantizedSuffix = "-qt";
+    internal const string QuantizedSuffix = "-qt";
+
+    /// <summary>Whether a recorded method name is ImPart-Qt's (<see cref="MethodName(DeltaOptions)"/> with quantization).</summary>
+    public static bool IsQuantizedMethodName(string name) => IsMethodName(name) && name.EndsWith(QuantizedSuffix, StringComparison.Ordinal);
 
     /// <summary>Whether a recorded method name is a delta method's.</summary>
     public static bool IsMethodName(string name) => name.StartsWith(MethodPrefix, StringComparison.Ordinal);

@@ -151,16 +151,8 @@ public static class ImpartQuantization
         }
         var result = DeltaCompression.Product(uHat, vHat.Span, m, n, r);
 
-        long stored = 0, storedBits = 0;
-        for (int i = 0; i < r; i++)
-        {
-            long kept = 0;
-            for (int t = 0; t < n; t++) if (f.KeepRight[(long)i * n + t]) kept++;
-            for (int a = 0; a < m; a++) if (f.KeepLeft[(long)a * r + i]) kept++;
-            stored += kept;
-            storedBits += kept * widths[i];
-        }
-        return new CompressedDelta(result, stored, r, ratios, storedBits);
+        // The masks keep exactly the counts the budget search counted (both come from DeltaCompression.Dropped).
+        return new CompressedDelta(result, f.StoredValues, r, ratios, StoredBits(ratios, m, n, bits));
     }
 
     /// <summary>Bits of the float16 scales and the zero points of one matrix's factors at group size <paramref name="groupSize"/>: what CR_qt leaves out.</summary>

@@ -74,7 +74,7 @@ public sealed record DeltaSpec(ModelSpec Base, ModelSpec FineTuned, IReadOnlyLis
     }
 
     /// <summary>An ImPart-Qt method (<c>impart-qt</c>): its GPTQ needs the fine-tuned model's calibration statistics.</summary>
-    public static bool IsQuantized(MethodSpec method) => method.Name == SvdLlm.Compression.Delta.DeltaCheckpoint.MethodPrefix + "impart-qt";
+    public static bool IsQuantized(MethodSpec method) => SvdLlm.Compression.Delta.DeltaCheckpoint.IsQuantizedMethodName(method.Name);
 
     private static SvdLlm.Compression.Delta.DeltaQuantization Quantization(MethodSpec method)
     {
